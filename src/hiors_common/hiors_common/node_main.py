@@ -1,0 +1,49 @@
+"""Entry-point helper: init rclpy, spin a node, and shut down cleanly on Ctrl-C or SIGTERM."""
+import signal
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+
+def run_node(node_factory, args=None, threads: int = 1) -> int:
+    """Create the node with `node_factory()` after rclpy.init and spin until shutdown.
+
+    SIGTERM is turned into a normal shutdown (rclpy raises inside spin otherwise), and the
+    node's `close()` runs if it has one, so a supervisor's stop leaves files consistent.
+    """
+    rclpy.init(args=sys.argv if args is None else args)
+    node = None
+
+    def _term(_sig, _frame):
+        if rclpy.ok():
+            rclpy.try_shutdown()
+
+    signal.signal(signal.SIGTERM, _term)
+    try:
+        node = node_factory()
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else None
+        if executor is None:
+            while rclpy.ok():
+                rclpy.spin_once(node, timeout_sec=0.1)
+        else:
+            executor.add_node(node)
+            while rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # noqa: BLE001 - anything else is a crash; report it, exit non-zero
+        if not rclpy.ok():
+            pass  # shutdown raced with spin_once: a normal stop
+        else:
+            if node is not None:
+                node.get_logger().fatal(f'node crashed: {exc!r}')
+            raise
+    finally:
+        if node is not None:
+            close = getattr(node, 'close', None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,45 @@
+"""Parameters are declared once, from a config dataclass, and filled from the ROS parameter
+server (which reads the YAML given with `--ros-args --params-file`)."""
+import dataclasses
+import typing
+
+from rcl_interfaces.msg import ParameterDescriptor
+
+
+def declare_config(node, config_cls, prefix: str = ''):
+    """Declare every field of `config_cls` as a node parameter (default = field default) and
+    return an instance filled with the parameter values.
+
+    Lists must be homogeneous (ROS parameter arrays); empty-list defaults are typed from the
+    field annotation. Nested dataclasses are not supported: keep node configs flat.
+    """
+    hints = typing.get_type_hints(config_cls)
+    values = {}
+    for field in dataclasses.fields(config_cls):
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            raise TypeError(f'{config_cls.__name__}.{field.name} needs a default to be a parameter')
+        name = prefix + field.name
+        doc = field.metadata.get('doc', '')
+        if isinstance(default, (list, tuple)) and len(default) == 0:
+            from rclpy.parameter import Parameter
+            arg = typing.get_args(hints[field.name])
+            ptype = {str: Parameter.Type.STRING_ARRAY, float: Parameter.Type.DOUBLE_ARRAY,
+                     int: Parameter.Type.INTEGER_ARRAY, bool: Parameter.Type.BOOL_ARRAY}[arg[0]]
+            node.declare_parameter(name, ptype, ParameterDescriptor(description=doc))
+            value = node.get_parameter(name).value
+            values[field.name] = list(value) if value is not None else []
+            continue
+        if isinstance(default, tuple):
+            default = list(default)
+        node.declare_parameter(name, default, ParameterDescriptor(description=doc))
+        value = node.get_parameter(name).value
+        if isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        if isinstance(value, (list, tuple)) or hasattr(value, 'tolist'):
+            value = list(value)
+        values[field.name] = value
+    return config_cls(**values)

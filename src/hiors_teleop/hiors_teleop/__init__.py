@@ -1,0 +1,1 @@
+"""Human takeover devices, safe command mux, and episode labelling."""

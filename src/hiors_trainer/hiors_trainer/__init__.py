@@ -1,0 +1,1 @@
+"""Hi-ORS online rejection sampling trainer and checkpoint publisher."""

@@ -1,0 +1,28 @@
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'hiors_trainer'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='hiors developers',
+    maintainer_email='dev@hiors.invalid',
+    description=open('package.xml').read().split('<description>')[1].split('</description>')[0],
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'trainer_node = hiors_trainer.trainer_node:main',
+        ],
+    },
+)
