@@ -1,0 +1,126 @@
+"""The bringup node graph: ONE description read by both `launch/bringup.launch.py` (ros2 launch,
+where ROS 2 is installed) and the pip-only runner (`hiors launch bringup`).
+
+A node is listed once with its package, executable (ros2 run name), module (python -m name),
+parameter file from its own package, overrides, remappings and restart policy.
+"""
+from dataclasses import dataclass, field
+
+# name: (default, description). Values arrive as strings (launch arguments / name:=value).
+ARGUMENTS = {
+    'robot': ('sim', "'sim' (embedded MuJoCo arm) or 'real' (a ros2_control arm via remappings)"),
+    'command_topic': ('/forward_position_controller/commands',
+                      'robot command topic (Float64MultiArray) the mux publishes to'),
+    'teleop': ('sim_human', "comma list of input devices: sim_human, joy, keyboard, spacemouse, "
+                            "evdev, vr (or 'none')"),
+    'sim_human_mode': ('intervene', "simulated human: 'demo' | 'intervene' | 'label_only'"),
+    'num_episodes': ('0', 'episodes the simulated human runs before the launch ends (0 = forever)'),
+    'episode_timeout_s': ('40.0', 'simulated episode time limit'),
+    'policy': ('true', 'run the policy node'),
+    'preset': ('tiny', "policy preset when no checkpoint is given: 'tiny', 'small', 'pi0'"),
+    'checkpoint': ('', 'policy checkpoint (.safetensors) to start from'),
+    'prompt': ('insert the peg into the hole', 'task instruction for the policy'),
+    'trainer': ('true', 'run the Hi-ORS trainer node'),
+    'trainer_method': ('hiors', "training method: 'hiors', 'bc', 'hg_dagger', ..."),
+    'recorder': ('true', 'record every episode as a rosbag2'),
+    'episode_dir': ('~/.hiors/episodes', 'where episodes (bags + labels) are written'),
+    'checkpoint_dir': ('~/.hiors/checkpoints', 'where the trainer writes checkpoints'),
+    'control_rate_hz': ('10.0', 'policy-facing control rate'),
+    'seed': ('0', 'simulation seed'),
+    'rviz': ('false', 'start RViz (only where ROS 2 is installed)'),
+}
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    package: str
+    executable: str
+    module: str
+    params_file: str = ''                 # file name in <package>/config/
+    parameters: dict = field(default_factory=dict)
+    remappings: list = field(default_factory=list)
+    restart: str = 'on-failure'           # 'always' | 'on-failure' | 'never'
+    required: bool = False                # the whole graph stops when this node exits
+
+
+def _bool(value: str) -> bool:
+    return str(value).strip().lower() in ('1', 'true', 'yes', 'on')
+
+
+def resolve_arguments(overrides: dict | None = None) -> dict:
+    args = {k: v[0] for k, v in ARGUMENTS.items()}
+    for key, value in (overrides or {}).items():
+        if key not in ARGUMENTS:
+            raise KeyError(f'unknown bringup argument {key!r}; known: {", ".join(ARGUMENTS)}')
+        args[key] = str(value)
+    return args
+
+
+def bringup_graph(overrides: dict | None = None) -> list[NodeSpec]:
+    import os
+    a = resolve_arguments(overrides)
+    rate = float(a['control_rate_hz'])
+    episode_dir = os.path.expanduser(a['episode_dir'])
+    checkpoint_dir = os.path.expanduser(a['checkpoint_dir'])
+    teleop = [t.strip() for t in a['teleop'].split(',') if t.strip() and t.strip() != 'none']
+    nodes = []
+    if a['robot'] == 'sim':
+        nodes.append(NodeSpec('sim', 'hiors_sim', 'sim_node', 'hiors_sim.sim_node', 'sim.yaml',
+                              {'control_rate_hz': rate, 'seed': int(a['seed'])},
+                              remappings=[('/forward_position_controller/commands', a['command_topic'])],
+                              restart='always'))
+    elif a['robot'] != 'real':
+        raise ValueError(f"robot must be 'sim' or 'real', not {a['robot']!r}")
+    nodes.append(NodeSpec('command_mux', 'hiors_teleop', 'command_mux_node',
+                          'hiors_teleop.command_mux_node', 'command_mux.yaml',
+                          {'rate_hz': rate},
+                          remappings=[('/forward_position_controller/commands', a['command_topic'])],
+                          restart='always'))
+    if _bool(a['policy']):
+        params = {'control_rate_hz': rate, 'preset': a['preset'], 'prompt': a['prompt']}
+        if a['checkpoint']:
+            params['checkpoint'] = os.path.expanduser(a['checkpoint'])
+        nodes.append(NodeSpec('policy', 'hiors_policy', 'policy_node', 'hiors_policy.policy_node',
+                              'policy.yaml', params, restart='always'))
+    if _bool(a['recorder']):
+        nodes.append(NodeSpec('recorder', 'hiors_recorder', 'recorder_node',
+                              'hiors_recorder.recorder_node', 'recorder.yaml',
+                              {'episode_dir': episode_dir}, restart='always'))
+    if _bool(a['trainer']):
+        nodes.append(NodeSpec('trainer', 'hiors_trainer', 'trainer_node', 'hiors_trainer.trainer_node',
+                              'trainer.yaml',
+                              {'episode_dir': episode_dir, 'checkpoint_dir': checkpoint_dir,
+                               'method': a['trainer_method'], 'preset': a['preset'],
+                               **({'init_checkpoint': os.path.expanduser(a['checkpoint'])}
+                                  if a['checkpoint'] else {})},
+                              restart='always'))
+    for device in teleop:
+        if device == 'sim_human':
+            if a['robot'] != 'sim':
+                raise ValueError('the simulated human needs robot:=sim')
+            num = int(a['num_episodes'])
+            nodes.append(NodeSpec('sim_human', 'hiors_sim', 'sim_human_node', 'hiors_sim.sim_human_node',
+                                  'sim_human.yaml',
+                                  {'mode': a['sim_human_mode'], 'num_episodes': num,
+                                   'episode_timeout_s': float(a['episode_timeout_s']),
+                                   'seed': int(a['seed'])},
+                                  restart='on-failure', required=num > 0))
+        elif device in DEVICE_NODES:
+            executable = DEVICE_NODES[device]
+            nodes.append(NodeSpec(f'{device}_teleop', 'hiors_teleop', executable,
+                                  f'hiors_teleop.{executable}', f'{executable.removesuffix("_node")}.yaml',
+                                  restart='on-failure'))
+        else:
+            raise ValueError(f'unknown teleop device {device!r}; known: sim_human, {", ".join(DEVICE_NODES)}')
+    return nodes
+
+
+# teleop device -> executable (module hiors_teleop.<executable>)
+DEVICE_NODES = {
+    'joy': 'joy_teleop_node',
+    'keyboard': 'keyboard_teleop_node',
+    'spacemouse': 'spacemouse_teleop_node',
+    'evdev': 'evdev_teleop_node',
+    'vr': 'vr_teleop_node',
+}
