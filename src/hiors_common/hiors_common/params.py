@@ -35,9 +35,13 @@ def declare_config(node, config_cls, prefix: str = ''):
             continue
         if isinstance(default, tuple):
             default = list(default)
-        node.declare_parameter(name, default, ParameterDescriptor(description=doc))
+        # Floats accept integer YAML values ("rate_hz: 20"); converted below.
+        descriptor = ParameterDescriptor(description=doc, dynamic_typing=isinstance(default, float))
+        node.declare_parameter(name, default, descriptor)
         value = node.get_parameter(name).value
-        if isinstance(default, float) and isinstance(value, int):
+        if isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f'parameter {name!r} must be a number, got {value!r}')
             value = float(value)
         if isinstance(value, (list, tuple)) or hasattr(value, 'tolist'):
             value = list(value)

@@ -1,0 +1,75 @@
+import dataclasses
+import os
+
+import pytest
+
+from hiors_common import signing
+from hiors_common.params import declare_config
+from hiors_common.ros_env import domain_id_for, use_local_ros_network
+
+
+def test_local_network_env_is_forced_and_domain_kept():
+    env = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET', 'ROS_STATIC_PEERS': '10.0.0.5'}
+    use_local_ros_network(env=env)
+    assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+    assert 'ROS_STATIC_PEERS' not in env
+    assert 1 <= int(env['ROS_DOMAIN_ID']) <= 101
+    env2 = {'ROS_DOMAIN_ID': '7'}
+    assert use_local_ros_network(env=env2)['ROS_DOMAIN_ID'] == '7'
+    assert use_local_ros_network(domain_id=9, env=env2)['ROS_DOMAIN_ID'] == '9'
+    assert {domain_id_for(k) for k in range(500)} <= set(range(1, 102))
+
+
+def test_this_test_process_is_local_only():
+    assert os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+    assert os.environ['ROS_DOMAIN_ID']
+
+
+def test_manifest_signature_detects_tampering(tmp_path):
+    key = b'secret'
+    data = b'weights'
+    m = {'version': '3', 'sha256': signing.sha256_bytes(data), 'size': len(data),
+         'format': 'hiors-safetensors-v1'}
+    m['signature'] = signing.sign_manifest(m, key)
+    assert signing.verify_manifest(m, key)
+    assert not signing.verify_manifest(m, b'other key')
+    assert not signing.verify_manifest(dict(m, version='4'), key)
+    assert not signing.verify_manifest({k: v for k, v in m.items() if k != 'signature'}, key)
+    f = tmp_path / 'w.bin'
+    f.write_bytes(data)
+    assert signing.sha256_file(str(f)) == m['sha256']
+
+
+def test_load_key_sources(tmp_path):
+    with pytest.raises(signing.SigningKeyMissing):
+        signing.load_key(env={})
+    k = tmp_path / 'key'
+    k.write_text('abc\n')
+    assert signing.load_key(env={'HIORS_CHECKPOINT_KEY_FILE': str(k)}) == b'abc'
+    assert signing.load_key(env={'HIORS_CHECKPOINT_KEY': 'xyz'}) == b'xyz'
+    (tmp_path / 'empty').write_text('')
+    with pytest.raises(signing.SigningKeyMissing):
+        signing.load_key(str(tmp_path / 'empty'), env={})
+
+
+@dataclasses.dataclass
+class _Cfg:
+    rate_hz: float = 10.0
+    name: str = 'x'
+    joints: list[str] = dataclasses.field(default_factory=lambda: ['a', 'b'])
+    limits: list[float] = dataclasses.field(default_factory=list)
+    enabled: bool = True
+
+
+def test_declare_config_reads_overrides(rclpy_context):
+    import rclpy
+    from rclpy.parameter import Parameter
+    node = rclpy.create_node('cfg_test', parameter_overrides=[
+        Parameter('rate_hz', Parameter.Type.INTEGER, 20), Parameter('joints', value=['q1']),
+        Parameter('limits', value=[1.0, 2.0])])
+    try:
+        cfg = declare_config(node, _Cfg)
+        assert cfg == _Cfg(rate_hz=20.0, name='x', joints=['q1'], limits=[1.0, 2.0], enabled=True)
+        assert isinstance(cfg.rate_hz, float)
+    finally:
+        node.destroy_node()
