@@ -65,6 +65,7 @@ class Supervisor:
         self.exit_codes: dict[str, int] = {}
         self.restart_counts: dict[str, int] = {}
         self._stop = False
+        self._stop_timeout = 10.0   # seconds a node gets to stop on SIGINT before SIGKILL
         self.failed: list[str] = []
         os.makedirs(log_dir, exist_ok=True)
 
@@ -134,7 +135,8 @@ class Supervisor:
             signal.signal(signal.SIGINT, previous)
         return 1 if self.failed else 0
 
-    def shutdown(self, timeout: float = 10.0):
+    def shutdown(self, timeout: float | None = None):
+        timeout = self._stop_timeout if timeout is None else timeout
         self._stop = True
         for r in self.running.values():
             if r.proc.poll() is None:

@@ -1,0 +1,204 @@
+"""The main job: the whole Hi-ORS loop on the simulated arm, unattended.
+
+1. demonstrations: the scripted expert (simulated human, 'demo' mode) drives; every episode is
+   recorded by the recorder through the real node graph;
+2. base policy: offline flow-matching training on the demonstrations;
+3. evaluation of the base policy (the policy alone, the simulated human only labels);
+4. online Hi-ORS: policy drives, the simulated human intervenes and labels, the trainer keeps
+   successful episodes, trains and hot-swaps checkpoints into the running policy;
+5. evaluation of the last online checkpoint;
+then a success-rate plot (PNG) and a table.
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from .graph import bringup_graph
+from .supervisor import Supervisor
+
+
+def add_arguments(parser):
+    parser.add_argument('--out', default='runs/demo', help='run directory (episodes, checkpoints, plot)')
+    parser.add_argument('--demos', type=int, default=10, help='scripted demonstration episodes')
+    parser.add_argument('--base-steps', type=int, default=1500, help='offline training steps for the base policy')
+    parser.add_argument('--eval-episodes', type=int, default=6, help='evaluation episodes per policy')
+    parser.add_argument('--online-episodes', type=int, default=16, help='online Hi-ORS episodes')
+    parser.add_argument('--episode-timeout', type=float, default=30.0, help='episode time limit (s)')
+    parser.add_argument('--preset', default='tiny', help='policy preset')
+    parser.add_argument('--seed', type=int, default=0)
+
+
+def _say(msg):
+    print(f'[hiors demo {time.strftime("%H:%M:%S")}] {msg}', flush=True)
+
+
+class _EpisodeWatcher(threading.Thread):
+    """Prints one line per finished episode while a phase runs (progress for a long job)."""
+
+    def __init__(self, episode_dir, label, total):
+        super().__init__(daemon=True)
+        self.episode_dir, self.label, self.total = episode_dir, label, total
+        self.seen = set()
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.wait(1.0):
+            self.poll()
+
+    def poll(self):
+        for info in _episodes(self.episode_dir):
+            if info['episode_id'] in self.seen:
+                continue
+            self.seen.add(info['episode_id'])
+            _say(f'{self.label} episode {len(self.seen)}/{self.total}: {info["outcome"]:8s} '
+                 f'steps={info.get("steps", "?")} interventions={info.get("num_interventions", 0)}')
+
+
+def _episodes(episode_dir):
+    """Finished episodes, oldest first, as plain dicts (through the recorder's dataset library)."""
+    from hiors_recorder.dataset import list_episodes
+    import logging
+    logging.getLogger('hiors_recorder').setLevel(logging.ERROR)
+    out = []
+    for info in list_episodes(episode_dir):
+        d = info.to_dict() if hasattr(info, 'to_dict') else dict(vars(info))
+        out.append(d)
+    return out
+
+
+def _run_phase(label, out, overrides, total, timeout):
+    episode_dir = overrides['episode_dir']
+    specs = bringup_graph(overrides)
+    watcher = _EpisodeWatcher(episode_dir, label, total)
+    watcher.start()
+    sup = Supervisor(specs, os.path.join(out, 'logs', label), echo=_say).start()
+    code = sup.run(duration=timeout)
+    watcher.stop.set()
+    watcher.poll()
+    if code != 0:
+        _say(f'{label}: nodes failed: {sup.failed} (logs in {out}/logs/{label})')
+    return sup
+
+
+def _success_rate(episode_dir):
+    eps = _episodes(episode_dir)
+    if not eps:
+        return 0.0, 0
+    return sum(e['outcome'] == 'success' for e in eps) / len(eps), len(eps)
+
+
+def run_demo(args) -> int:
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    key_file = os.path.join(out, 'checkpoint.key')
+    if not os.path.exists(key_file):
+        with open(key_file, 'w') as f:
+            f.write(os.urandom(32).hex())
+        os.chmod(key_file, 0o600)
+    os.environ['HIORS_CHECKPOINT_KEY_FILE'] = key_file
+    t0 = time.monotonic()
+    common = {'episode_timeout_s': str(args.episode_timeout), 'preset': args.preset,
+              'seed': str(args.seed), 'checkpoint_dir': os.path.join(out, 'checkpoints')}
+    per_episode = args.episode_timeout + 10
+
+    # 1. demonstrations
+    demo_dir = os.path.join(out, 'episodes', 'demos')
+    have = len(_episodes(demo_dir)) if os.path.isdir(demo_dir) else 0
+    if have < args.demos:
+        _say(f'phase 1/5: collecting {args.demos - have} scripted demonstrations')
+        _run_phase('demos', out, dict(common, teleop='sim_human', sim_human_mode='demo', policy='false',
+                                      trainer='false', episode_dir=demo_dir,
+                                      num_episodes=str(args.demos - have)),
+                   args.demos - have, per_episode * (args.demos - have) + 60)
+    rate, n = _success_rate(demo_dir)
+    _say(f'demonstrations: {n} episodes, expert success {rate:.0%}')
+
+    # 2. base policy
+    base = os.path.join(out, 'base_policy.safetensors')
+    if not os.path.exists(base):
+        _say(f'phase 2/5: training the base policy offline ({args.base_steps} steps)')
+        cmd = [sys.executable, '-m', 'hiors_trainer.train_offline', '--episodes', demo_dir,
+               '--steps', str(args.base_steps), '--out', base, '--preset', args.preset]
+        if subprocess.run(cmd).returncode != 0:
+            _say('base policy training failed')
+            return 1
+
+    # 3. evaluate the base policy
+    eval_base = os.path.join(out, 'episodes', 'eval_base')
+    _say(f'phase 3/5: evaluating the base policy ({args.eval_episodes} episodes, no help)')
+    _run_phase('eval_base', out, dict(common, teleop='sim_human', sim_human_mode='label_only',
+                                      checkpoint=base, trainer='false', episode_dir=eval_base,
+                                      seed=str(args.seed + 1000), num_episodes=str(args.eval_episodes)),
+               args.eval_episodes, per_episode * args.eval_episodes + 60)
+
+    # 4. online Hi-ORS
+    online = os.path.join(out, 'episodes', 'online')
+    _say(f'phase 4/5: online Hi-ORS ({args.online_episodes} episodes with the simulated human)')
+    _run_phase('online', out, dict(common, teleop='sim_human', sim_human_mode='intervene',
+                                   checkpoint=base, trainer='true', episode_dir=online,
+                                   seed=str(args.seed + 2000), num_episodes=str(args.online_episodes)),
+               args.online_episodes, per_episode * args.online_episodes + 120)
+    ckpts = sorted(glob.glob(os.path.join(out, 'checkpoints', '*.safetensors')), key=os.path.getmtime)
+    final = ckpts[-1] if ckpts else base
+    if not ckpts:
+        _say('the trainer produced no checkpoint; evaluating the base policy again')
+
+    # 5. evaluate the final policy
+    eval_final = os.path.join(out, 'episodes', 'eval_final')
+    _say(f'phase 5/5: evaluating {os.path.basename(final)} ({args.eval_episodes} episodes, no help)')
+    _run_phase('eval_final', out, dict(common, teleop='sim_human', sim_human_mode='label_only',
+                                       checkpoint=final, trainer='false', episode_dir=eval_final,
+                                       seed=str(args.seed + 1000), num_episodes=str(args.eval_episodes)),
+               args.eval_episodes, per_episode * args.eval_episodes + 60)
+
+    results = _report(out, demo_dir, eval_base, online, eval_final, final)
+    _say(f'done in {(time.monotonic() - t0) / 60:.1f} min; plot: {results["plot"]}')
+    return 0
+
+
+def _report(out, demo_dir, eval_base, online, eval_final, final):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = []
+    for label, d in [('scripted expert (demos)', demo_dir), ('base policy alone', eval_base),
+                     ('online Hi-ORS (with human)', online), ('after Hi-ORS, policy alone', eval_final)]:
+        rate, n = _success_rate(d) if os.path.isdir(d) else (0.0, 0)
+        rows.append((label, rate, n))
+    eps = _episodes(online) if os.path.isdir(online) else []
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.bar(range(len(rows)), [r[1] * 100 for r in rows], color=['grey', 'tab:blue', 'tab:orange', 'tab:green'])
+    ax1.set_xticks(range(len(rows)), [r[0].replace(' (', '\n(').replace(', ', ',\n') for r in rows], fontsize=8)
+    ax1.set_ylabel('success rate (%)')
+    ax1.set_ylim(0, 100)
+    for i, r in enumerate(rows):
+        ax1.text(i, r[1] * 100 + 2, f'{r[1]:.0%} (n={r[2]})', ha='center', fontsize=8)
+    if eps:
+        import numpy as np
+        succ = np.array([e['outcome'] == 'success' for e in eps], float)
+        interv = np.array([float(e.get('num_interventions', 0) > 0) for e in eps])
+        k = np.arange(1, len(eps) + 1)
+        ax2.plot(k, np.cumsum(succ) / k * 100, label='success (cumulative)')
+        ax2.plot(k, np.cumsum(interv) / k * 100, label='episodes with takeover (cumulative)')
+        ax2.set_xlabel('online episode')
+        ax2.set_ylabel('%')
+        ax2.set_ylim(0, 105)
+        ax2.legend(fontsize=8)
+    ax2.set_title('online Hi-ORS')
+    fig.suptitle('Hi-ORS on the simulated peg-in-hole arm')
+    fig.tight_layout()
+    plot = os.path.join(out, 'success_rate.png')
+    fig.savefig(plot, dpi=110)
+    table = ['| phase | success | episodes |', '|---|---|---|']
+    table += [f'| {r[0]} | {r[1]:.0%} | {r[2]} |' for r in rows]
+    text = '\n'.join(table)
+    print(text)
+    with open(os.path.join(out, 'results.md'), 'w') as f:
+        f.write(text + f'\n\nfinal checkpoint: {final}\n')
+    with open(os.path.join(out, 'results.json'), 'w') as f:
+        json.dump({'rows': rows, 'final_checkpoint': final}, f, indent=1)
+    return {'plot': plot, 'rows': rows}

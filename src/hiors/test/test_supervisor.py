@@ -1,0 +1,111 @@
+"""Process supervision of the pip-only runner: restart policies, required nodes, clean stop."""
+import os
+import time
+
+import pytest
+
+from hiors.graph import ARGUMENTS, NodeSpec, bringup_graph, resolve_arguments
+from hiors.supervisor import Supervisor, node_command
+
+WORKER = '''
+import os, signal, sys, time
+mode = os.environ.get("WORKER_MODE_" + sys.argv[sys.argv.index("-r") + 1].split(":=")[1], "sleep")
+marker = os.environ["WORKER_DIR"] + "/" + sys.argv[sys.argv.index("-r") + 1].split(":=")[1]
+with open(marker, "a") as f:
+    f.write("start\\n")
+if mode == "crash":
+    time.sleep(0.2); sys.exit(3)
+if mode == "finish":
+    time.sleep(0.5); sys.exit(0)
+if mode == "stubborn":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def stop(*_):
+    with open(marker, "a") as f:
+        f.write("clean-stop\\n")
+    sys.exit(0)
+if mode != "stubborn":
+    signal.signal(signal.SIGINT, stop)
+while True:
+    time.sleep(0.05)
+'''
+
+
+@pytest.fixture
+def worker(tmp_path):
+    (tmp_path / 'fake_worker.py').write_text(WORKER)
+    env = dict(os.environ, PYTHONPATH=f'{tmp_path}:{os.environ.get("PYTHONPATH", "")}',
+               WORKER_DIR=str(tmp_path))
+    return tmp_path, env
+
+
+def _starts(tmp_path, name):
+    path = tmp_path / name
+    return path.read_text().count('start\n') if path.exists() else 0
+
+
+def test_restart_policies_and_clean_stop(worker):
+    tmp_path, env = worker
+    env.update(WORKER_MODE_a='crash', WORKER_MODE_b='crash', WORKER_MODE_c='sleep')
+    specs = [NodeSpec('a', 'x', 'x', 'fake_worker', restart='on-failure'),
+             NodeSpec('b', 'x', 'x', 'fake_worker', restart='never'),
+             NodeSpec('c', 'x', 'x', 'fake_worker', restart='always')]
+    sup = Supervisor(specs, str(tmp_path / 'logs'), env=env, max_restarts=2, echo=lambda m: None)
+    code = sup.start().run(duration=6.0)
+    assert _starts(tmp_path, 'a') == 3          # first run + 2 restarts
+    assert _starts(tmp_path, 'b') == 1          # never restarted
+    assert 'clean-stop' in (tmp_path / 'c').read_text()   # SIGINT reached it at shutdown
+    assert code == 1 and set(sup.failed) == {'a', 'b'}
+    assert (tmp_path / 'logs' / 'a.log').read_text().count('=== exit 3') == 3
+
+
+def test_required_node_ends_the_graph_and_stubborn_nodes_are_killed(worker):
+    tmp_path, env = worker
+    env.update(WORKER_MODE_done='finish', WORKER_MODE_stuck='stubborn')
+    specs = [NodeSpec('done', 'x', 'x', 'fake_worker', required=True),
+             NodeSpec('stuck', 'x', 'x', 'fake_worker', restart='always')]
+    sup = Supervisor(specs, str(tmp_path / 'logs'), env=env, echo=lambda m: None)
+    t0 = time.monotonic()
+    sup.start()
+    sup._stop_timeout = 1.0
+    code = sup.run(duration=30.0)
+    assert code == 0
+    assert time.monotonic() - t0 < 25            # ended by the required node, not the duration
+    assert sup.exit_codes['done'] == 0 and sup.exit_codes['stuck'] != 0   # SIGKILLed
+
+
+def test_children_get_local_ros_network(worker):
+    tmp_path, env = worker
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'SUBNET'
+    sup = Supervisor([], str(tmp_path / 'logs'), env=env)
+    assert sup.env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+    assert sup.env['ROS_DOMAIN_ID']
+
+
+def test_graph_arguments_and_node_commands():
+    specs = bringup_graph({'teleop': 'sim_human', 'num_episodes': '3', 'checkpoint': '/x.safetensors'})
+    names = [s.name for s in specs]
+    assert names[:2] == ['sim', 'command_mux'] and 'policy' in names and 'sim_human' in names
+    human = next(s for s in specs if s.name == 'sim_human')
+    assert human.required and human.parameters['num_episodes'] == 3
+    policy = next(s for s in specs if s.name == 'policy')
+    cmd = node_command(policy)
+    assert cmd[1:3] == ['-m', 'hiors_policy.policy_node']
+    assert "checkpoint:='/x.safetensors'" in cmd and '__node:=policy' in cmd
+    real = bringup_graph({'robot': 'real', 'teleop': 'joy', 'command_topic': '/arm/cmd', 'trainer': 'false'})
+    assert 'sim' not in [s.name for s in real]
+    mux = next(s for s in real if s.name == 'command_mux')
+    assert ('/forward_position_controller/commands', '/arm/cmd') in mux.remappings
+    with pytest.raises(KeyError):
+        resolve_arguments({'nope': '1'})
+    with pytest.raises(ValueError):
+        bringup_graph({'robot': 'real', 'teleop': 'sim_human'})
+    assert set(resolve_arguments()) == set(ARGUMENTS)
+
+
+def test_launch_file_reads_the_same_graph():
+    import ast
+    path = os.path.join(os.path.dirname(__file__), '..', 'launch', 'bringup.launch.py')
+    tree = ast.parse(open(path).read())
+    calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert 'bringup_graph' in calls and 'generate_launch_description' in {
+        n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
