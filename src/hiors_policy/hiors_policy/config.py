@@ -1,0 +1,180 @@
+"""Policy configuration (LeRobot-style flat dataclass) and the presets.
+
+Presets share one architecture (pi0: SigLIP image tokens + Gemma LM prefix, Gemma action expert
+attending jointly layer by layer); they differ only in sizes:
+  'pi0'   PaliGemma 3B (SigLIP so400m/14 + gemma_2b) + gemma_300m expert, as in pi0.
+  'small' a few tens of millions of parameters, for a workstation.
+  'tiny'  CPU default: trains on a 2-core CPU, one chunk (10 Euler steps, 2 cameras) well under
+          100 ms on 2 cores. Large patches, few layers, narrow widths.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PolicyConfig:
+    name: str = 'tiny'
+    # Action chunking / flow matching.
+    chunk_size: int = 50            # H: actions predicted per inference
+    n_action_steps: int = 20        # k: actions executed before re-planning (Hi-ORS: 20 of 50)
+    num_inference_steps: int = 10   # Euler steps from t=1 (noise) to t=0 (actions)
+    time_beta_alpha: float = 1.5    # training time t ~ Beta(alpha, beta) * scale + offset (pi0)
+    time_beta_beta: float = 1.0
+    time_scale: float = 0.999
+    time_offset: float = 0.001
+    time_min_period: float = 4e-3   # sinusoidal time embedding periods (pi0)
+    time_max_period: float = 4.0
+    # Robot I/O. Vectors are zero-padded to max_*_dim (pi0 uses 32).
+    state_dim: int = 7
+    action_dim: int = 7
+    max_state_dim: int = 32
+    max_action_dim: int = 32
+    camera_names: tuple = ('front', 'wrist')
+    image_size: int = 224
+    # Language.
+    tokenizer: str = 'byte'         # 'byte' (built in) or a path to tokenizer.json / *.model
+    tokenizer_max_length: int = 48
+    vocab_size: int = 260           # byte tokenizer: 256 bytes + 4 specials
+    # Vision tower (SigLIP).
+    vision_width: int = 64
+    vision_depth: int = 2
+    vision_heads: int = 2
+    vision_mlp_dim: int = 128
+    vision_patch_size: int = 32
+    # Shared attention geometry of LM and expert (joint attention needs equal heads/head_dim).
+    num_heads: int = 2
+    num_kv_heads: int = 1
+    head_dim: int = 32
+    rope_theta: float = 10000.0
+    # Prefix language model (Gemma).
+    lm_width: int = 64
+    lm_depth: int = 2
+    lm_mlp_dim: int = 128
+    # Action expert (Gemma, same depth as the LM).
+    expert_width: int = 64
+    expert_mlp_dim: int = 128
+    # Compute dtype: 'float32' or 'bfloat16' (autocast; weights stay float32 for training).
+    dtype: str = 'float32'
+
+    def __post_init__(self):
+        self.camera_names = tuple(self.camera_names)
+        self.validate()
+
+    def validate(self) -> None:
+        pos = ['chunk_size', 'n_action_steps', 'num_inference_steps', 'state_dim', 'action_dim',
+               'max_state_dim', 'max_action_dim', 'image_size', 'tokenizer_max_length', 'vocab_size',
+               'vision_width', 'vision_depth', 'vision_heads', 'vision_mlp_dim', 'vision_patch_size',
+               'num_heads', 'num_kv_heads', 'head_dim', 'lm_width', 'lm_depth', 'lm_mlp_dim',
+               'expert_width', 'expert_mlp_dim']
+        for k in pos:
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f'PolicyConfig.{k} must be a positive int, got {v!r}')
+        if self.n_action_steps > self.chunk_size:
+            raise ValueError(f'n_action_steps ({self.n_action_steps}) > chunk_size ({self.chunk_size})')
+        if self.state_dim > self.max_state_dim or self.action_dim > self.max_action_dim:
+            raise ValueError('state_dim/action_dim exceed max_state_dim/max_action_dim')
+        if self.image_size % self.vision_patch_size:
+            raise ValueError(f'image_size {self.image_size} not divisible by patch {self.vision_patch_size}')
+        if self.vision_width % self.vision_heads:
+            raise ValueError('vision_width must be divisible by vision_heads')
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError('num_heads must be divisible by num_kv_heads')
+        if self.head_dim % 2:
+            raise ValueError('head_dim must be even (rotary embedding)')
+        if self.expert_width % 2:
+            raise ValueError('expert_width must be even (sinusoidal time embedding)')
+        if not self.camera_names or len(set(self.camera_names)) != len(self.camera_names):
+            raise ValueError(f'camera_names must be non-empty and unique: {self.camera_names}')
+        if self.dtype not in ('float32', 'bfloat16'):
+            raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
+        if not (self.time_beta_alpha > 0 and self.time_beta_beta > 0):
+            raise ValueError('time Beta parameters must be > 0')
+
+    # -- derived sizes ------------------------------------------------------------------------
+    @property
+    def num_image_tokens(self) -> int:
+        return (self.image_size // self.vision_patch_size) ** 2
+
+    @property
+    def prefix_len(self) -> int:
+        return len(self.camera_names) * self.num_image_tokens + self.tokenizer_max_length
+
+    # -- serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d['camera_names'] = list(self.camera_names)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> 'PolicyConfig':
+        if not isinstance(d, dict):
+            raise ValueError(f'policy config must be a JSON object, got {type(d).__name__}')
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f'unknown policy config keys: {unknown}')
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str) -> 'PolicyConfig':
+        try:
+            d = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'policy config is not valid JSON: {e}') from None
+        return cls.from_dict(d)
+
+
+# Sizes per preset. pi0 values follow openpi's gemma_2b / gemma_300m / SigLIP so400m/14.
+_PRESETS: dict[str, dict[str, Any]] = {
+    'tiny': dict(
+        tokenizer_max_length=32, vocab_size=260,
+        vision_width=64, vision_depth=2, vision_heads=2, vision_mlp_dim=128, vision_patch_size=32,
+        num_heads=2, num_kv_heads=1, head_dim=32,
+        lm_width=64, lm_depth=2, lm_mlp_dim=128,
+        expert_width=64, expert_mlp_dim=128,
+    ),
+    'small': dict(
+        tokenizer_max_length=48, vocab_size=260,
+        vision_width=384, vision_depth=6, vision_heads=6, vision_mlp_dim=1536, vision_patch_size=16,
+        num_heads=8, num_kv_heads=1, head_dim=64,
+        lm_width=512, lm_depth=6, lm_mlp_dim=2048,
+        expert_width=256, expert_mlp_dim=1024,
+    ),
+    'pi0': dict(
+        tokenizer='', tokenizer_max_length=48, vocab_size=257152,
+        vision_width=1152, vision_depth=27, vision_heads=16, vision_mlp_dim=4304, vision_patch_size=14,
+        num_heads=8, num_kv_heads=1, head_dim=256,
+        lm_width=2048, lm_depth=18, lm_mlp_dim=16384,
+        expert_width=1024, expert_mlp_dim=4096,
+        dtype='bfloat16',
+    ),
+}
+
+PRESETS = tuple(_PRESETS)
+
+
+def make_config(name: str = 'tiny', **overrides: Any) -> PolicyConfig:
+    """Build a preset config; keyword overrides replace single fields (validated)."""
+    if name not in _PRESETS:
+        raise ValueError(f'unknown policy preset {name!r}; choose one of {PRESETS}')
+    known = {f.name for f in dataclasses.fields(PolicyConfig)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ValueError(f'unknown policy config overrides: {bad}')
+    kw = dict(_PRESETS[name])
+    kw.update(overrides)
+    kw.setdefault('name', name)
+    return PolicyConfig(**kw)
+
+
+__all__ = ['PolicyConfig', 'make_config', 'PRESETS', 'FORMAT_VERSION']
