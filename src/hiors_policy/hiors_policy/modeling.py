@@ -146,7 +146,7 @@ class Pi0Policy(nn.Module):
         images, img_masks = batch['images'], batch['image_masks']
         B, n_cam = images.shape[:2]
         x = images.reshape(B * n_cam, *images.shape[2:])
-        x = x.to(self.projector.weight.dtype) if not torch.is_autocast_enabled() else x
+        x = x.to(self.projector.weight.dtype)
         feats = self.vision(pixel_values=x).last_hidden_state      # (B*n_cam, N, Wv)
         img_emb = self.projector(feats).reshape(B, n_cam * feats.shape[1], -1)
         img_pad = img_masks[:, :, None].expand(B, n_cam, feats.shape[1]).reshape(B, -1)
@@ -186,7 +186,7 @@ class Pi0Policy(nn.Module):
 
     @staticmethod
     def _post(layer, h, att):
-        h = h + layer.self_attn.o_proj(att.to(h.dtype) if not torch.is_autocast_enabled() else att)
+        h = h + layer.self_attn.o_proj(att)
         return h + layer.mlp(layer.post_attention_layernorm(h))
 
     def _layers(self, prefix_h, suffix_h, att_mask, positions, prefix_kv=None, collect_kv=False):
