@@ -160,9 +160,10 @@ class Pi0Policy(nn.Module):
     def embed_suffix(self, state, x_t, t):
         c = self.config
         B = state.shape[0]
-        state_emb = self.state_proj(state)[:, None, :]
+        wdt = self.state_proj.weight.dtype      # inputs follow the weights (fp32 or pure bf16)
+        state_emb = self.state_proj(state.to(wdt))[:, None, :]
         time_emb = sinusoidal_time_embedding(t, c.expert_width, c.time_min_period, c.time_max_period)
-        act_emb = self.action_in_proj(x_t)
+        act_emb = self.action_in_proj(x_t.to(wdt))
         time_emb = time_emb[:, None, :].expand(B, act_emb.shape[1], -1).to(act_emb.dtype)
         h = self.action_time_mlp_in(torch.cat([act_emb, time_emb], dim=2))
         h = self.action_time_mlp_out(F.silu(h))

@@ -205,6 +205,14 @@ def test_bf16_autocast_path(cfg):
     assert all(q.grad is None or q.grad.dtype == torch.float32 for q in p.parameters())
     a = p.sample_actions(b)
     assert a.dtype == torch.float32 and torch.isfinite(a).all()
+    # pure bf16 weights (GPU inference setting) also run and stay close to the fp32-weight result
+    noise = torch.randn(2, c.chunk_size, c.max_action_dim)
+    ref = p.sample_actions(b, noise=noise)
+    p16 = copy.deepcopy(p).to(torch.bfloat16)
+    a16 = p16.sample_actions(b, noise=noise)
+    assert a16.dtype == torch.float32 and torch.isfinite(a16).all()
+    assert (a16 - ref).abs().mean() < 0.1 * ref.abs().mean()
+    assert torch.isfinite(p16.compute_loss(b)).all()
 
 
 def test_empty_construction_restores_buffers(cfg, policy):

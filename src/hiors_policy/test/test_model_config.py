@@ -1,0 +1,60 @@
+"""Config presets, validation and JSON round trip."""
+import pytest
+import torch
+
+from hiors_policy.config import PRESETS, PolicyConfig, make_config
+from hiors_policy.device import resolve_device
+from hiors_policy.modeling import Pi0Policy
+
+
+def test_presets_build_and_round_trip():
+    assert set(PRESETS) == {'tiny', 'small', 'pi0'}
+    assert PolicyConfig() == make_config('tiny')
+    for name in PRESETS:
+        c = make_config(name)
+        assert PolicyConfig.from_json(c.to_json()) == c
+        assert (c.chunk_size, c.n_action_steps, c.num_inference_steps) == (50, 20, 10)
+        assert (c.max_state_dim, c.max_action_dim, c.state_dim, c.action_dim) == (32, 32, 7, 7)
+        assert c.camera_names == ('front', 'wrist') and c.image_size == 224
+        assert (c.time_beta_alpha, c.time_beta_beta) == (1.5, 1.0)
+
+
+def test_pi0_preset_matches_paligemma_3b_plus_gemma_300m():
+    c = make_config('pi0')
+    assert c.num_image_tokens == 256 and c.vision_width == 1152 and c.vision_depth == 27
+    assert (c.lm_width, c.lm_depth, c.lm_mlp_dim, c.head_dim) == (2048, 18, 16384, 256)
+    assert (c.expert_width, c.expert_mlp_dim) == (1024, 4096)
+    with torch.device('meta'):
+        p = Pi0Policy(c)
+    n = p.num_parameters()
+    assert 3.1e9 < n < 3.4e9, n           # PaliGemma ~2.92B + expert ~0.31B + heads
+
+
+def test_overrides_and_validation():
+    assert make_config('tiny', n_action_steps=5).n_action_steps == 5
+    with pytest.raises(ValueError, match='unknown policy preset'):
+        make_config('huge')
+    with pytest.raises(ValueError, match='unknown policy config overrides'):
+        make_config('tiny', chunk=3)
+    with pytest.raises(ValueError, match='n_action_steps'):
+        make_config('tiny', n_action_steps=60)
+    with pytest.raises(ValueError, match='divisible'):
+        make_config('tiny', image_size=100)
+    with pytest.raises(ValueError, match='dtype'):
+        make_config('tiny', dtype='float64')
+    with pytest.raises(ValueError, match='positive int'):
+        make_config('tiny', chunk_size=0)
+    with pytest.raises(ValueError, match='unknown policy config keys'):
+        PolicyConfig.from_dict(dict(make_config('tiny').to_dict(), nope=1))
+    with pytest.raises(ValueError, match='not valid JSON'):
+        PolicyConfig.from_json('{')
+
+
+def test_device_selection():
+    assert resolve_device('cpu') == torch.device('cpu')
+    assert resolve_device('auto').type in ('cpu', 'cuda')
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match='CUDA is not available'):
+            resolve_device('cuda')
+    with pytest.raises(ValueError):
+        resolve_device('tpu')
