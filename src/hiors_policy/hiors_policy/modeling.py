@@ -129,6 +129,11 @@ class Pi0Policy(nn.Module):
 
     def reset_nonpersistent_buffers(self) -> None:
         """Recompute buffers that are not in the state dict (after meta construction)."""
+        known = {('vision.embeddings', 'position_ids'), ('lm.embed_tokens', 'embed_scale')}
+        found = {(n, b) for n, m in self.named_modules() for b in m._non_persistent_buffers_set}
+        if found - known:
+            # A transformers upgrade added state we would leave uninitialised: fail loudly.
+            raise RuntimeError(f'unhandled non-persistent buffers {sorted(found - known)}')
         emb = self.vision.embeddings
         n = emb.position_ids.shape[-1]
         emb.position_ids = torch.arange(n, device=emb.position_ids.device).expand((1, -1))
