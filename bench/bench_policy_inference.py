@@ -95,30 +95,39 @@ def cpu_latency(preset: str, n: int, threads: int):
         print(f'  end to end (raw -> chunk):  {stats_ms(ts_e2e)}')
         ts_nc = timed(lambda: p.sample_actions(batch, use_kv_cache=False), max(5, n // 3), 2)
         print(f'  model chunk (no KV cache):  {stats_ms(ts_nc)}')
+    from hiors_policy.checkpoint import checkpoint_bytes, load_state_into
+    ns = NormStats.identity(c.state_dim, c.action_dim)
+    data = checkpoint_bytes(p, c, ns, 'bench')
+    ts_w = timed(lambda: checkpoint_bytes(p, c, ns, 'bench'), 10, 2)
+    ts_r = timed(lambda: load_state_into(p, data), 10, 2)
+    print(f'  checkpoint {len(data) / 1e6:.2f} MB: serialise {stats_ms(ts_w)}')
+    print(f'  hot swap (validate + copy into the live model): {stats_ms(ts_r)}')
     return statistics.mean(ts)
 
 
-def cuda_pi0(n: int):
-    if not torch.cuda.is_available():
-        print("== pi0 on CUDA: skipped (no CUDA device on this machine) ==")
-        return
-    dev = torch.device('cuda')
-    c = make_config('pi0')
-    p = Pi0Policy.empty(c, device=dev)
+def pi0_latency(n: int, device: torch.device, **overrides):
+    """Full pi0 (or a reduced-depth copy, for a CPU smoke run) with bf16 weights, random init."""
+    c = make_config('pi0', **overrides)
+    p = Pi0Policy.empty(c, device=device)
     random_init_(p)
     p = p.to(torch.bfloat16).eval()
     images, state, _ = random_observation(c)
-    from hiors_policy.tokenizer import ByteTokenizer
+    from hiors_policy.tokenizer import ByteTokenizer     # real pi0 uses the PaliGemma tokenizer file
     proc = PolicyProcessor(c, NormStats.identity(c.state_dim, c.action_dim), tokenizer=ByteTokenizer())
-    batch = {k: v.to(dev) for k, v in proc.prepare_observation(images, state, 'insert the peg').items()}
-    print(f'== pi0 on {torch.cuda.get_device_name(0)}: bf16 weights, {c.num_inference_steps} steps, '
-          f'{p.num_parameters() / 1e9:.2f}B params ==')
+    batch = {k: v.to(device) for k, v in proc.prepare_observation(images, state, 'insert the peg').items()}
+    sync = torch.cuda.synchronize if device.type == 'cuda' else None
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'
+    print(f'== pi0{" (reduced: " + str(overrides) + ")" if overrides else ""} on {name}: bf16 weights, '
+          f'{c.num_inference_steps} steps, {p.num_parameters() / 1e9:.2f}B params ==')
     with torch.inference_mode():
-        ts = timed(lambda: p.sample_actions(batch), n, 5, sync=torch.cuda.synchronize)
+        ts = timed(lambda: p.sample_actions(batch), n, 3, sync=sync)
         print(f'  model chunk (KV cache):     {stats_ms(ts)}')
-        ts = timed(lambda: p.sample_actions(batch, use_kv_cache=False), max(5, n // 3), 2, sync=torch.cuda.synchronize)
+        chunk = p.sample_actions(batch)
+        assert torch.isfinite(chunk).all(), 'non-finite actions'
+        ts = timed(lambda: p.sample_actions(batch, use_kv_cache=False), max(3, n // 3), 1, sync=sync)
         print(f'  model chunk (no KV cache):  {stats_ms(ts)}')
-    print(f'  peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB')
+    if device.type == 'cuda':
+        print(f'  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB')
 
 
 def main():
@@ -126,12 +135,19 @@ def main():
     ap.add_argument('--n', type=int, default=50, help='chunks timed per measurement')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--presets', default='tiny', help='comma-separated presets timed on CPU')
+    ap.add_argument('--pi0-smoke-cpu', action='store_true',
+                    help='also run the pi0 code path on CPU at depth 1 (checks shapes, not speed)')
     args = ap.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     param_counts()
     for name in args.presets.split(','):
         cpu_latency(name.strip(), args.n, args.threads)
-    cuda_pi0(args.n)
+    if args.pi0_smoke_cpu:
+        pi0_latency(3, torch.device('cpu'), vision_depth=1, lm_depth=1)
+    if torch.cuda.is_available():
+        pi0_latency(args.n, torch.device('cuda'))
+    else:
+        print('== pi0 on CUDA: skipped (no CUDA device on this machine) ==')
 
 
 if __name__ == '__main__':
