@@ -113,3 +113,25 @@ def test_upstream_config_json_maps_to_pi0_preset():
     assert c.n_action_steps == 50
     with pytest.raises(CheckpointError, match='gemma_2b'):
         config_from_lerobot({'type': 'pi0', 'paligemma_variant': 'gemma_7b'})
+
+
+def test_import_legacy_transformers_layout(tmp_path, cfg, policy):
+    out = export_lerobot(policy, tmp_path / 'legacy')
+    sd = load_file(str(out / 'model.safetensors'))
+    pwe = 'model.paligemma_with_expert.paligemma.'
+    ren = {pwe + 'model.vision_tower.': pwe + 'vision_tower.',
+           pwe + 'model.multi_modal_projector.': pwe + 'multi_modal_projector.',
+           pwe + 'model.language_model.': pwe + 'language_model.model.',
+           pwe + 'lm_head.': pwe + 'language_model.lm_head.'}
+    legacy = {}
+    for k, v in sd.items():
+        for a, b in ren.items():
+            if k.startswith(a):
+                k = b + k[len(a):]
+                break
+        legacy[k] = v
+    assert any('language_model.model.layers' in k for k in legacy)
+    save_file(legacy, str(out / 'model.safetensors'))
+    p2, _, _ = import_lerobot(out)
+    sa, sb = policy.state_dict(), p2.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
