@@ -23,6 +23,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 from transformers import GemmaConfig, GemmaModel, SiglipVisionConfig, SiglipVisionModel
 
@@ -115,6 +116,8 @@ class Pi0Policy(nn.Module):
         self.action_time_mlp_in = nn.Linear(2 * w, w)
         self.action_time_mlp_out = nn.Linear(w, w)
         self.action_out_proj = nn.Linear(w, c.max_action_dim)
+        # Recompute layer activations in backward (saves memory for big presets on GPU).
+        self.gradient_checkpointing = False
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -202,49 +205,54 @@ class Pi0Policy(nn.Module):
         c = self.config
         cos, sin = _rope(positions, c.head_dim, c.rope_theta)
         mask = att_mask[:, None, :, :]
-        rep = c.num_heads // c.num_kv_heads
         kv_out = [] if collect_kv else None
-        n_layers = c.lm_depth
-        for i in range(n_layers):
-            streams = []
-            if prefix_h is not None:
-                streams.append((self.lm.layers[i], prefix_h))
-            if suffix_h is not None:
-                streams.append((self.expert.layers[i], suffix_h))
-            qkv = [self._qkv(layer, h) for layer, h in streams]
-            q = torch.cat([t[0] for t in qkv], dim=2)
-            k = torch.cat([t[1] for t in qkv], dim=2)
-            v = torch.cat([t[2] for t in qkv], dim=2)
-            q = _apply_rope(q, cos, sin)
-            k = _apply_rope(k, cos, sin)
+        ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        for i in range(c.lm_depth):
+            pkv = prefix_kv[i] if prefix_kv is not None else None
+            if ckpt:
+                prefix_h, suffix_h, kv = torch.utils.checkpoint.checkpoint(
+                    self._layer, i, prefix_h, suffix_h, mask, cos, sin, pkv, use_reentrant=False)
+            else:
+                prefix_h, suffix_h, kv = self._layer(i, prefix_h, suffix_h, mask, cos, sin, pkv)
             if collect_kv:
-                kv_out.append((k, v))
-            if prefix_kv is not None:
-                pk, pv = prefix_kv[i]
-                k = torch.cat([pk.to(k.dtype), k], dim=2)
-                v = torch.cat([pv.to(v.dtype), v], dim=2)
-            if rep > 1:
-                k = k.repeat_interleave(rep, dim=1)
-                v = v.repeat_interleave(rep, dim=1)
-            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            B, _, Lq, _ = att.shape
-            att = att.transpose(1, 2).reshape(B, Lq, c.num_heads * c.head_dim)
-            start = 0
-            new = []
-            last = i == n_layers - 1
-            for layer, h in streams:
-                L = h.shape[1]
-                if last and layer is self.lm.layers[i]:
-                    new.append(None)       # prefix outputs of the last layer are never used
-                else:
-                    new.append(self._post(layer, h, att[:, start:start + L]))
-                start += L
-            if prefix_h is not None:
-                prefix_h = new.pop(0)
-            if suffix_h is not None:
-                suffix_h = new.pop(0)
+                kv_out.append(kv)
         out = self.expert.norm(suffix_h) if suffix_h is not None else None
         return out, kv_out
+
+    def _layer(self, i, prefix_h, suffix_h, mask, cos, sin, prefix_kv):
+        """One joint layer: per-stream norms / q,k,v / o / MLP, attention over all streams."""
+        c = self.config
+        streams = []
+        if prefix_h is not None:
+            streams.append((self.lm.layers[i], prefix_h))
+        if suffix_h is not None:
+            streams.append((self.expert.layers[i], suffix_h))
+        qkv = [self._qkv(layer, h) for layer, h in streams]
+        q = _apply_rope(torch.cat([t[0] for t in qkv], dim=2), cos, sin)
+        k = _apply_rope(torch.cat([t[1] for t in qkv], dim=2), cos, sin)
+        v = torch.cat([t[2] for t in qkv], dim=2)
+        kv = (k, v)
+        if prefix_kv is not None:
+            pk, pv = prefix_kv
+            k = torch.cat([pk.to(k.dtype), k], dim=2)
+            v = torch.cat([pv.to(v.dtype), v], dim=2)
+        rep = c.num_heads // c.num_kv_heads
+        if rep > 1:
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        B, _, Lq, _ = att.shape
+        att = att.transpose(1, 2).reshape(B, Lq, c.num_heads * c.head_dim)
+        last = i == c.lm_depth - 1
+        start = 0
+        if prefix_h is not None:
+            L = prefix_h.shape[1]
+            # The last layer's prefix outputs are never used (only its K/V are).
+            prefix_h = None if last else self._post(self.lm.layers[i], prefix_h, att[:, :L])
+            start = L
+        if suffix_h is not None:
+            suffix_h = self._post(self.expert.layers[i], suffix_h, att[:, start:])
+        return prefix_h, suffix_h, kv
 
     @staticmethod
     def _self_attend_safe(mask: torch.Tensor) -> torch.Tensor:
@@ -395,5 +403,20 @@ class Pi0Policy(nn.Module):
         return x
 
     # ------------------------------------------------------------------ misc
+    def set_trainable(self, freeze_vision_encoder: bool = False, train_expert_only: bool = False) -> list:
+        """LeRobot-style fine-tuning switches; returns the parameters left trainable.
+        train_expert_only freezes the whole PaliGemma part (vision, projector, LM)."""
+        frozen = []
+        if freeze_vision_encoder or train_expert_only:
+            frozen.append(self.vision)
+        if train_expert_only:
+            frozen += [self.projector, self.lm]
+        for prm in self.parameters():
+            prm.requires_grad_(True)
+        for m in frozen:
+            for prm in m.parameters():
+                prm.requires_grad_(False)
+        return [prm for prm in self.parameters() if prm.requires_grad]
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -250,3 +250,32 @@ def test_overfit_then_sample_recovers_each_samples_chunk():
     for i in range(4):
         others = torch.cat([err[i, :i], err[i, i + 1:]])
         assert err[i, i] < others.min(), err
+
+
+def test_gradient_checkpointing_same_loss_and_grads(cfg):
+    torch.manual_seed(2)
+    p = Pi0Policy(cfg).train()
+    b = random_batch(cfg, 2, seed=10)
+    noise = torch.randn(2, cfg.chunk_size, cfg.max_action_dim)
+    t = torch.tensor([0.2, 0.9])
+    p.compute_loss(b, noise=noise, time=t).sum().backward()
+    g0 = _grads(p)
+    p.zero_grad()
+    p.gradient_checkpointing = True
+    p.compute_loss(b, noise=noise, time=t).sum().backward()
+    g1 = _grads(p)
+    assert all(torch.allclose(g0[k], g1[k], atol=1e-6) for k in g0)
+
+
+def test_set_trainable(cfg):
+    p = Pi0Policy(cfg)
+    n_all = len(list(p.parameters()))
+    assert len(p.set_trainable()) == n_all
+    params = p.set_trainable(freeze_vision_encoder=True)
+    assert not any(q.requires_grad for q in p.vision.parameters()) and p.lm.layers[0].mlp.up_proj.weight.requires_grad
+    params = p.set_trainable(train_expert_only=True)
+    assert not any(q.requires_grad for q in p.lm.parameters()) and p.state_proj.weight.requires_grad
+    assert {id(q) for q in params} == {id(q) for q in p.parameters() if q.requires_grad}
+    p.set_trainable()
+    loss = p.compute_loss(random_batch(cfg, 1))
+    loss.sum().backward()
