@@ -334,7 +334,11 @@ class Pi0Policy(nn.Module):
         if time is None:
             time = self.sample_time(B, actions.device)
         noise = noise.to(actions.device, torch.float32)
-        time = time.to(actions.device, torch.float32).reshape(B)
+        time = torch.as_tensor(time, dtype=torch.float32, device=actions.device).reshape(-1)
+        if time.numel() == 1:
+            time = time.expand(B)
+        if time.shape != (B,):
+            raise ValueError(f'time must be a scalar or ({B},), got {tuple(time.shape)}')
         te = time[:, None, None]
         x_t = te * noise + (1 - te) * actions
         u_t = noise - actions
