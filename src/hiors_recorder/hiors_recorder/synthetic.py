@@ -65,7 +65,7 @@ def write_synthetic_episode(root: str, steps: int = 20, rate_hz: float = 10.0, o
 
     The state follows a smooth random trajectory; the executed action at step k is the state at
     step k+1 (so a learner can fit it); steps in [intervene[0], intervene[1]) come from the human.
-    Images encode the step index in pixel (0, 0) red channel, so alignment can be checked.
+    Images encode the step index k as red = 8 * k % 256 (whole image), so alignment can be checked.
     """
     import time
 
@@ -89,7 +89,7 @@ def write_synthetic_episode(root: str, steps: int = 20, rate_hz: float = 10.0, o
             rec.on_message(topics['joint_states'], joint_state(q, ts), ts)
         for ci, name in enumerate(cameras):
             img = np.full((*image_size, 3), 40 * ci, dtype=np.uint8)
-            img[0, 0, 0] = k % 256
+            img[:, :, 0] = (8 * k) % 256     # step index, in a form that survives video coding
             rec.on_message(topics['cameras'][name], image(img, tk - 1000, name), tk - 1000)
         human = lo <= k < hi
         if k == lo:

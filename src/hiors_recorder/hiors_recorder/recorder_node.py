@@ -1,0 +1,83 @@
+"""ROS 2 node: records every episode (start .. success/failure/abort on /hiors/episode/event) as a
+rosbag2 (MCAP) bag plus episode.json. Subscriptions take the serialized CDR bytes (raw=True),
+which go into the bag unchanged; the disk writes run on the recorder core's writer thread."""
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from hiors_common.diagnostics import DiagnosticsPublisher
+from hiors_common.node_main import run_node
+from hiors_common.params import declare_config
+
+from . import bagio
+from .recorder import EpisodeRecorder, RecorderConfig, check_directory, recover_unfinished
+
+
+def _msg_class(msgtype: str):
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import Bool, Float64MultiArray, String
+    return {bagio.JOINT_STATE: JointState, bagio.IMAGE: Image, bagio.BOOL: Bool,
+            bagio.STRING: String, bagio.FLOAT64_MULTI_ARRAY: Float64MultiArray}[msgtype]
+
+
+class RecorderNode(Node):
+    def __init__(self):
+        super().__init__('recorder')
+        self.cfg = declare_config(self, RecorderConfig)
+        log = self.get_logger()
+        self.rec = None
+        topics = self.cfg.topics()
+        problem = check_directory(_root(self.cfg), self.cfg.min_free_mb)
+        if problem:
+            log.error(f'episodes cannot be recorded: {problem}')
+        elif self.cfg.recover_on_start:
+            results = recover_unfinished(self.cfg.episode_dir, log, topics)
+            if results:
+                log.warning('unfinished episodes found at start: ' +
+                            ', '.join(f'{name} {what}' for name, what, _ in results))
+        self.rec = EpisodeRecorder(self.cfg, log=log)
+        self.diag = DiagnosticsPublisher(self, 'hiors_recorder')
+        reliability = ReliabilityPolicy.RELIABLE if self.cfg.reliable else ReliabilityPolicy.BEST_EFFORT
+        sensor_qos = QoSProfile(depth=self.cfg.qos_depth, reliability=reliability,
+                                history=HistoryPolicy.KEEP_LAST)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        events = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self._subs = []
+        for topic, msgtype in self.rec.topic_types.items():
+            if topic == topics['policy_version']:
+                qos = latched
+            elif topic in (topics['event'], topics['intervention'], topics['executed_action']):
+                qos = events
+            else:
+                qos = sensor_qos
+            self._subs.append(self.create_subscription(
+                _msg_class(msgtype), topic, lambda raw, topic=topic: self.rec.on_message(topic, raw),
+                qos, raw=True))
+        self._last_level = None
+        self.create_timer(self.cfg.diagnostics_period_s, self._publish_status)
+        log.info(f'recording episodes under {self.rec.root}: {len(self._subs)} topics '
+                 f'(cameras: {", ".join(self.cfg.cameras) or "none"})')
+
+    def _publish_status(self):
+        level, message, values = self.rec.status()
+        self.diag.publish(level, message, values)
+        if level != self._last_level and level == 2:
+            self.get_logger().error(f'recorder: {message}')
+        self._last_level = level
+
+    def close(self):
+        if self.rec is not None:
+            self.rec.close()
+
+
+def _root(cfg):
+    import os
+    return os.path.abspath(os.path.expanduser(cfg.episode_dir))
+
+
+def main(args=None):
+    run_node(lambda: RecorderNode(), args)
+
+
+if __name__ == '__main__':
+    main()
