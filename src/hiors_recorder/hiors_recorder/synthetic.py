@@ -60,18 +60,19 @@ def float64_array(values, dims=()) -> bytes:
 def write_synthetic_episode(root: str, steps: int = 20, rate_hz: float = 10.0, outcome: str = 'success',
                             cameras=('front', 'wrist'), image_size=(32, 32), intervene=(5, 10),
                             policy_version: str = 'v000001', seed: int = 0, start_ns: int | None = None,
-                            state_per_step: int = 2):
+                            state_per_step: int = 2, flush_interval_s: float = 1.0):
     """Record one episode through the recorder core and return its EpisodeInfo.
 
-    The state follows a smooth random trajectory; the executed action at step k is the state at
-    step k+1 (so a learner can fit it); steps in [intervene[0], intervene[1]) come from the human.
+    The state at step k is waypoint k of a smooth random trajectory and the executed action at
+    step k is waypoint k+1 (the next step's state, so a learner can fit it); steps in [intervene[0], intervene[1]) come from the human.
     Images encode the step index k as red = 8 * k % 256 (whole image), so alignment can be checked.
     """
     import time
 
     from .recorder import EpisodeRecorder, RecorderConfig
     rng = np.random.default_rng(seed)
-    cfg = RecorderConfig(episode_dir=root, cameras=list(cameras), min_free_mb=0.0)
+    cfg = RecorderConfig(episode_dir=root, cameras=list(cameras), min_free_mb=0.0,
+                         flush_interval_s=flush_interval_s)
     t0 = int(time.time() * 1e9) if start_ns is None else int(start_ns)
     rec = EpisodeRecorder(cfg, now_ns=lambda: t0)
     topics = cfg.topics()
@@ -84,8 +85,8 @@ def write_synthetic_episode(root: str, steps: int = 20, rate_hz: float = 10.0, o
         tk = t0 + (k + 1) * dt
         for j in range(state_per_step):     # joint states faster than the control rate
             ts = tk - dt + (j + 1) * dt // state_per_step - dt // (2 * state_per_step)
-            frac = (j + 1) / state_per_step
-            q = waypoints[k] * (1 - frac) + waypoints[k + 1] * frac
+            frac = (j + 1) / state_per_step  # the arm reaches waypoint k by step k's tick
+            q = waypoints[max(k - 1, 0)] * (1 - frac) + waypoints[k] * frac
             rec.on_message(topics['joint_states'], joint_state(q, ts), ts)
         for ci, name in enumerate(cameras):
             img = np.full((*image_size, 3), 40 * ci, dtype=np.uint8)
