@@ -95,6 +95,8 @@ def check_directory(root: str, min_free_mb: float) -> str:
             f.write(b'x')
         os.unlink(probe)
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            return f'disk full: cannot write under {root}: {exc}'
         return f'episode directory {root} is not writable: {exc}'
     try:
         st = os.statvfs(root)

@@ -35,7 +35,7 @@ class RecorderNode(Node):
                 log.warning('unfinished episodes found at start: ' +
                             ', '.join(f'{name} {what}' for name, what, _ in results))
         self.rec = EpisodeRecorder(self.cfg, log=log)
-        self.diag = DiagnosticsPublisher(self, 'hiors_recorder')
+        self.diag = DiagnosticsPublisher(self)
         reliability = ReliabilityPolicy.RELIABLE if self.cfg.reliable else ReliabilityPolicy.BEST_EFFORT
         sensor_qos = QoSProfile(depth=self.cfg.qos_depth, reliability=reliability,
                                 history=HistoryPolicy.KEEP_LAST)
@@ -53,7 +53,7 @@ class RecorderNode(Node):
             self._subs.append(self.create_subscription(
                 _msg_class(msgtype), topic, lambda raw, topic=topic: self.rec.on_message(topic, raw),
                 qos, raw=True))
-        self._last_level = None
+        self._last_message = None
         self.create_timer(self.cfg.diagnostics_period_s, self._publish_status)
         log.info(f'recording episodes under {self.rec.root}: {len(self._subs)} topics '
                  f'(cameras: {", ".join(self.cfg.cameras) or "none"})')
@@ -61,9 +61,10 @@ class RecorderNode(Node):
     def _publish_status(self):
         level, message, values = self.rec.status()
         self.diag.publish(level, message, values)
-        if level != self._last_level and level == 2:
+        # The core logs its own write errors; log here what only the periodic check finds.
+        if level == 2 and message != self._last_message and message != self.rec.error:
             self.get_logger().error(f'recorder: {message}')
-        self._last_level = level
+        self._last_message = message if level == 2 else None
 
     def close(self):
         if self.rec is not None:
