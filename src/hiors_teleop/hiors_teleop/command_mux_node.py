@@ -1,0 +1,174 @@
+"""Command mux node: the single writer of the robot command.
+
+Inputs: /hiors/policy/command, /hiors/teleop/command (Float64MultiArray, 7 absolute joint targets),
+/hiors/intervention (Bool, human has control), /hiors/estop (Bool) and the SetBool service
+/hiors/set_estop, /joint_states (hold position), /hiors/episode/event ('start' resyncs the limiter).
+Outputs: /forward_position_controller/commands (Float64MultiArray), /hiors/executed_action
+(JointState, header.frame_id = policy|human|hold), /hiors/mux/status (String JSON, on change and
+1 Hz), /diagnostics. Also hosts the episode Trigger services /hiors/episode/<action>.
+All the decisions live in `mux.CommandMux`; this file only moves messages.
+"""
+import json
+import time
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
+from std_srvs.srv import SetBool
+
+from hiors_common.diagnostics import DiagnosticsPublisher
+from hiors_common.node_main import run_node
+from hiors_common.params import declare_config
+
+from .mux import HOLD, HUMAN, POLICY, CommandMux, MuxConfig
+from .ros_episode import EVENT_QOS, EpisodeControl
+
+# Plain ints: hiors_common.diagnostics.OK/WARN/ERROR are bytes in rclpy and its publish() wants ints.
+OK, WARN, ERROR = 0, 1, 2
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class CommandMuxNode(Node):
+    def __init__(self):
+        super().__init__('command_mux')
+        self.cfg = declare_config(self, MuxConfig)
+        self.mux = CommandMux(self.cfg)
+        self.index = {name: i for i, name in enumerate(self.cfg.joint_names)}
+        self.cmd_pub = self.create_publisher(Float64MultiArray, self.cfg.command_topic, RELIABLE)
+        self.exec_pub = self.create_publisher(JointState, self.cfg.executed_topic, EVENT_QOS)
+        self.status_pub = self.create_publisher(String, self.cfg.status_topic, RELIABLE)
+        self.diag = DiagnosticsPublisher(self, 'hiors_command_mux')
+        self.create_subscription(Float64MultiArray, self.cfg.policy_topic,
+                                 lambda m: self._on_command(POLICY, m), RELIABLE)
+        self.create_subscription(Float64MultiArray, self.cfg.teleop_topic,
+                                 lambda m: self._on_command(HUMAN, m), RELIABLE)
+        self.create_subscription(Bool, self.cfg.intervention_topic, self._on_intervention, EVENT_QOS)
+        self.create_subscription(Bool, self.cfg.estop_topic, lambda m: self._set_estop(m.data), RELIABLE)
+        self.create_subscription(JointState, self.cfg.joint_states_topic, self._on_joint_state, 10)
+        self.create_subscription(String, self.cfg.episode_event_topic, self._on_event, EVENT_QOS)
+        self.create_service(SetBool, self.cfg.estop_service, self._on_estop_srv)
+        self.episode = EpisodeControl(self, self.cfg.episode_event_topic, self.cfg.reset_service,
+                                      services_prefix='/hiors/episode' if self.cfg.episode_services else None)
+        self._last_drop_log = 0.0
+        self._missing_joints_logged = False
+        self.create_timer(1.0 / self.cfg.rate_hz, self._tick)
+        self.create_timer(self.cfg.diagnostics_period_s, self._publish_diagnostics)
+        self.get_logger().info(
+            f'command mux: {self.cfg.policy_topic} (policy) / {self.cfg.teleop_topic} (human) -> '
+            f'{self.cfg.command_topic}; min rate {self.cfg.rate_hz:g} Hz, watchdog '
+            f'{self.cfg.watchdog_timeout_s:g} s, blend {self.cfg.blend_time_s:g} s')
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def _on_command(self, source, msg):
+        now = self.now()
+        ok, reason = self.mux.submit(source, msg.data, now)
+        if not ok:
+            if now - self._last_drop_log > 1.0:   # report, but do not flood the log at 50 Hz
+                self._last_drop_log = now
+                self.get_logger().warning(f'dropped {source} command: {reason} '
+                                          f'(totals: {self.mux.status(now)["dropped"]})')
+            return
+        if self.cfg.publish_on_command and self.mux.active_source(now) == source:
+            self._send(now)
+
+    def _on_intervention(self, msg):
+        now = self.now()
+        if bool(msg.data) != self.mux.intervention:
+            self.mux.set_intervention(msg.data, now)
+            self._send(now)   # takeover / hand-back acts now, not at the next tick
+        else:
+            self.mux.set_intervention(msg.data, now)
+
+    def _set_estop(self, flag):
+        now = self.now()
+        self.mux.set_estop(bool(flag), now)
+        self._send(now)
+
+    def _on_estop_srv(self, req, resp):
+        self._set_estop(req.data)
+        resp.success = True
+        resp.message = 'e-stop engaged: holding' if req.data else 'e-stop cleared'
+        return resp
+
+    def _on_joint_state(self, msg):
+        if not msg.name or len(msg.position) != len(msg.name):
+            return
+        pos = dict(zip(msg.name, msg.position))
+        try:
+            q = [pos[n] for n in self.cfg.joint_names]
+        except KeyError as exc:
+            if not self._missing_joints_logged:
+                self._missing_joints_logged = True
+                self.get_logger().error(f'/joint_states lacks joint {exc}; names: {list(msg.name)}')
+            return
+        self.mux.update_joint_state(q, self.now())
+
+    def _on_event(self, msg):
+        if msg.data.strip().lower() == 'start':
+            self.mux.resync(self.now())
+
+    # ---- outputs ------------------------------------------------------------------------------
+    def _tick(self):
+        now = self.now()
+        # Heartbeat: keep at least rate_hz on the robot command (holds, blends, watchdog changes).
+        if now - self.mux.last_sent_t >= 0.5 / self.cfg.rate_hz or \
+                self.mux.desired(now)[0] != self.mux.mode:
+            self._send(now)
+
+    def _send(self, now):
+        prev_mode = self.mux.mode
+        out = self.mux.step(now)
+        self._log_events()
+        if out is not None:
+            data = [float(x) for x in out.command]
+            self.cmd_pub.publish(Float64MultiArray(data=data))
+            js = JointState()
+            js.header.stamp = self.get_clock().now().to_msg()
+            js.header.frame_id = out.source
+            js.name = list(self.cfg.joint_names)
+            js.position = data
+            self.exec_pub.publish(js)
+        if self.mux.mode != prev_mode:
+            self._publish_status(now)
+
+    def _log_events(self):
+        log = self.get_logger()
+        for level, message in self.mux.drain_events():
+            # rclpy forbids one call site logging at two severities: two call sites.
+            if level == 'warn':
+                log.warning(message)
+            else:
+                log.info(message)
+
+    def _publish_status(self, now):
+        self.status_pub.publish(String(data=json.dumps(self.mux.status(now))))
+
+    def _publish_diagnostics(self):
+        now = self.now()
+        st = self.mux.status(now)
+        self._publish_status(now)
+        if st['source'] == HOLD and st['reason'] not in ('no policy command yet',):
+            level = ERROR if st['estop'] else WARN
+        elif st['dropped']:
+            level = WARN
+        else:
+            level = OK
+        if self.mux.measured is None:
+            level, message = WARN, 'no /joint_states yet: not sending'
+        else:
+            message = f"source={st['source']}" + (f" ({st['reason']})" if st['reason'] else '')
+        self.diag.publish(level, message, {k: json.dumps(v) if isinstance(v, dict) else v
+                                           for k, v in st.items()})
+
+
+def main(args=None):
+    run_node(lambda: CommandMuxNode(), args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,283 @@
+"""ROS-agnostic command mux: picks which source drives the robot and makes what it sends safe.
+
+Priority: e-stop (hold) > human (while /hiors/intervention is true) > policy. A source whose last
+command is older than the watchdog timeout is "silent"; the mux never falls through to a lower
+priority source when the selected one goes silent, it holds position instead (a frozen or
+unplugged device mid-takeover must not hand the robot back to the policy).
+
+Every output is: position-limited (clipped, and commands far outside the limits are dropped),
+velocity-limited against the previous output, and blended over `blend_time_s` after any source
+change so takeover and hand-back never jump. Hold = the measured joint position at the moment
+hold began (commanding where the robot is cannot make it jump).
+
+Times are plain floats in seconds (monotonic); the node passes its clock in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+POLICY, HUMAN, HOLD = 'policy', 'human', 'hold'
+SOURCES = (POLICY, HUMAN)
+
+JOINT_NAMES = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
+
+
+def _doc(text):
+    return {'doc': text}
+
+
+@dataclass
+class MuxConfig:
+    """Parameters of the command mux node (one flat dataclass: declared once as ROS parameters)."""
+    joint_names: list[str] = field(default_factory=lambda: list(JOINT_NAMES),
+                                   metadata=_doc('command vector order; /joint_states is mapped by name'))
+    rate_hz: float = field(default=10.0, metadata=_doc(
+        'minimum output rate: holds/blends/heartbeats are published at this rate; commands of the '
+        'active source are forwarded as they arrive'))
+    publish_on_command: bool = field(default=True, metadata=_doc(
+        'forward each accepted command of the active source at once (lowest latency)'))
+    watchdog_timeout_s: float = field(default=0.5, metadata=_doc(
+        'a source silent for longer than this is not followed; the robot holds'))
+    blend_time_s: float = field(default=0.5, metadata=_doc('takeover / hand-back blend duration'))
+    position_lower: list[float] = field(default_factory=lambda: [-3.05, -2.0, -2.6, -3.05, -2.0, -3.05, 0.0],
+                                        metadata=_doc('joint position lower limits (rad, gripper m)'))
+    position_upper: list[float] = field(default_factory=lambda: [3.05, 2.0, 2.6, 3.05, 2.0, 3.05, 0.04],
+                                        metadata=_doc('joint position upper limits'))
+    velocity_limit: list[float] = field(default_factory=lambda: [1.5, 1.5, 1.5, 2.0, 2.0, 2.0, 0.2],
+                                        metadata=_doc('max |change of command| per second, per joint'))
+    range_tolerance: float = field(default=0.05, metadata=_doc(
+        'commands up to this far outside the position limits are clipped; further out are dropped'))
+    resync_jump: float = field(default=0.5, metadata=_doc(
+        'a joint_states jump larger than this (rad/m, any joint) means the robot was reset or '
+        'teleported: the velocity limiter and hold restart from the measured position'))
+    joint_state_timeout_s: float = field(default=1.0, metadata=_doc(
+        'joint_states older than this are not used for the hold position'))
+    require_joint_state: bool = field(default=True, metadata=_doc(
+        'send nothing until the robot position is known (the first command is limited from it)'))
+    # topics / services (all remappable anyway; names here so a YAML can change them)
+    policy_topic: str = '/hiors/policy/command'
+    teleop_topic: str = '/hiors/teleop/command'
+    intervention_topic: str = '/hiors/intervention'
+    estop_topic: str = '/hiors/estop'
+    estop_service: str = '/hiors/set_estop'
+    command_topic: str = '/forward_position_controller/commands'
+    executed_topic: str = '/hiors/executed_action'
+    joint_states_topic: str = '/joint_states'
+    status_topic: str = '/hiors/mux/status'
+    episode_event_topic: str = '/hiors/episode/event'
+    episode_services: bool = field(default=True, metadata=_doc(
+        'offer the episode services (/hiors/episode/{start,success,failure,abort,reset})'))
+    reset_service: str = field(default='/hiors/sim/reset', metadata=_doc(
+        "std_srvs/Trigger the robot offers for reset ('' = none)"))
+    diagnostics_period_s: float = 1.0
+
+    def validate(self):
+        n = len(self.joint_names)
+        for name in ('position_lower', 'position_upper', 'velocity_limit'):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f'{name} has {len(getattr(self, name))} values, joint_names has {n}')
+        lo, hi, vel = (np.asarray(self.position_lower), np.asarray(self.position_upper),
+                       np.asarray(self.velocity_limit))
+        if not np.all(np.isfinite(lo)) or not np.all(np.isfinite(hi)) or np.any(lo > hi):
+            raise ValueError(f'position limits invalid: lower={self.position_lower} upper={self.position_upper}')
+        if not np.all(np.isfinite(vel)) or np.any(vel <= 0):
+            raise ValueError(f'velocity_limit must be finite and > 0: {self.velocity_limit}')
+        if self.rate_hz <= 0 or self.watchdog_timeout_s <= 0 or self.blend_time_s < 0:
+            raise ValueError('rate_hz and watchdog_timeout_s must be > 0, blend_time_s >= 0')
+        return self
+
+
+@dataclass
+class Output:
+    command: np.ndarray
+    source: str          # 'policy' | 'human' | 'hold'
+    reason: str = ''     # why hold (empty otherwise)
+
+
+class CommandMux:
+    def __init__(self, cfg: MuxConfig):
+        self.cfg = cfg.validate()
+        self.n = len(cfg.joint_names)
+        self.lower = np.asarray(cfg.position_lower, dtype=np.float64)
+        self.upper = np.asarray(cfg.position_upper, dtype=np.float64)
+        self.vel = np.asarray(cfg.velocity_limit, dtype=np.float64)
+        self.max_dt = 1.0 / cfg.rate_hz
+        self._cmd = {s: None for s in SOURCES}       # latest accepted command per source
+        self._cmd_t = {s: -math.inf for s in SOURCES}
+        self.intervention = False
+        self.estop = False
+        self.measured = None
+        self.measured_t = -math.inf
+        self.last_sent = None
+        self.last_sent_t = -math.inf
+        self.mode = None              # mode of the last output
+        self.reason = ''
+        self._blend_start = None
+        self._blend_t0 = -math.inf
+        self._hold_target = None
+        self.dropped = {}             # (source, reason) -> count
+        self.sent = {POLICY: 0, HUMAN: 0, HOLD: 0}
+        self.events: list[tuple[str, str]] = []   # (level, message) for the node to log; drained by it
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def check(self, cmd) -> tuple[np.ndarray | None, str]:
+        """Validate a command: returns (clipped command, '') or (None, reason to drop)."""
+        try:
+            a = np.asarray(cmd, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            return None, 'not numeric'
+        if a.shape[0] != self.n:
+            return None, f'wrong length {a.shape[0]} (expected {self.n})'
+        if not np.all(np.isfinite(a)):
+            return None, 'NaN/inf'
+        tol = self.cfg.range_tolerance
+        bad = np.nonzero((a < self.lower - tol) | (a > self.upper + tol))[0]
+        if bad.size:
+            j = int(bad[0])
+            return None, (f'out of range: {self.cfg.joint_names[j]}={a[j]:.4f} outside '
+                          f'[{self.lower[j]:.4f}, {self.upper[j]:.4f}]')
+        return np.clip(a, self.lower, self.upper), ''
+
+    def submit(self, source: str, cmd, now: float) -> tuple[bool, str]:
+        """A command from `source`; returns (accepted, reason if dropped)."""
+        assert source in SOURCES, source
+        clipped, reason = self.check(cmd)
+        if clipped is None:
+            key = (source, reason.split(':')[0])
+            self.dropped[key] = self.dropped.get(key, 0) + 1
+            return False, reason
+        self._cmd[source] = clipped
+        self._cmd_t[source] = now
+        return True, ''
+
+    def set_intervention(self, flag: bool, now: float):
+        self.intervention = bool(flag)
+
+    def set_estop(self, flag: bool, now: float):
+        if bool(flag) != self.estop:
+            self.events.append(('warn' if flag else 'info',
+                                'E-STOP engaged: holding position' if flag else 'e-stop cleared'))
+        self.estop = bool(flag)
+
+    def update_joint_state(self, q, now: float):
+        q = np.asarray(q, dtype=np.float64).reshape(-1)
+        if q.shape[0] != self.n or not np.all(np.isfinite(q)):
+            return
+        if self.measured is not None and np.max(np.abs(q - self.measured)) > self.cfg.resync_jump:
+            self.events.append(('info', 'joint_states jumped (robot reset?): limiter and hold '
+                                        'restart from the measured position'))
+            self.measured, self.measured_t = q, now
+            self.resync(now)
+            return
+        self.measured, self.measured_t = q, now
+
+    def resync(self, now: float):
+        """Restart the limiter, the blend and the hold target from the measured position (after a
+        robot reset / episode start)."""
+        if self.measured is None:
+            return
+        q = np.clip(self.measured, self.lower, self.upper)
+        self.last_sent = q.copy()
+        if self.mode == HOLD:
+            self._hold_target = q.copy()
+        self._blend_start = q.copy()
+
+    # ---- selection ----------------------------------------------------------------------------
+    def fresh(self, source: str, now: float) -> bool:
+        return self._cmd[source] is not None and now - self._cmd_t[source] <= self.cfg.watchdog_timeout_s
+
+    def desired(self, now: float) -> tuple[str, str]:
+        """(mode, reason) the mux wants now."""
+        if self.estop:
+            return HOLD, 'e-stop'
+        if self.intervention:
+            if self.fresh(HUMAN, now):
+                return HUMAN, ''
+            if self._cmd[HUMAN] is None:
+                return HOLD, 'takeover: waiting for the first teleop command'
+            return HOLD, (f'teleop device silent > {self.cfg.watchdog_timeout_s:g} s during takeover '
+                          '(unplugged or frozen?): holding, NOT returning to the policy')
+        if self.fresh(POLICY, now):
+            return POLICY, ''
+        if self._cmd[POLICY] is None:
+            return HOLD, 'no policy command yet'
+        return HOLD, f'policy silent > {self.cfg.watchdog_timeout_s:g} s: holding'
+
+    def active_source(self, now: float) -> str:
+        return self.desired(now)[0]
+
+    def _reference(self):
+        if self.last_sent is not None:
+            return self.last_sent
+        if self.measured is not None:
+            return np.clip(self.measured, self.lower, self.upper)
+        return None
+
+    def step(self, now: float) -> Output | None:
+        """The command to send now (None when the robot position is unknown and nothing was sent)."""
+        mode, reason = self.desired(now)
+        ref = self._reference()
+        if ref is None and (self.cfg.require_joint_state or mode == HOLD):
+            return None
+        if mode != self.mode or (mode == HOLD and reason != self.reason):
+            if mode != self.mode:
+                self._switch(mode, reason, ref, now)
+            self.reason = reason
+            level = 'warn' if mode == HOLD and reason != 'no policy command yet' else 'info'
+            self.events.append((level, f'source -> {mode}' + (f' ({reason})' if reason else '')))
+        if mode == HOLD:
+            target = self._hold_target
+            if target is None:
+                return None
+            out = target.copy()   # commanding the measured position cannot jump: no limiter here
+        else:
+            target = self._cmd[mode]
+            if self._blend_start is not None and self.cfg.blend_time_s > 0:
+                alpha = min(1.0, (now - self._blend_t0) / self.cfg.blend_time_s)
+                target = self._blend_start + alpha * (target - self._blend_start)
+            out = np.clip(target, self.lower, self.upper)
+            if ref is not None:
+                dt = min(max(now - self.last_sent_t, 1e-3), self.max_dt) if self.last_sent is not None \
+                    else self.max_dt
+                step = self.vel * dt
+                out = ref + np.clip(out - ref, -step, step)
+        self.last_sent = out
+        self.last_sent_t = now
+        self.sent[mode] += 1
+        return Output(out.copy(), mode, reason if mode == HOLD else '')
+
+    def _switch(self, mode: str, reason: str, ref, now: float):
+        self.mode = mode
+        self._blend_start = None if ref is None else ref.copy()
+        self._blend_t0 = now
+        if mode == HOLD:
+            if self.measured is not None and now - self.measured_t <= self.cfg.joint_state_timeout_s:
+                self._hold_target = np.clip(self.measured, self.lower, self.upper)
+            else:
+                self._hold_target = None if ref is None else ref.copy()
+
+    def status(self, now: float) -> dict:
+        mode, reason = self.desired(now)
+        return {
+            'source': mode, 'reason': reason, 'estop': self.estop, 'intervention': self.intervention,
+            'policy_fresh': self.fresh(POLICY, now), 'human_fresh': self.fresh(HUMAN, now),
+            'joint_state_age_s': (None if self.measured is None else round(now - self.measured_t, 3)),
+            'sent': dict(self.sent),
+            'dropped': {f'{s}:{r}': c for (s, r), c in sorted(self.dropped.items())},
+        }
+
+    def drain_events(self) -> list[tuple[str, str]]:
+        ev, self.events = self.events, []
+        return ev
+
+
+def config_from_dict(d: dict) -> MuxConfig:
+    names = {f.name for f in dataclasses.fields(MuxConfig)}
+    unknown = set(d) - names
+    if unknown:
+        raise KeyError(f'unknown mux parameters: {sorted(unknown)}')
+    return MuxConfig(**d)

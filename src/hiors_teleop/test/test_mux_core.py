@@ -1,0 +1,158 @@
+"""CommandMux decisions without DDS: priority, limits, blending, watchdog, e-stop, resync."""
+import math
+
+import numpy as np
+import pytest
+
+from hiors_teleop.mux import HOLD, HUMAN, POLICY, CommandMux, MuxConfig
+
+HOME = np.array([0.0, 0.3, -0.3, 0.0, 0.5, 0.0, 0.02])
+
+
+def make(**kw):
+    cfg = MuxConfig(**kw)
+    mux = CommandMux(cfg)
+    mux.update_joint_state(HOME, 0.0)
+    return mux
+
+
+def test_nothing_sent_without_joint_state():
+    mux = CommandMux(MuxConfig())
+    mux.submit(POLICY, HOME, 0.0)
+    assert mux.step(0.0) is None
+    mux.update_joint_state(HOME, 0.01)
+    out = mux.step(0.02)
+    assert out.source == POLICY and np.allclose(out.command, HOME)
+
+
+def test_priority_human_over_policy_and_back():
+    mux = make(blend_time_s=0.0, velocity_limit=[100.0] * 7)
+    pol = HOME + 0.01
+    hum = HOME - 0.01
+    mux.submit(POLICY, pol, 0.0)
+    assert mux.step(0.0).source == POLICY
+    mux.submit(HUMAN, hum, 0.05)
+    assert mux.step(0.05).source == POLICY, 'teleop commands without intervention are ignored'
+    mux.set_intervention(True, 0.1)
+    mux.submit(POLICY, pol, 0.1)
+    out = mux.step(0.1)
+    assert out.source == HUMAN and np.allclose(out.command, hum)
+    mux.set_intervention(False, 0.2)
+    mux.submit(POLICY, pol, 0.2)
+    out = mux.step(0.2)
+    assert out.source == POLICY and np.allclose(out.command, pol)
+
+
+@pytest.mark.parametrize('bad,reason', [
+    ([math.nan] * 7, 'NaN'), ([0.0] * 6, 'wrong length'), ([0, 0, 0, 0, 0, 0, math.inf], 'NaN'),
+    ([9.0, 0, 0, 0, 0, 0, 0.01], 'out of range'), ('abc', 'not numeric')])
+def test_bad_commands_dropped_and_counted(bad, reason):
+    mux = make()
+    mux.submit(POLICY, HOME, 0.0)
+    ok, why = mux.submit(POLICY, bad, 0.01)
+    assert not ok and reason in why
+    assert sum(mux.dropped.values()) == 1
+    out = mux.step(0.02)
+    assert np.allclose(out.command, HOME), 'the last good command stays in force'
+
+
+def test_position_clip_within_tolerance():
+    mux = make(blend_time_s=0.0, velocity_limit=[100.0] * 7)
+    cmd = HOME.copy()
+    cmd[6] = 0.04 + 0.03      # gripper 3 cm past its limit: inside the 5 cm tolerance -> clipped
+    ok, _ = mux.submit(POLICY, cmd, 0.0)
+    assert ok
+    assert mux.step(0.0).command[6] == pytest.approx(0.04)
+
+
+def test_velocity_limit():
+    mux = make(blend_time_s=0.0, rate_hz=10.0)
+    target = HOME.copy()
+    target[0] += 1.0
+    mux.submit(POLICY, target, 0.0)
+    seen = []
+    for k in range(12):
+        mux.submit(POLICY, target, 0.1 * k)
+        seen.append(mux.step(0.1 * k).command[0])
+    steps = np.diff([HOME[0]] + seen)
+    assert np.all(steps <= 1.5 * 0.1 + 1e-9)
+    assert seen[-1] == pytest.approx(HOME[0] + 1.0)
+
+
+def test_takeover_blends_without_jump():
+    mux = make(blend_time_s=0.5, velocity_limit=[100.0] * 7)
+    mux.submit(POLICY, HOME, 0.0)
+    mux.step(0.0)
+    far = HOME.copy()
+    far[1] += 0.4
+    mux.set_intervention(True, 0.1)
+    outs = []
+    for k in range(1, 8):
+        t = 0.1 * k
+        mux.submit(HUMAN, far, t)
+        outs.append(mux.step(t).command[1])
+    assert outs[0] == pytest.approx(HOME[1]), 'first takeover output starts where the robot was'
+    assert np.all(np.diff(outs) <= 0.4 * 0.1 / 0.5 + 1e-9)
+    assert outs[-1] == pytest.approx(far[1])
+
+
+def test_watchdog_policy_silent_holds_at_measured():
+    mux = make(watchdog_timeout_s=0.3)
+    mux.submit(POLICY, HOME, 0.0)
+    assert mux.step(0.0).source == POLICY
+    measured = HOME + 0.005
+    mux.update_joint_state(measured, 0.35)
+    out = mux.step(0.4)
+    assert out.source == HOLD and 'policy silent' in out.reason
+    assert np.allclose(out.command, measured)
+    mux.submit(POLICY, HOME, 0.5)
+    assert mux.step(0.5).source == POLICY
+
+
+def test_frozen_device_mid_takeover_holds_not_policy_and_recovers():
+    mux = make(watchdog_timeout_s=0.3, blend_time_s=0.0)
+    mux.set_intervention(True, 0.0)
+    mux.submit(HUMAN, HOME, 0.0)
+    assert mux.step(0.0).source == HUMAN
+    for k in range(1, 10):      # the policy keeps publishing the whole time
+        mux.submit(POLICY, HOME + 0.1, 0.1 * k)
+    out = mux.step(0.9)
+    assert out.source == HOLD and 'NOT returning to the policy' in out.reason
+    mux.submit(HUMAN, HOME + 0.02, 1.0)   # replug
+    assert mux.step(1.0).source == HUMAN
+
+
+def test_estop_overrides_everything():
+    mux = make()
+    mux.set_intervention(True, 0.0)
+    mux.submit(HUMAN, HOME, 0.0)
+    mux.step(0.0)
+    mux.set_estop(True, 0.1)
+    mux.submit(HUMAN, HOME + 0.1, 0.1)
+    out = mux.step(0.1)
+    assert out.source == HOLD and out.reason == 'e-stop'
+    mux.set_estop(False, 0.2)
+    mux.submit(HUMAN, HOME, 0.2)
+    assert mux.step(0.2).source == HUMAN
+    assert any('E-STOP' in m for _, m in mux.drain_events())
+
+
+def test_joint_state_jump_resyncs_limiter():
+    mux = make(blend_time_s=0.0)
+    far = HOME.copy()
+    far[0] = 1.5
+    mux.update_joint_state(far, 0.0)        # e.g. arm was at 1.5
+    mux.resync(0.0)
+    mux.submit(POLICY, far, 0.0)
+    mux.step(0.0)
+    mux.update_joint_state(HOME, 0.1)       # sim reset teleported the arm home
+    mux.submit(POLICY, HOME, 0.1)
+    out = mux.step(0.1)
+    assert np.allclose(out.command, HOME), 'no crawl back from the pre-reset position'
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        CommandMux(MuxConfig(position_lower=[0.0] * 6))
+    with pytest.raises(ValueError):
+        CommandMux(MuxConfig(velocity_limit=[0.0] * 7))
