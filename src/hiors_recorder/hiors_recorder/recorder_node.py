@@ -42,7 +42,7 @@ class RecorderNode(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         events = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self._subs = []
+        self._subs = {}
         for topic, msgtype in self.rec.topic_types.items():
             if topic == topics['policy_version']:
                 qos = latched
@@ -50,13 +50,41 @@ class RecorderNode(Node):
                 qos = events
             else:
                 qos = sensor_qos
-            self._subs.append(self.create_subscription(
-                _msg_class(msgtype), topic, lambda raw, topic=topic: self.rec.on_message(topic, raw),
-                qos, raw=True))
+            self._subscribe(topic, msgtype, qos)
+        # A reliable / transient-local subscription silently matches no best-effort / volatile
+        # publisher: check the publishers now and then and relax our QoS to match them.
+        self.create_timer(2.0, self._match_publisher_qos)
         self._last_message = None
         self.create_timer(self.cfg.diagnostics_period_s, self._publish_status)
         log.info(f'recording episodes under {self.rec.root}: {len(self._subs)} topics '
                  f'(cameras: {", ".join(self.cfg.cameras) or "none"})')
+
+    def _subscribe(self, topic, msgtype, qos):
+        old = self._subs.pop(topic, None)
+        if old is not None:
+            self.destroy_subscription(old[0])
+        sub = self.create_subscription(_msg_class(msgtype), topic,
+                                       lambda raw, topic=topic: self.rec.on_message(topic, raw), qos, raw=True)
+        self._subs[topic] = (sub, msgtype, qos)
+
+    def _match_publisher_qos(self):
+        for topic, (_sub, msgtype, qos) in list(self._subs.items()):
+            pubs = self.get_publishers_info_by_topic(topic)
+            relax = []
+            new = QoSProfile(depth=qos.depth, history=qos.history, reliability=qos.reliability,
+                             durability=qos.durability)
+            if qos.reliability == ReliabilityPolicy.RELIABLE and any(
+                    p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in pubs):
+                new.reliability = ReliabilityPolicy.BEST_EFFORT
+                relax.append('best effort')
+            if qos.durability == DurabilityPolicy.TRANSIENT_LOCAL and any(
+                    p.qos_profile.durability == DurabilityPolicy.VOLATILE for p in pubs):
+                new.durability = DurabilityPolicy.VOLATILE
+                relax.append('volatile')
+            if relax:
+                self.get_logger().warning(f'{topic}: a publisher offers {" and ".join(relax)} QoS; '
+                                          f'resubscribing to match it (messages may be lost)')
+                self._subscribe(topic, msgtype, new)
 
     def _publish_status(self):
         level, message, values = self.rec.status()

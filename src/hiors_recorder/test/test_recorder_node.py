@@ -241,3 +241,30 @@ def test_disk_full_is_reported(test_node, tmp_path):
         assert list_episodes(str(mnt / 'episodes')) == []    # nothing half-written is ever listed
     finally:
         subprocess.run(['umount', '-l', str(mnt)], capture_output=True)
+
+
+def test_adapts_to_best_effort_and_volatile_publishers(test_node, tmp_path):
+    """A sensor published best effort and a version published volatile are still recorded."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+    root = tmp_path / 'episodes'
+    js = test_node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
+    ver = test_node.create_publisher(String, '/hiors/policy/version', 10)
+    ev = test_node.create_publisher(String, '/hiors/episode/event',
+                                    QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    with _recorder(tmp_path, root, extra=['-p', 'cameras:=[]']) as rec:
+        assert _wait(lambda: js.get_subscription_count() > 0 and ver.get_subscription_count() > 0
+                     and ev.get_subscription_count() > 0, 30), rec.log()
+        assert 'resubscribing' in rec.log()
+        ev.publish(String(data='start'))
+        time.sleep(0.4)
+        ver.publish(String(data='v42'))
+        for k in range(20):
+            js.publish(JointState(name=JOINTS, position=[0.1 * k] * 7))
+            time.sleep(0.01)
+        time.sleep(0.4)
+        ev.publish(String(data='failure'))
+        assert _wait(lambda: len(list_episodes(str(root))) == 1, 20), rec.log()
+    info = list_episodes(str(root))[0]
+    assert info.topic_counts['/joint_states'] >= 18 and info.policy_version == 'v42'
