@@ -47,7 +47,8 @@ def publisher(args):
     ev_pub.publish(String(data='start'))
     time.sleep(1.0)
     rng = np.random.default_rng(0)
-    frame = rng.integers(0, 255, (args.size, args.size, 3), dtype=np.uint8).tobytes()
+    # 32 distinct noise frames: no repeats inside an MCAP chunk, so zstd figures are a worst case
+    frames = [rng.integers(0, 255, (args.size, args.size, 3), dtype=np.uint8).tobytes() for _ in range(32)]
     names = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
     counts = {'/joint_states': 0, **{f'/camera/{c}/image_raw': 0 for c in cams}}
     t0 = time.monotonic()
@@ -68,6 +69,7 @@ def publisher(args):
         if now >= next_cam:
             stamp = node.get_clock().now().to_msg()
             for c, p in cam_pubs.items():
+                frame = frames[(counts[f'/camera/{c}/image_raw'] + 7 * int(c[3:])) % len(frames)]
                 m = Image(height=args.size, width=args.size, encoding='rgb8', step=3 * args.size, data=frame)
                 m.header.stamp = stamp
                 m.header.frame_id = c

@@ -328,3 +328,23 @@ def _load(reader, info, topics, rate_hz, cameras, load_images, joint_names, gap_
                    intervention=intervention, images=images, action_source=source,
                    intervention_flag=flag, joint_names=joint_names, leading_steps_dropped=dropped,
                    stats=stats)
+
+
+def read_topic(episode, topic: str) -> list:
+    """Every message of one topic as (t seconds since the episode start, decoded message), e.g.
+    the policy's predicted chunks on /hiors/policy/action_chunk_raw (Float64MultiArray; use
+    `np.asarray(msg.data).reshape([d.size for d in msg.layout.dim])`)."""
+    info = _resolve(episode)
+    reader = _open_reader(info)
+    start_ns = int(round(info.start_time * 1e9))
+    try:
+        conns = [c for c in reader.connections if c.topic == topic]
+        out = []
+        for conn, t_ns, raw in _read_messages(reader, conns, info):
+            try:
+                out.append(((t_ns - start_ns) / 1e9, bagio.deserialize(raw, conn.msgtype)))
+            except Exception as exc:  # noqa: BLE001
+                raise EpisodeError(f'{info.bag_path}: cannot decode {conn.msgtype} on {topic}: {exc}') from exc
+        return out
+    finally:
+        reader.close()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hiors_recorder import bagio
-from hiors_recorder.dataset import list_episodes, load_episode, topic_stats
+from hiors_recorder.dataset import list_episodes, load_episode, read_topic, topic_stats
 from hiors_recorder.episode import EPISODE_FILE, MARKER_FILE, EpisodeError, relabel_episode
 from hiors_recorder.recorder import recover_unfinished
 from hiors_recorder.synthetic import write_synthetic_episode
@@ -47,6 +47,11 @@ def test_round_trip_and_alignment(tmp_path):
     assert (ep5.images['front'][:, 0, 0, 0] == 8 * np.arange(0, 30, 2)).all()
     noimg = load_episode(info, load_images=False)
     assert noimg.images == {} and len(noimg) == 30
+
+    chunks = read_topic(info, '/hiors/policy/action_chunk_raw')
+    assert len(chunks) == 25 and chunks[0][0] == pytest.approx(0.1, abs=1e-3)
+    msg = chunks[0][1]
+    assert np.asarray(msg.data).reshape([d.size for d in msg.layout.dim]).shape == (4, 7)
 
     stats = topic_stats(info)
     assert stats['/joint_states']['count'] == 60
