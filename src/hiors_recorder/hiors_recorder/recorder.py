@@ -4,6 +4,7 @@ into one finished rosbag2 + episode.json per episode, and recovers what a crash 
 The node feeds `on_message(topic, raw_cdr, t_ns)` from its subscriptions; all disk writes happen
 on one writer thread, so the subscription callbacks only copy bytes into a queue.
 """
+import collections
 import errno
 import json
 import logging
@@ -53,6 +54,9 @@ class RecorderConfig:
     max_queue_mb: float = field(default=1024.0, metadata={'doc': 'drop (and count) messages beyond this backlog'})
     min_free_mb: float = field(default=200.0, metadata={'doc': 'refuse to start an episode with less free disk'})
     flush_interval_s: float = field(default=1.0, metadata={'doc': 'a crash loses at most this much'})
+    event_grace_s: float = field(default=0.5, metadata={
+        'doc': 'messages sent (source time) after start / before the end event but handled out of '
+               'order within this time still go into the episode'})
     max_episode_s: float = field(default=0.0, metadata={'doc': 'end as abort after this long (0 = no limit)'})
     recover_on_start: bool = True
     diagnostics_period_s: float = 1.0
@@ -122,6 +126,9 @@ class EpisodeRecorder:
         self._sticky = {}
         self._counter = 0
         self._current = None            # dict for the episode being recorded
+        self._closing = None            # an ended episode still taking late messages (grace time)
+        self._grace_ns = int(config.event_grace_s * 1e9)
+        self._recent = collections.deque()   # messages of the last grace period while idle
         self._queue = queue.Queue()
         self._lock = threading.Lock()
         self._queued_bytes = 0
@@ -137,18 +144,34 @@ class EpisodeRecorder:
     # ------------------------------------------------------------------ called by the node
     @property
     def recording(self) -> bool:
-        return self._current is not None
+        return self._current is not None or self._closing is not None
 
-    def on_message(self, topic: str, raw, t_ns: int | None = None):
+    def on_message(self, topic: str, raw, t_ns: int | None = None, src_ns: int | None = None):
+        """One received message: receive time `t_ns` (bag timestamp) and, when known, the
+        publisher's send time `src_ns` (used only to place messages around episode events)."""
         t_ns = self.now_ns() if t_ns is None else t_ns
+        if self._closing is not None and t_ns >= self._closing['deadline']:
+            self._finish_closing()
         if topic in self._sticky_topics:
             self._sticky[topic] = bytes(raw)
         if topic == self.topics['event']:
-            self._on_event(raw, t_ns)
+            self._on_event(raw, t_ns, src_ns)
+            return
+        cl = self._closing
+        if cl is not None and src_ns and src_ns <= cl['end_src']:
+            # sent before the end event but handled after it: still part of the episode
+            self._enqueue(cl['ep'], topic, t_ns, raw)
             return
         cur = self._current
         if cur is None:
+            if self._grace_ns > 0 and src_ns:
+                self._recent.append((topic, t_ns, src_ns, raw))
+                while self._recent and t_ns - self._recent[0][1] > self._grace_ns:
+                    self._recent.popleft()
             return
+        self._record(cur, topic, t_ns, raw)
+
+    def _record(self, cur, topic, t_ns, raw):
         period = self._min_period.get(topic)
         if period:
             last = self._last_kept.get(topic)
@@ -160,6 +183,18 @@ class EpisodeRecorder:
         if self.cfg.max_episode_s > 0 and t_ns - cur['start_ns'] > self.cfg.max_episode_s * 1e9:
             self.end_episode('abort', t_ns, f'episode longer than max_episode_s={self.cfg.max_episode_s}')
 
+    def tick(self, t_ns: int | None = None):
+        """Called periodically: finishes an episode whose end-event grace time is over."""
+        t_ns = self.now_ns() if t_ns is None else t_ns
+        if self._closing is not None and t_ns >= self._closing['deadline']:
+            self._finish_closing()
+
+    def _finish_closing(self):
+        cl, self._closing = self._closing, None
+        if cl is not None:
+            self._queue.put(('close', cl['ep']['id'], cl['outcome'], cl['t_ns'], cl['reason'],
+                             dict(cl['ep']['dropped'])))
+
     def _enqueue(self, cur, topic, t_ns, raw):
         size = len(raw)
         with self._lock:
@@ -170,23 +205,35 @@ class EpisodeRecorder:
             self._queued_bytes += size
         self._queue.put(('msg', cur['id'], topic, self.topic_types[topic], t_ns, bytes(raw)))
 
-    def _on_event(self, raw, t_ns):
+    def _on_event(self, raw, t_ns, src_ns=None):
         try:
             event = bagio.deserialize(raw, bagio.STRING).data.strip().lower()
         except Exception as exc:  # noqa: BLE001
             self.log.warning(f'ignoring undecodable episode event: {exc}')
             return
         if event == 'start':
+            self._finish_closing()
             if self._current is not None:
                 self.end_episode('abort', t_ns, 'a new start event came before an end event')
             if self.start_episode(t_ns) is not None:
                 self._enqueue(self._current, self.topics['event'], t_ns, raw)
+                if src_ns:
+                    # sent after the start event but handled before it: part of the episode
+                    for topic, t_m, src_m, raw_m in self._recent:
+                        if src_m >= src_ns:
+                            self._record(self._current, topic, t_m, raw_m)
+            self._recent.clear()
         elif event in END_EVENTS:
             if self._current is None:
                 self.log.warning(f"episode event '{event}' while no episode is being recorded: ignored")
                 return
             self._enqueue(self._current, self.topics['event'], t_ns, raw)
-            self.end_episode(event, t_ns, f'{event} event')
+            if src_ns and self._grace_ns > 0:
+                self._closing = {'ep': self._current, 'end_src': src_ns, 'deadline': t_ns + self._grace_ns,
+                                 'outcome': event, 't_ns': t_ns, 'reason': f'{event} event'}
+                self._current = None
+            else:
+                self.end_episode(event, t_ns, f'{event} event')
         else:
             self.log.warning(f'unknown episode event {event!r} (expected start/success/failure/abort)')
 
@@ -240,6 +287,7 @@ class EpisodeRecorder:
         return done.wait(timeout)
 
     def close(self, timeout: float = 60.0):
+        self._finish_closing()
         if self._current is not None:
             self.end_episode('abort', None, 'recorder shut down during the episode')
         self._queue.put(('stop',))

@@ -56,6 +56,7 @@ class RecorderNode(Node):
         self.create_timer(2.0, self._match_publisher_qos)
         self._last_message = None
         self.create_timer(self.cfg.diagnostics_period_s, self._publish_status)
+        self.create_timer(0.05, lambda: self.rec.tick())
         log.info(f'recording episodes under {self.rec.root}: {len(self._subs)} topics '
                  f'(cameras: {", ".join(self.cfg.cameras) or "none"})')
 
@@ -63,8 +64,9 @@ class RecorderNode(Node):
         old = self._subs.pop(topic, None)
         if old is not None:
             self.destroy_subscription(old[0])
-        sub = self.create_subscription(_msg_class(msgtype), topic,
-                                       lambda raw, topic=topic: self.rec.on_message(topic, raw), qos, raw=True)
+        def callback(raw, info, topic=topic):
+            self.rec.on_message(topic, raw, src_ns=info.get('source_timestamp') or None)
+        sub = self.create_subscription(_msg_class(msgtype), topic, callback, qos, raw=True)
         self._subs[topic] = (sub, msgtype, qos)
 
     def _match_publisher_qos(self):

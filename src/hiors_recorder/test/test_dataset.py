@@ -192,3 +192,29 @@ def test_lerobot_export_round_trip(tmp_path):
     res = subprocess.run(cli + ['export', str(out)], capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and 'not empty' in res.stderr
     shutil.rmtree(out)
+
+
+def test_out_of_order_messages_around_events(tmp_path):
+    """Messages sent after the start / before the end event but handled out of order (another
+    topic's callback ran first) belong to the episode; later ones do not."""
+    from hiors_recorder import synthetic as syn
+    from hiors_recorder.recorder import EpisodeRecorder, RecorderConfig
+    cfg = RecorderConfig(episode_dir=str(tmp_path), cameras=[], min_free_mb=0.0, event_grace_s=0.5)
+    rec = EpisodeRecorder(cfg)
+    ms = 1_000_000
+    T = 10**18
+    js = lambda k: syn.joint_state([0.01 * k] * 7)  # noqa: E731
+    rec.on_message('/joint_states', js(0), T + 1 * ms, src_ns=T - 5 * ms)     # before start: out
+    rec.on_message('/joint_states', js(1), T + 2 * ms, src_ns=T + 1 * ms)     # sent after start: in
+    rec.on_message('/hiors/episode/event', syn.string('start'), T + 3 * ms, src_ns=T)
+    for k in range(2, 12):
+        rec.on_message('/joint_states', js(k), T + (10 + k) * ms, src_ns=T + (9 + k) * ms)
+    rec.on_message('/hiors/episode/event', syn.string('success'), T + 30 * ms, src_ns=T + 25 * ms)
+    rec.on_message('/joint_states', js(12), T + 31 * ms, src_ns=T + 24 * ms)  # sent before end: in
+    rec.on_message('/joint_states', js(13), T + 32 * ms, src_ns=T + 26 * ms)  # sent after end: out
+    assert rec.recording
+    rec.tick(T + 600 * ms)                                                  # grace over: finish
+    assert not rec.recording
+    rec.close()
+    info = list_episodes(str(tmp_path))[0]
+    assert info.topic_counts['/joint_states'] == 12 and info.outcome == 'success'
