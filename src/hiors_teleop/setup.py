@@ -23,6 +23,7 @@ setup(
     entry_points={
         'console_scripts': [
             'command_mux_node = hiors_teleop.command_mux_node:main',
+            'joy_teleop_node = hiors_teleop.joy_teleop_node:main',
         ],
     },
 )

@@ -24,6 +24,9 @@ POLICY, HUMAN, HOLD = 'policy', 'human', 'hold'
 SOURCES = (POLICY, HUMAN)
 
 JOINT_NAMES = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
+# Defaults for the hiors_sim arm (radians; gripper metres per finger). A real arm sets its own.
+POSITION_LOWER = [-3.05, -2.0, -2.6, -3.05, -2.0, -3.05, 0.0]
+POSITION_UPPER = [3.05, 2.0, 2.6, 3.05, 2.0, 3.05, 0.04]
 
 
 def _doc(text):
@@ -43,9 +46,9 @@ class MuxConfig:
     watchdog_timeout_s: float = field(default=0.5, metadata=_doc(
         'a source silent for longer than this is not followed; the robot holds'))
     blend_time_s: float = field(default=0.5, metadata=_doc('takeover / hand-back blend duration'))
-    position_lower: list[float] = field(default_factory=lambda: [-3.05, -2.0, -2.6, -3.05, -2.0, -3.05, 0.0],
+    position_lower: list[float] = field(default_factory=lambda: list(POSITION_LOWER),
                                         metadata=_doc('joint position lower limits (rad, gripper m)'))
-    position_upper: list[float] = field(default_factory=lambda: [3.05, 2.0, 2.6, 3.05, 2.0, 3.05, 0.04],
+    position_upper: list[float] = field(default_factory=lambda: list(POSITION_UPPER),
                                         metadata=_doc('joint position upper limits'))
     velocity_limit: list[float] = field(default_factory=lambda: [1.5, 1.5, 1.5, 2.0, 2.0, 2.0, 0.2],
                                         metadata=_doc('max |change of command| per second, per joint'))

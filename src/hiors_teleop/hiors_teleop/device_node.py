@@ -1,0 +1,116 @@
+"""Shared ROS adapter for every teleop device node: joint_states in; teleop command, intervention
+and episode events out. A device subclass only implements `poll(now)` returning
+(DeviceInput | None, healthy, reason); the decisions are in teleop_core.TeleopCore."""
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray
+
+from hiors_common.diagnostics import DiagnosticsPublisher
+
+from .mux import JOINT_NAMES, POSITION_LOWER, POSITION_UPPER
+from .ros_episode import EVENT_QOS, EpisodeControl
+from .teleop_core import TeleopCore, TeleopLimits, load_kinematics
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class TeleopNodeConfig:
+    mode: str = field(default='joint', metadata={'doc': "'joint' (joint velocities) or 'ee' (end-effector "
+                                                        "twist via the robot's FK/IK)"})
+    rate_hz: float = field(default=50.0, metadata={'doc': 'command rate while taking over'})
+    device_timeout_s: float = field(default=0.5, metadata={
+        'doc': 'a streaming device silent this long counts as frozen (0 = never)'})
+    joint_names: list[str] = field(default_factory=lambda: list(JOINT_NAMES))
+    position_lower: list[float] = field(default_factory=lambda: list(POSITION_LOWER))
+    position_upper: list[float] = field(default_factory=lambda: list(POSITION_UPPER))
+    gripper_open: float = 0.04
+    gripper_closed: float = 0.0
+    command_topic: str = '/hiors/teleop/command'
+    intervention_topic: str = '/hiors/intervention'
+    event_topic: str = '/hiors/episode/event'
+    joint_states_topic: str = '/joint_states'
+    reset_service: str = field(default='/hiors/sim/reset', metadata={'doc': "std_srvs/Trigger for reset ('' = none)"})
+    intervention_heartbeat_s: float = field(default=1.0, metadata={
+        'doc': 'while taking over, re-send intervention=true this often (a restarted mux learns it)'})
+
+
+class DeviceTeleopNode(Node):
+    device_name = 'device'
+
+    def __init__(self, node_name: str, config_cls, core_mode: str | None = None):
+        super().__init__(node_name)
+        from hiors_common.params import declare_config
+        self.cfg = declare_config(self, config_cls)
+        mode = core_mode or self.cfg.mode
+        kin = load_kinematics() if mode != 'joint' else None
+        limits = TeleopLimits(np.asarray(self.cfg.position_lower, dtype=np.float64),
+                              np.asarray(self.cfg.position_upper, dtype=np.float64),
+                              self.cfg.gripper_open, self.cfg.gripper_closed)
+        self.core = TeleopCore(limits, mode, kin, max_dt=max(0.1, 2.0 / self.cfg.rate_hz))
+        self.cmd_pub = self.create_publisher(Float64MultiArray, self.cfg.command_topic, RELIABLE)
+        self.int_pub = self.create_publisher(Bool, self.cfg.intervention_topic, EVENT_QOS)
+        self.episode = EpisodeControl(self, self.cfg.event_topic, self.cfg.reset_service)
+        self.diag = DiagnosticsPublisher(self, f'hiors_teleop_{self.device_name}')
+        self.create_subscription(JointState, self.cfg.joint_states_topic, self._on_joint_state, 10)
+        self._last_int_pub = 0.0
+        self.healthy = False
+        self.health_reason = 'not started'
+        self.create_timer(1.0 / self.cfg.rate_hz, self._tick)
+        self.create_timer(1.0, self._diagnostics)
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    def _on_joint_state(self, msg):
+        pos = dict(zip(msg.name, msg.position))
+        try:
+            self.core.update_joint_state([pos[n] for n in self.cfg.joint_names])
+        except KeyError:
+            pass
+
+    def poll(self, now):   # pragma: no cover - implemented by each device
+        raise NotImplementedError
+
+    def _tick(self):
+        now = self.now()
+        try:
+            inp, healthy, reason = self.poll(now)
+        except Exception as exc:  # noqa: BLE001 - a device error is a lost device, not a crash
+            inp, healthy, reason = None, False, f'{type(exc).__name__}: {exc}'
+        self.healthy, self.health_reason = healthy, reason
+        self.apply(now, inp, healthy, reason)
+
+    def apply(self, now, inp, healthy=True, reason=''):
+        """Run one decoded sample through the core and publish what it produced."""
+        res = self.core.tick(now, inp, healthy, reason)
+        log = self.get_logger()
+        for level, text in res.messages:
+            if level == 'error':
+                log.error(f'{self.device_name}: {text}')
+            elif level == 'warn':
+                log.warning(f'{self.device_name}: {text}')
+            else:
+                log.info(f'{self.device_name}: {text}')
+        # Order matters for the mux: the takeover flag goes first, then the first target.
+        if res.intervention is not None:
+            self.int_pub.publish(Bool(data=res.intervention))
+            self._last_int_pub = now
+        elif self.core.takeover and now - self._last_int_pub >= self.cfg.intervention_heartbeat_s:
+            self.int_pub.publish(Bool(data=True))
+            self._last_int_pub = now
+        if res.command is not None:
+            self.cmd_pub.publish(Float64MultiArray(data=[float(x) for x in res.command]))
+        for action in res.events:
+            self.episode.send(action)
+
+    def _diagnostics(self):
+        level = 0 if self.healthy else (2 if self.core.takeover else 1)
+        self.diag.publish(level, f'{self.device_name}: ' + ('ok' if self.healthy else self.health_reason),
+                          {'takeover': self.core.takeover, 'mode': self.core.mode})
