@@ -24,6 +24,7 @@ setup(
         'console_scripts': [
             'command_mux_node = hiors_teleop.command_mux_node:main',
             'joy_teleop_node = hiors_teleop.joy_teleop_node:main',
+            'keyboard_teleop_node = hiors_teleop.keyboard_teleop_node:main',
         ],
     },
 )
