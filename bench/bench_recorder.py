@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,9 +83,10 @@ def publisher(args):
     cpu = time.process_time() - cpu0
     time.sleep(1.0)
     ev_pub.publish(String(data='success'))
+    end_event_time = time.time()
     time.sleep(0.5)
     print(json.dumps({'counts': counts, 'wall_s': wall, 'cpu_s': cpu, 'max_late_s': late,
-                      'end_event_time': time.time()}), flush=True)
+                      'end_event_time': end_event_time}), flush=True)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
@@ -133,6 +135,16 @@ def main():
         time.sleep(2.0)
         cpu_before = _proc_cpu(rec.pid)
         t_before = time.monotonic()
+        samples = []                      # (monotonic, cpu seconds) every 0.5 s: peak 1-s load
+        sampling = threading.Event()
+
+        def sample():
+            while not sampling.wait(0.5):
+                try:
+                    samples.append((time.monotonic(), _proc_cpu(rec.pid)))
+                except OSError:
+                    return
+        threading.Thread(target=sample, daemon=True).start()
         pub = subprocess.run([sys.executable, os.path.abspath(__file__), '--publisher',
                               '--duration', str(args.duration), '--cameras', str(args.cameras),
                               '--size', str(args.size), '--cam-hz', str(args.cam_hz),
@@ -155,7 +167,9 @@ def main():
             if infos:
                 break
             time.sleep(0.05)
-        finish_latency = time.time() - result['end_event_time']
+        finish_latency = (os.path.getmtime(os.path.join(infos[0].path, 'episode.json'))
+                          - result['end_event_time']) if infos else float('nan')
+        sampling.set()
         cpu_s = _proc_cpu(rec.pid) - cpu_before
         wall_s = time.monotonic() - t_before
         hwm = _proc_hwm_mb(rec.pid)
@@ -179,10 +193,12 @@ def main():
         print(f'messages dropped: {total_drop} (recorder-side drops counted: {sum(info.dropped_messages.values())})')
         print(f'recorder CPU: {cpu_s:.1f} s over {wall_s:.1f} s = {100 * cpu_s / wall_s:.0f}% of one core; '
               f'peak RSS {hwm:.0f} MB')
+        peak = max(((c2 - c1) / (t2 - t1) for (t1, c1), (t2, c2) in zip(samples, samples[2:])), default=0.0)
+        print(f'recorder CPU peak over ~1 s windows: {100 * peak:.0f}% of one core')
         print(f'publisher: {result["wall_s"]:.1f} s, CPU {result["cpu_s"]:.1f} s, worst lateness '
               f'{1000 * result["max_late_s"]:.1f} ms')
         print(f'bag: {bag_bytes / 2**20:.0f} MB, {bag_bytes / 2**20 / args.duration:.1f} MB/s; '
-              f'episode.json {finish_latency:.2f} s after the end event')
+              f'episode.json {finish_latency:.2f} s after the end event (includes event_grace_s)')
         return 0 if total_drop == 0 else 2
     finally:
         rec.terminate()
