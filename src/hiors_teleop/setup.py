@@ -25,6 +25,7 @@ setup(
             'command_mux_node = hiors_teleop.command_mux_node:main',
             'joy_teleop_node = hiors_teleop.joy_teleop_node:main',
             'keyboard_teleop_node = hiors_teleop.keyboard_teleop_node:main',
+            'evdev_teleop_node = hiors_teleop.evdev_teleop_node:main',
         ],
     },
 )
