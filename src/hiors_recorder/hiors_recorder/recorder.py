@@ -456,6 +456,10 @@ def recover_unfinished(root: str, log=None, default_topics: dict | None = None) 
 
 def _recover_one(root, ep_dir, name, marker, log, default_topics):
     bag = os.path.join(ep_dir, BAG_DIR)
+    tmp_parent = os.path.join(ep_dir, '.recovering')
+    tmp = os.path.join(tmp_parent, BAG_DIR)     # same directory name, so the .mcap is bag.mcap
+    if not os.path.isdir(bag) and os.path.isfile(os.path.join(tmp, 'metadata.yaml')):
+        os.rename(tmp, bag)                     # a recovery was cut off after removing the original
     mcaps = sorted(n for n in os.listdir(bag) if n.endswith('.mcap')) if os.path.isdir(bag) else []
     if not mcaps:
         raise ValueError(f'{bag}: no MCAP file')
@@ -463,11 +467,9 @@ def _recover_one(root, ep_dir, name, marker, log, default_topics):
     schemas, channels, messages = bagio.scan_partial_mcap(src)
     if not messages:
         raise ValueError(f'{src}: no complete message chunk')
-    tmp_parent = os.path.join(ep_dir, '.recovering')
     if os.path.exists(tmp_parent):
         shutil.rmtree(tmp_parent)
     os.makedirs(tmp_parent)
-    tmp = os.path.join(tmp_parent, BAG_DIR)     # same directory name, so the .mcap is bag.mcap
     counts = bagio.rewrite_messages(tmp, schemas, channels, messages)
     shutil.rmtree(bag)
     os.rename(tmp, bag)

@@ -150,6 +150,18 @@ def test_records_episodes_from_real_publishers(test_node, tmp_path):
         assert ep.images['front'].shape[1:] == (32, 32, 3) and len(ep) >= 10
         assert ep.intervention.any() and not ep.intervention.all()
         assert not os.path.exists(os.path.join(info.path, MARKER_FILE))
+        # the bag holds the publishers' CDR bytes unchanged: rclpy deserialises them
+        from rclpy.serialization import deserialize_message
+        from rosbags.rosbag2 import Reader
+        from sensor_msgs.msg import Image, JointState
+        with Reader(info.bag_path) as reader:
+            conns = {c.topic: c for c in reader.connections}
+            for conn, _t, raw in reader.messages([conns['/hiors/executed_action'], conns['/camera/front/image_raw']]):
+                msg = deserialize_message(raw, JointState if conn.msgtype.endswith('JointState') else Image)
+                if isinstance(msg, JointState):
+                    assert list(msg.name) == JOINTS and msg.header.frame_id in ('policy', 'human')
+                else:
+                    assert (msg.height, msg.width, msg.encoding, msg.header.frame_id) == (32, 32, 'rgb8', 'front')
 
         _episode(feeder, 0.5, 'failure', human=None)
         assert _wait(lambda: len(list_episodes(str(root))) == 2, 20), rec.log()
