@@ -158,6 +158,7 @@ def test_relabel_cli(tmp_path):
 
 
 def test_lerobot_export_round_trip(tmp_path):
+    pytest.importorskip('av', reason='PyAV (requirements: av==18.1.0) writes the MP4 videos')
     root = tmp_path / 'eps'
     a = write_synthetic_episode(str(root), steps=20, image_size=(64, 64), seed=1, start_ns=10**18)
     b = write_synthetic_episode(str(root), steps=12, image_size=(64, 64), seed=2, outcome='failure',
