@@ -150,6 +150,8 @@ def test_relabel_cli(tmp_path):
     assert new.label_history[-1]['from'] == 'failure' and new.label_history[-1]['note'] == 'label slip'
     out = subprocess.run(cli + ['list'], capture_output=True, text=True, timeout=60)
     assert info.episode_id in out.stdout and 'relabelled from failure' in out.stdout
+    out = subprocess.run(cli + ['show', info.episode_id, '--gaps'], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and '"/joint_states"' in out.stdout and '"max_gap_s"' in out.stdout
     out = subprocess.run(cli + ['relabel', 'ep_does_not_exist', 'success'], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode != 0 and 'ep_does_not_exist' in out.stderr
