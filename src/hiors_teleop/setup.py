@@ -26,6 +26,7 @@ setup(
             'joy_teleop_node = hiors_teleop.joy_teleop_node:main',
             'keyboard_teleop_node = hiors_teleop.keyboard_teleop_node:main',
             'evdev_teleop_node = hiors_teleop.evdev_teleop_node:main',
+            'spacemouse_teleop_node = hiors_teleop.spacemouse_teleop_node:main',
         ],
     },
 )

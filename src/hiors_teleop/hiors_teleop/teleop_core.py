@@ -73,6 +73,7 @@ class DeviceInput:
     ee_step: np.ndarray | None = None          # (6,) m / rad in the base frame, applied once
     gripper_vel: float | None = None           # m/s per finger (+ opens)
     gripper_step: float | None = None          # m, applied once
+    gripper_toggle: bool = False               # open if closed(ish), else close
     gripper_abs: float | None = None           # 0 closed .. 1 open
     events: list = field(default_factory=list)  # episode actions triggered by this sample
 
@@ -197,7 +198,11 @@ class TeleopCore:
             pos = self._ee0[0] + np.asarray(dpos, dtype=np.float64)
             quat = quat_normalise(quat_mul(quat_normalise(dquat), self._ee0[1]))
             new[:6] = self._ik(pos, quat, new[:6])
-        if inp.gripper_abs is not None:
+        if inp.gripper_toggle:
+            lim = self.limits
+            mid = 0.5 * (lim.gripper_open + lim.gripper_closed)
+            new[6] = lim.gripper_closed if new[6] > mid else lim.gripper_open
+        elif inp.gripper_abs is not None:
             g = float(np.clip(inp.gripper_abs, 0.0, 1.0))
             new[6] = self.limits.gripper_closed + g * (self.limits.gripper_open - self.limits.gripper_closed)
         else:
