@@ -9,6 +9,7 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
+    package_data={PACKAGE: ['web/*.html']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
@@ -27,6 +28,7 @@ setup(
             'keyboard_teleop_node = hiors_teleop.keyboard_teleop_node:main',
             'evdev_teleop_node = hiors_teleop.evdev_teleop_node:main',
             'spacemouse_teleop_node = hiors_teleop.spacemouse_teleop_node:main',
+            'vr_teleop_node = hiors_teleop.vr_teleop_node:main',
         ],
     },
 )

@@ -1,0 +1,147 @@
+"""VR: frame mapping, message validation, the page server with a Python websocket client, and the
+real page in headless Chromium sending emulated controller poses (skipped where no Chromium)."""
+import asyncio
+import json
+import math
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from hiors_teleop.teleop_core import quat_angle
+from hiors_teleop.vr_mapping import VRMapConfig, VRMapper, parse_message, xr_to_robot
+from hiors_teleop.vr_server import VRServer
+
+IDENT = [0.0, 0.0, 0.0, 1.0]
+
+
+def pose(pos, quat=IDENT, trigger=0.0, buttons=()):
+    return {'type': 'pose', 'pos': list(pos), 'quat': list(quat), 'trigger': trigger, 'buttons': list(buttons)}
+
+
+def test_xr_frame_to_robot_frame():
+    p, q = xr_to_robot([0, 0, -1], IDENT)
+    assert np.allclose(p, [1, 0, 0]), 'WebXR forward (-z) is robot +x'
+    assert np.allclose(xr_to_robot([1, 0, 0], IDENT)[0], [0, -1, 0]), 'right is robot -y'
+    assert np.allclose(xr_to_robot([0, 1, 0], IDENT)[0], [0, 0, 1]), 'up is up'
+    assert np.allclose(q, [1, 0, 0, 0])
+    s = math.sin(math.pi / 4)
+    _, q = xr_to_robot([0, 0, 0], [0, s, 0, s])    # 90 deg about XR up (y) = about robot z
+    assert np.allclose(q, [s, 0, 0, s])
+
+
+@pytest.mark.parametrize('msg,why', [
+    ({'type': 'pose', 'pos': [0, 0], 'quat': IDENT}, r'pos\[3\]'),
+    ({'type': 'pose', 'pos': [0, math.nan, 0], 'quat': IDENT}, 'NaN'),
+    ({'type': 'pose', 'pos': [0, 0, 0], 'quat': [0, 0, 0, 0]}, 'unit'),
+    ({'type': 'pose', 'pos': [0, 50, 0], 'quat': IDENT}, '10 m'),
+    ({'type': 'event', 'action': 'explode'}, 'unknown event'),
+    ({'type': 'nope'}, 'unknown message'),
+    ([1, 2], 'object'),
+])
+def test_bad_messages_rejected(msg, why):
+    with pytest.raises(ValueError, match=why):
+        parse_message(msg)
+
+
+def test_mapper_anchor_offset_and_buttons():
+    m = VRMapper(VRMapConfig(position_scale=2.0, max_offset_m=0.3))
+    assert not m.map(parse_message(pose([0, 1, 0]))).takeover
+    inp = m.map(parse_message(pose([0, 1, 0], trigger=1.0)))
+    assert inp.takeover and np.allclose(inp.ee_offset[0], 0)
+    inp = m.map(parse_message(pose([0.0, 1.05, -0.05], trigger=1.0)))
+    assert np.allclose(inp.ee_offset[0], [0.1, 0.0, 0.1]), 'scaled x2, in the robot frame'
+    inp = m.map(parse_message(pose([0.0, 1.0, -1.0], trigger=1.0)))
+    assert np.linalg.norm(inp.ee_offset[0]) == pytest.approx(0.3), 'offset clamped'
+    s = math.sin(0.1)
+    inp = m.map(parse_message(pose([0, 1, 0], [0, s, 0, math.cos(0.1)], trigger=1.0, buttons=[1, 0, 0, 0, 1, 1])))
+    assert quat_angle(inp.ee_offset[1]) == pytest.approx(0.2)
+    assert inp.gripper_toggle and inp.events == ['success']
+    assert not m.map(parse_message(pose([0, 1, 0], trigger=1.0, buttons=[1, 0, 0, 0, 1, 1]))).gripper_toggle
+    m.map(parse_message(pose([0, 1, 0], trigger=0.0)))
+    inp = m.map(parse_message(pose([0.2, 1, 0], trigger=1.0)))
+    assert np.allclose(inp.ee_offset[0], 0), 're-anchored at the new press'
+
+
+def test_server_http_and_websocket_protocol():
+    from websockets.sync.client import connect
+    server = VRServer(port=0).start()
+    try:
+        page = urllib.request.urlopen(server.url, timeout=5).read().decode()
+        assert 'navigator.xr' in page and '/ws' in page
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(server.url + 'nothing', timeout=5)
+        with connect(f'ws://127.0.0.1:{server.port}/ws') as ws:
+            ws.send(json.dumps({'type': 'hello', 'mode': 'emulated', 'agent': 'pytest'}))
+            ws.send(json.dumps(pose([0.1, 1.0, -0.2], trigger=1.0)))
+            ws.send('{not json')
+            ws.send(json.dumps({'type': 'pose', 'pos': [0, math.inf, 0], 'quat': IDENT}))
+            ws.send(json.dumps({'type': 'event', 'action': 'failure'}))
+            status = json.loads(ws.recv(timeout=5))
+            assert status['type'] == 'status'
+            deadline = time.monotonic() + 5
+            while server.received < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            sample, _, events, clients = server.take()
+            assert clients == 1 and sample['pos'] == [0.1, 1.0, -0.2] and events == ['failure']
+            assert server.rejected == 2 and server.hello['agent'] == 'pytest'
+        deadline = time.monotonic() + 5
+        while server.take()[3] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sample, _, _, clients = server.take()
+        assert clients == 0 and sample is None, 'no stale pose after a disconnect'
+    finally:
+        server.stop()
+
+
+def chromium():
+    return shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
+
+
+def start_chromium(url):
+    user_dir = tempfile.mkdtemp(prefix='hiors-chromium-')
+    cmd = [chromium(), '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+           '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-extensions',
+           '--disable-default-apps', f'--user-data-dir={user_dir}', url]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True), user_dir
+
+
+def stop_chromium(proc, user_dir):
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    shutil.rmtree(user_dir, ignore_errors=True)
+
+
+@pytest.mark.skipif(chromium() is None, reason='no Chromium on this machine (apt-get install chromium)')
+def test_page_in_headless_chromium_sends_poses():
+    server = VRServer(port=0).start()
+    proc, user_dir = start_chromium(server.url + '?script=1&dx=0.1&dz=-0.05&seconds=0.6&hold=0.4&label=success')
+    triggers, xs = [], []
+    events = []
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            sample, _, ev, _ = server.take()
+            events += ev
+            if sample is not None:
+                triggers.append(sample['trigger'])
+                xs.append(sample['pos'][0])
+            if server.hello and 'script-done' in server.hello['agent'] and events:
+                break
+            time.sleep(0.01)
+        assert server.hello and 'HeadlessChrome' in server.hello['agent'], server.hello
+        assert server.hello['mode'] == 'emulated'
+        assert 1.0 in triggers and triggers[-1] == 0.0, 'trigger pressed then released'
+        assert xs[0] == pytest.approx(0.0) and max(xs) == pytest.approx(0.1), xs[-5:]
+        assert events == ['success'] and server.rejected == 0
+    finally:
+        stop_chromium(proc, user_dir)
+        server.stop()
