@@ -36,17 +36,23 @@ class SpaceMouseDecoder:
         self.bad = 0
 
     def split(self, buf: bytes) -> list[bytes]:
-        """One hidraw read is one report; a stream is cut by the report lengths."""
+        """One hidraw read is one report; a byte stream (replay, FIFO) is cut by the lengths above
+        (a six-axis report 1 can only be recognised when it arrives alone)."""
         buf = bytes(buf)
-        if len(buf) in (7, 13) and buf[:1] in (b'\x01', b'\x02') or (buf[:1] == b'\x03' and len(buf) <= 8):
+        lengths = {1: 7, 2: 7, 3: self.button_report_len}
+        if buf and (len(buf) == lengths.get(buf[0]) or (buf[0] == 1 and len(buf) == 13)):
             return [buf]
         out, i = [], 0
         while i < len(buf):
-            rid = buf[i]
-            n = {1: 7, 2: 7, 3: self.button_report_len}.get(rid)
-            if n is None or i + n > len(buf):
+            n = lengths.get(buf[i])
+            if n is None:
                 self.bad += 1
                 break
+            if i + n > len(buf):
+                if buf[i] != 3:       # a short button report may end a read; short axes may not
+                    self.bad += 1
+                    break
+                n = len(buf) - i
             out.append(buf[i:i + n])
             i += n
         return out

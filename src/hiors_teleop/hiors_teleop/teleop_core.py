@@ -96,7 +96,7 @@ class TeleopLimits:
 
 class TeleopCore:
     def __init__(self, limits: TeleopLimits, mode: str = 'joint', kinematics=None,
-                 max_dt: float = 0.1):
+                 max_dt: float = 0.1, max_ik_step: float = 0.5):
         if mode not in ('joint', 'ee', 'ee_abs'):
             raise ValueError(f"mode must be 'joint', 'ee' or 'ee_abs', not {mode!r}")
         if mode != 'joint' and kinematics is None:
@@ -105,6 +105,7 @@ class TeleopCore:
         self.mode = mode
         self.kin = kinematics
         self.max_dt = max_dt
+        self.max_ik_step = max_ik_step   # rad: a larger IK jump in one tick is a branch flip, refused
         self.measured = None
         self.target = None
         self.takeover = False
@@ -222,6 +223,9 @@ class TeleopCore:
         q = np.asarray(q, dtype=np.float64).reshape(-1)[:6]
         if not np.all(np.isfinite(q)):
             raise ValueError('IK returned non-finite joints')
+        jump = float(np.max(np.abs(q - np.asarray(q_init, dtype=np.float64)[:6])))
+        if jump > self.max_ik_step:
+            raise ValueError(f'IK solution jumps {jump:.2f} rad in one step (singularity / branch flip)')
         return q
 
 

@@ -45,7 +45,7 @@ class VRTeleopNode(DeviceTeleopNode):
         hello = self.server.hello
         if hello is not None and hello is not self._hello_logged:
             self._hello_logged = hello
-            self.get_logger().info(f"VR client: mode={hello['mode']} agent={hello['agent'][:80]}")
+            self.get_logger().info(f"VR client: mode={hello['mode']} agent={hello['agent'][:160]}")
         healthy, reason = True, ''
         if clients == 0:
             healthy, reason = False, 'no VR page connected'

@@ -43,6 +43,8 @@ def test_report_decoding():
     for p in parts:
         d.feed(p)
     assert list(d.axes) == [1, 2, 3, 4, 5, 6] and d.buttons == 2
+    assert d.split(b'\x03\x01\x00\x03\x00\x00') == [b'\x03\x01\x00', b'\x03\x00\x00'], 'press + release in one read'
+    assert d.split(b'\x03\x01') == [b'\x03\x01'], 'a 2-byte button report alone'
 
 
 def test_mapper_takeover_threshold_release_and_buttons():

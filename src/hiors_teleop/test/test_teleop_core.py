@@ -96,3 +96,38 @@ def test_quaternion_helpers():
 def test_ee_mode_needs_kinematics():
     with pytest.raises(ValueError):
         TeleopCore(TeleopLimits(np.array(POSITION_LOWER), np.array(POSITION_UPPER)), 'ee', None)
+
+
+SIM_HOME = np.array([0.0, 0.5, 1.6, 0.0, 1.04, 0.0, 0.035])
+
+
+def _kin():
+    kinematics = pytest.importorskip('hiors_sim.kinematics', reason='hiors_sim.kinematics not available')
+    return kinematics.ArmKinematics()
+
+
+def test_ee_twist_moves_tool_in_base_frame_with_robot_ik():
+    kin = _kin()
+    c = TeleopCore(TeleopLimits(np.array(POSITION_LOWER), np.array(POSITION_UPPER)), 'ee', kin)
+    c.update_joint_state(SIM_HOME)
+    c.tick(0.0, DeviceInput(takeover=True))
+    p0, q0 = kin.fk(SIM_HOME[:6])
+    for k in range(1, 21):   # 0.05 m/s up and 0.05 m/s forward for 1 s
+        r = c.tick(0.05 * k, DeviceInput(takeover=True, twist=np.array([0.05, 0, 0.05, 0, 0, 0])))
+    p1, q1 = kin.fk(r.command[:6])
+    assert np.allclose(p1 - p0, [0.05, 0.0, 0.05], atol=3e-3), p1 - p0
+    assert quat_angle(quat_mul(q1, np.array([q0[0], -q0[1], -q0[2], -q0[3]]))) < 0.02, 'orientation kept'
+
+
+def test_ee_abs_offset_and_ik_jump_guard():
+    kin = _kin()
+    c = TeleopCore(TeleopLimits(np.array(POSITION_LOWER), np.array(POSITION_UPPER)), 'ee_abs', kin)
+    c.update_joint_state(SIM_HOME)
+    c.tick(0.0, DeviceInput(takeover=True, ee_offset=(np.zeros(3), np.array([1.0, 0, 0, 0]))))
+    p0, _ = kin.fk(SIM_HOME[:6])
+    r = c.tick(0.02, DeviceInput(takeover=True, ee_offset=(np.array([0.0, 0.03, 0.0]), np.array([1.0, 0, 0, 0]))))
+    assert np.allclose(kin.fk(r.command[:6])[0] - p0, [0, 0.03, 0], atol=2e-3)
+    before = r.command.copy()
+    # a target far away in one step would need a large joint jump: refused, last target kept
+    r = c.tick(0.04, DeviceInput(takeover=True, ee_offset=(np.array([0.0, -0.6, -0.3]), np.array([1.0, 0, 0, 0]))))
+    assert np.allclose(r.command, before) and 'not reachable' in r.messages[0][1]

@@ -145,3 +145,60 @@ def test_page_in_headless_chromium_sends_poses():
     finally:
         stop_chromium(proc, user_dir)
         server.stop()
+
+
+SIM_HOME = [0.0, 0.5, 1.6, 0.0, 1.04, 0.0, 0.035]
+
+
+def _vr_url(proc, node, timeout=30.0):
+    from hiors_common.testing import spin_until
+    found = {}
+
+    def check():
+        for line in proc.log().splitlines():
+            if 'VR_SERVER ' in line:
+                found['url'] = json.loads(line.split('VR_SERVER ', 1)[1])['url']
+        return 'url' in found
+    assert spin_until(node, check, timeout), proc.log()
+    return found['url']
+
+
+@pytest.mark.skipif(chromium() is None, reason='no Chromium on this machine (apt-get install chromium)')
+def test_vr_page_drives_robot_through_mux(test_node):
+    """Headless Chromium runs the page's emulated controller: trigger pulled, controller moved 6 cm
+    forward -> VR node (FK/IK) -> mux -> robot command; the tool moves ~6 cm along robot +x."""
+    kinematics = pytest.importorskip('hiors_sim.kinematics', reason='hiors_sim.kinematics not available')
+    import os
+    from hiors_common.testing import NodeProcess, spin_until
+    from .test_mux_node import Harness
+    kin = kinematics.ArmKinematics()
+    mux = NodeProcess('hiors_teleop.command_mux_node', ros_args=[
+        '-p', 'watchdog_timeout_s:=0.3', '-p', 'blend_time_s:=0.1', '-p', 'rate_hz:=20.0'],
+        log_path=f'/tmp/hiors-test-vr-mux-{os.getpid()}.log').start()
+    vr = NodeProcess('hiors_teleop.vr_teleop_node', ros_args=['-p', 'port:=0']).start()
+    browser = None
+    try:
+        h = Harness(test_node)
+        h.q = list(SIM_HOME)
+        h.policy = list(SIM_HOME)
+        assert h.wait_source('policy', timeout=25, settle_to=SIM_HOME), mux.log()
+        url = _vr_url(vr, test_node)
+        browser = start_chromium(url + '?script=1&dz=-0.06&seconds=0.8&hold=1.5&wait=1.0&label=success')
+        assert h.wait_source('human', timeout=30), vr.log()
+        p0 = kin.fk(SIM_HOME[:6])[0]
+        moved = {}
+
+        def far_enough():
+            _, src, pos = h.last_exec()
+            moved['d'] = kin.fk(np.asarray(pos[:6]))[0] - p0
+            return src == 'human' and moved['d'][0] > 0.05
+        assert spin_until(test_node, far_enough, 10), (moved, vr.log()[-2000:])
+        assert abs(moved['d'][1]) < 0.01 and abs(moved['d'][2]) < 0.01, moved
+        assert spin_until(test_node, lambda: 'success' in h.events, 15), vr.log()[-2000:]
+        assert h.wait_source('policy', timeout=10), mux.log()
+        assert 'HeadlessChrome' in vr.log()
+    finally:
+        if browser is not None:
+            stop_chromium(*browser)
+        assert vr.stop() == 0, vr.log()
+        assert mux.stop() == 0, mux.log()
