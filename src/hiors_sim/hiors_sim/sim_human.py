@@ -1,0 +1,158 @@
+"""The simulated human (no ROS): runs episodes, takes over from the policy, labels outcomes.
+
+Modes:
+- 'demo': the expert drives every step (demonstrations; intervention flag on throughout);
+- 'intervene': the policy drives; the human takes over when the policy's command drifts from
+  the expert's plan or the task stalls, keeps control until the expert has made progress (a
+  new phase) for at least `min_takeover_s`, then hands back — several times per episode;
+- 'label_only': never takes over (evaluation of the policy alone).
+Outcome: success when the sim reports the peg inserted; failure on timeout or a knocked-over peg.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .expert import ScriptedExpert
+
+PHASE_ORDER = {'start': 0, 'retreat': 1, 'approach': 1, 'descend': 2, 'close': 3, 'lift': 4,
+               'carry': 5, 'insert': 6, 'fallen': -1}
+
+
+@dataclass
+class SimHumanConfig:
+    mode: str = 'intervene'
+    episode_timeout_s: float = 30.0
+    num_episodes: int = 0                 # 0 = forever
+    drift_threshold_m: float = 0.05       # policy tcp target vs expert tcp target
+    drift_time_s: float = 1.0             # drift this long -> take over
+    stall_time_s: float = 4.0             # no phase progress and little motion this long -> take over
+    min_takeover_s: float = 1.5
+    max_takeover_s: float = 8.0
+    success_hold_s: float = 0.3
+    settle_s: float = 0.5                 # after a reset, before 'start'
+
+
+class SimHuman:
+    def __init__(self, config: SimHumanConfig, expert: ScriptedExpert | None = None):
+        if config.mode not in ('demo', 'intervene', 'label_only'):
+            raise ValueError(f"mode must be 'demo', 'intervene' or 'label_only', not {config.mode!r}")
+        self.cfg = config
+        self.expert = expert or ScriptedExpert()
+        self.state = 'need_reset'             # need_reset -> settling -> running -> need_reset / done
+        self.episodes_done = 0
+        self.outcomes: list[str] = []
+        self.in_control = False
+        self.takeovers = 0
+        self._t_state = 0.0
+        self._drift_since = None
+        self._progress_t = 0.0
+        self._best_phase = 0
+        self._takeover_t = 0.0
+        self._takeover_phase = 0
+        self._success_since = None
+        self._last_tcp = None
+
+    # Events returned by tick(): dict(command=array|None, intervention=bool, events=[...], reset=bool)
+    def reset_done(self, now: float):
+        self.state = 'settling'
+        self._t_state = now
+
+    def tick(self, now: float, q, task, success: bool, policy_command) -> dict:
+        out = {'command': None, 'intervention': self.in_control, 'events': [], 'reset': False}
+        if self.state == 'done':
+            return out
+        if self.state == 'need_reset':
+            if self.cfg.num_episodes and self.episodes_done >= self.cfg.num_episodes:
+                self.state = 'done'
+                return out
+            self.state = 'resetting'
+            out['reset'] = True
+            return out
+        if self.state == 'resetting':
+            return out
+        if self.state == 'settling':
+            if now - self._t_state >= self.cfg.settle_s and q is not None and task is not None:
+                self._start(now)
+                out['events'].append('start')
+                out['intervention'] = self.in_control
+            return out
+        # running
+        if q is None or task is None:
+            return out
+        expert_cmd = self.expert.act(q, task['peg_pos'], task['peg_quat'], task['hole_pos'], task['hole_quat'])
+        phase = PHASE_ORDER.get(self.expert.phase, 0)
+        if phase > self._best_phase:
+            self._best_phase, self._progress_t = phase, now
+        tcp = self.expert.kin.fk(q[:6])[0]
+        if self._last_tcp is not None and np.linalg.norm(tcp - self._last_tcp) > 0.01:
+            self._progress_t = max(self._progress_t, now - self.cfg.stall_time_s / 2)
+        self._last_tcp = tcp
+
+        outcome = None
+        if success:
+            self._success_since = now if self._success_since is None else self._success_since
+            if now - self._success_since >= self.cfg.success_hold_s:
+                outcome = 'success'
+        else:
+            self._success_since = None
+        if outcome is None and self.expert.phase == 'fallen':
+            outcome = 'failure'
+        if outcome is None and now - self._t_state >= self.cfg.episode_timeout_s:
+            outcome = 'failure'
+        if outcome is not None:
+            return self._end(out, outcome)
+
+        if self.cfg.mode == 'intervene':
+            self._decide_takeover(now, q, expert_cmd, policy_command, phase)
+        if self.in_control:
+            out['command'] = expert_cmd
+        out['intervention'] = self.in_control
+        return out
+
+    def _decide_takeover(self, now, q, expert_cmd, policy_command, phase):
+        if self.in_control:
+            held = now - self._takeover_t
+            progressed = phase > self._takeover_phase or self.expert.phase == 'insert'
+            if held >= self.cfg.max_takeover_s or (held >= self.cfg.min_takeover_s and progressed):
+                self.in_control = False
+                self._drift_since = None
+                self._progress_t = now
+            return
+        drift = True
+        if policy_command is not None:
+            pol = np.asarray(policy_command, float)
+            if pol.shape == (7,) and np.all(np.isfinite(pol)):
+                d = np.linalg.norm(self.expert.kin.fk(pol[:6])[0] - self.expert.kin.fk(expert_cmd[:6])[0])
+                grip_disagree = abs(pol[6] - expert_cmd[6]) > 0.015
+                drift = d > self.cfg.drift_threshold_m or grip_disagree
+        if drift:
+            self._drift_since = now if self._drift_since is None else self._drift_since
+        else:
+            self._drift_since = None
+        stalled = now - self._progress_t >= self.cfg.stall_time_s
+        if stalled or (self._drift_since is not None and now - self._drift_since >= self.cfg.drift_time_s):
+            self.in_control = True
+            self.takeovers += 1
+            self._takeover_t = now
+            self._takeover_phase = phase
+
+    def _start(self, now):
+        self.state = 'running'
+        self._t_state = now
+        self.expert.reset()
+        self.in_control = self.cfg.mode == 'demo'
+        self.takeovers = 0
+        self._drift_since = None
+        self._progress_t = now
+        self._best_phase = 0
+        self._success_since = None
+        self._last_tcp = None
+
+    def _end(self, out, outcome):
+        self.episodes_done += 1
+        self.outcomes.append(outcome)
+        self.in_control = False
+        out['events'].append(outcome)
+        out['intervention'] = False
+        self.state = 'need_reset'
+        return out

@@ -1,0 +1,132 @@
+"""ROS 2 adapter of the simulated human: expert commands on /hiors/teleop/command, takeover on
+/hiors/intervention, episode events, sim resets. Exits when num_episodes are done."""
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseArray
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from hiors_common.diagnostics import DiagnosticsPublisher, OK
+from hiors_common.node_main import run_node
+from hiors_common.params import declare_config
+
+from .scene import JOINT_NAMES
+from .sim_human import SimHuman, SimHumanConfig
+
+
+@dataclass
+class SimHumanNodeConfig:
+    mode: str = 'intervene'
+    episode_timeout_s: float = 30.0
+    num_episodes: int = 0
+    rate_hz: float = 10.0
+    drift_threshold_m: float = 0.05
+    drift_time_s: float = 1.0
+    stall_time_s: float = 4.0
+    min_takeover_s: float = 1.5
+    max_takeover_s: float = 8.0
+    settle_s: float = 0.5
+    seed: int = 0
+    reset_service: str = '/hiors/sim/reset'
+
+
+class SimHumanNode(Node):
+    def __init__(self):
+        super().__init__('sim_human')
+        self.cfg = declare_config(self, SimHumanNodeConfig)
+        core_fields = SimHumanConfig.__dataclass_fields__
+        self.human = SimHuman(SimHumanConfig(**{k: v for k, v in vars(self.cfg).items() if k in core_fields}))
+        self.q = None
+        self.task = None
+        self.success = False
+        self.policy_command = None
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(JointState, '/joint_states', self._on_joints, qos)
+        self.create_subscription(PoseArray, '/hiors/sim/task_state', self._on_task, qos)
+        self.create_subscription(Bool, '/hiors/sim/success', lambda m: setattr(self, 'success', m.data), qos)
+        self.create_subscription(Float64MultiArray, '/hiors/policy/command', self._on_policy, 10)
+        self.pub_cmd = self.create_publisher(Float64MultiArray, '/hiors/teleop/command', 10)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_intervention = self.create_publisher(Bool, '/hiors/intervention', latched)
+        self.pub_event = self.create_publisher(String, '/hiors/episode/event', QoSProfile(depth=10))
+        self.reset_client = self.create_client(Trigger, self.cfg.reset_service)
+        self.diag = DiagnosticsPublisher(self, 'sim_human')
+        self._reset_future = None
+        self._last_intervention = None
+        self.create_timer(1.0 / self.cfg.rate_hz, self._tick)
+        self.get_logger().info(f'simulated human: mode={self.cfg.mode} episodes={self.cfg.num_episodes or "inf"}')
+
+    def _on_joints(self, msg: JointState):
+        index = {n: i for i, n in enumerate(msg.name)}
+        if all(n in index for n in JOINT_NAMES):
+            self.q = np.array([msg.position[index[n]] for n in JOINT_NAMES])
+
+    def _on_task(self, msg: PoseArray):
+        if len(msg.poses) < 2:
+            return
+        def pq(p):
+            return (np.array([p.position.x, p.position.y, p.position.z]),
+                    np.array([p.orientation.w, p.orientation.x, p.orientation.y, p.orientation.z]))
+        (pp, pquat), (hp, hquat) = pq(msg.poses[0]), pq(msg.poses[1])
+        self.task = {'peg_pos': pp, 'peg_quat': pquat, 'hole_pos': hp, 'hole_quat': hquat}
+
+    def _on_policy(self, msg: Float64MultiArray):
+        self.policy_command = np.array(msg.data)
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _tick(self):
+        now = self._now()
+        if self._reset_future is not None:
+            if not self._reset_future.done():
+                return
+            result = self._reset_future.result()
+            self._reset_future = None
+            self.get_logger().info(f'reset: {result.message if result else "no answer"}')
+            self.q = self.task = None     # wait for fresh post-reset state
+            self.success = False
+            self.policy_command = None
+            self.human.reset_done(now)
+            return
+        out = self.human.tick(now, self.q, self.task, self.success, self.policy_command)
+        if out['reset']:
+            if not self.reset_client.wait_for_service(timeout_sec=0.0):
+                self.get_logger().warn(f'waiting for {self.cfg.reset_service}', throttle_duration_sec=5.0)
+                self.human.state = 'need_reset'
+                return
+            self._reset_future = self.reset_client.call_async(Trigger.Request())
+            return
+        if out['intervention'] != self._last_intervention:
+            self.pub_intervention.publish(Bool(data=bool(out['intervention'])))
+            self._last_intervention = out['intervention']
+        if out['command'] is not None:
+            self.pub_cmd.publish(Float64MultiArray(data=[float(v) for v in out['command']]))
+        for event in out['events']:
+            self.pub_event.publish(String(data=event))
+            if event != 'start':
+                done = self.human.episodes_done
+                self.get_logger().info(f'episode {done}: {event} (takeovers: {self.human.takeovers})')
+        if self.human.state == 'done':
+            self.get_logger().info(f'finished {self.human.episodes_done} episodes: '
+                                   f'{self.human.outcomes.count("success")} successes')
+            rclpy.try_shutdown()
+            return
+        self.diag.publish(OK, self.human.state, {'mode': self.cfg.mode, 'episodes': self.human.episodes_done,
+                                                 'in_control': self.human.in_control,
+                                                 'takeovers': self.human.takeovers,
+                                                 'expert_phase': self.human.expert.phase})
+
+
+def main(args=None):
+    run_node(SimHumanNode, args)
+
+
+if __name__ == '__main__':
+    main()
