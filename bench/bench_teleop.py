@@ -254,7 +254,11 @@ def vr_trials(b, n, tmp, procs):
         b.spin(0.1)
     if url is None:
         return 'failed: VR node did not start: ' + vr.log()[-500:]
-    ws = connect(f'ws://127.0.0.1:{url}/ws')
+    with connect(f'ws://127.0.0.1:{url}/ws') as ws:
+        return _vr_stream_trials(b, n, ws)
+
+
+def _vr_stream_trials(b, n, ws):
     state = {'trigger': 0.0}
     import threading
     stop = threading.Event()
@@ -279,7 +283,6 @@ def vr_trials(b, n, tmp, procs):
     finally:
         stop.set()
         th.join(2)
-        ws.close()
 
 
 if __name__ == '__main__':

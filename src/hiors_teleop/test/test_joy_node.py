@@ -6,14 +6,15 @@ import time
 import numpy as np
 import pytest
 from sensor_msgs.msg import Joy
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Bool
+from std_srvs.srv import Trigger
 
 from hiors_common.testing import NodeProcess, spin_until
 from hiors_teleop.ros_episode import EVENT_QOS
 
 from .test_mux_node import HOME, Harness
 
-LB, A, B, START = 9, 0, 1, 6
+LB, A, B, START, BACK = 9, 0, 1, 6, 4
 
 
 @pytest.fixture
@@ -40,8 +41,22 @@ def test_joy_takeover_labels_unplug(test_node, procs):
         if state['on']:
             joy_pub.publish(Joy(axes=[float(a) for a in state['axes']], buttons=list(state['buttons'])))
     test_node.create_timer(0.05, send_joy)          # the joy driver's 20 Hz autorepeat
+    resets = []
+
+    def on_reset(req, resp):
+        resets.append(time.monotonic())
+        resp.success, resp.message = True, 'arm at home'
+        return resp
+    test_node.create_service(Trigger, '/test_joy/reset', on_reset)
     h.policy = list(HOME)
     assert h.wait_source('policy', timeout=25, settle_to=HOME), mux.log() + joy.log()
+    # back = reset: the robot's reset service is called; start = 'start' event
+    state['buttons'][BACK] = 1
+    state['buttons'][START] = 1
+    assert spin_until(test_node, lambda: resets and 'start' in h.events, 5), joy.log()
+    state['buttons'][BACK] = 0
+    state['buttons'][START] = 0
+    assert spin_until(test_node, lambda: 'reset done: arm at home' in joy.log(), 5), joy.log()
     # takeover: hold LB and push the left stick up -> joint1 moves positive
     state['buttons'][LB] = 1
     state['axes'][1] = 1.0
