@@ -33,6 +33,7 @@ class TeleopNodeConfig:
     gripper_closed: float = 0.0
     command_topic: str = '/hiors/teleop/command'
     intervention_topic: str = '/hiors/intervention'
+    estop_topic: str = '/hiors/estop'
     event_topic: str = '/hiors/episode/event'
     joint_states_topic: str = '/joint_states'
     reset_service: str = field(default='/hiors/sim/reset', metadata={'doc': "std_srvs/Trigger for reset ('' = none)"})
@@ -55,6 +56,7 @@ class DeviceTeleopNode(Node):
         self.core = TeleopCore(limits, mode, kin, max_dt=max(0.1, 2.0 / self.cfg.rate_hz))
         self.cmd_pub = self.create_publisher(Float64MultiArray, self.cfg.command_topic, RELIABLE)
         self.int_pub = self.create_publisher(Bool, self.cfg.intervention_topic, EVENT_QOS)
+        self.estop_pub = self.create_publisher(Bool, self.cfg.estop_topic, RELIABLE)
         self.episode = EpisodeControl(self, self.cfg.event_topic, self.cfg.reset_service)
         self.diag = DiagnosticsPublisher(self, f'hiors_teleop_{self.device_name}')
         self.create_subscription(JointState, self.cfg.joint_states_topic, self._on_joint_state, 10)
@@ -98,6 +100,12 @@ class DeviceTeleopNode(Node):
                 log.warning(f'{self.device_name}: {text}')
             else:
                 log.info(f'{self.device_name}: {text}')
+        if res.estop is not None:
+            self.estop_pub.publish(Bool(data=bool(res.estop)))
+            if res.estop:
+                log.warning(f'{self.device_name}: E-STOP requested')
+            else:
+                log.info(f'{self.device_name}: e-stop clear requested')
         # Order matters for the mux: the takeover flag goes first, then the first target.
         if res.intervention is not None:
             self.int_pub.publish(Bool(data=res.intervention))

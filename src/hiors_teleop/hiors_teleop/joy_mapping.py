@@ -28,6 +28,8 @@ class JoyMapConfig:
     abort_button: int = 2
     start_button: int = 6
     reset_button: int = 4
+    estop_button: int = field(default=5, metadata={'doc': 'press engages the mux e-stop (guide); -1 = none. '
+                                                          'Clear it with the keyboard (P) or /hiors/set_estop'})
     gripper_open_button: int = 10
     gripper_close_button: int = 3
     axis_map: list[int] = field(default_factory=lambda: [1, 0, 3, 2, -1, -1], metadata={
@@ -90,7 +92,8 @@ class JoyMapper:
             if self._edge(action, _button(buttons, idx)):
                 events.append(action)
         m = self.motion(axes)
-        inp = DeviceInput(takeover=takeover, events=events)
+        inp = DeviceInput(takeover=takeover, events=events,
+                          estop=True if self._edge('estop', _button(buttons, c.estop_button)) else None)
         if mode == 'joint':
             inp.joint_vel = m * c.joint_speed
         else:

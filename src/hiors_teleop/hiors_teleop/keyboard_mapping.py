@@ -7,6 +7,7 @@ Default keys ("key=action"; `space`, `enter`, `esc` name those keys):
   space  toggle takeover            n start    g success    b failure    x abort    r reset
   q/a joint1 (or x) +/-   w/s joint2 (y)   e/d joint3 (z)   u/j joint4 (roll)   i/k joint5 (pitch)
   o/l joint6 (yaw)         ] open gripper   [ close gripper  h help
+  p  E-STOP (the mux holds position)        P  clear the e-stop
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from .teleop_core import DeviceInput
 DEFAULT_KEYMAP = [
     'space=takeover', 'n=start', 'g=success', 'b=failure', 'x=abort', 'r=reset', 'h=help',
     'q=+0', 'a=-0', 'w=+1', 's=-1', 'e=+2', 'd=-2', 'u=+3', 'j=-3', 'i=+4', 'k=-4', 'o=+5', 'l=-5',
-    ']=+grip', '[=-grip',
+    ']=+grip', '[=-grip', 'p=estop', 'P=estop_clear',
 ]
 _NAMED = {'space': ' ', 'enter': '\r', 'esc': '\x1b', 'tab': '\t'}
-ACTIONS = ('takeover', 'start', 'success', 'failure', 'abort', 'reset', 'help')
+ACTIONS = ('takeover', 'start', 'success', 'failure', 'abort', 'reset', 'help', 'estop', 'estop_clear')
 
 
 def parse_keymap(entries) -> dict:
@@ -62,6 +63,7 @@ class KeyboardMapper:
         step = np.zeros(6)
         grip = 0.0
         events = []
+        estop = None
         want_help = False
         text = data.decode('utf-8', errors='ignore')
         i = 0
@@ -82,6 +84,10 @@ class KeyboardMapper:
                 self.takeover = not self.takeover
             elif action == 'help':
                 want_help = True
+            elif action == 'estop':
+                estop = True
+            elif action == 'estop_clear':
+                estop = False if estop is None else estop   # engage wins within one read
             elif action in ACTIONS:
                 events.append(action)
             elif action.endswith('grip'):
@@ -93,7 +99,7 @@ class KeyboardMapper:
                     step[axis] += sign * self.joint_step
                 else:
                     step[axis] += sign * (self.linear_step if axis < 3 else self.angular_step)
-        inp = DeviceInput(takeover=self.takeover, events=events, gripper_step=grip or None)
+        inp = DeviceInput(takeover=self.takeover, events=events, gripper_step=grip or None, estop=estop)
         if np.any(step):
             if mode == 'joint':
                 inp.joint_step = step

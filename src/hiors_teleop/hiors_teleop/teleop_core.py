@@ -76,6 +76,7 @@ class DeviceInput:
     gripper_toggle: bool = False               # open if closed(ish), else close
     gripper_abs: float | None = None           # 0 closed .. 1 open
     events: list = field(default_factory=list)  # episode actions triggered by this sample
+    estop: bool | None = None                  # True = engage the mux e-stop, False = clear it
 
 
 @dataclass
@@ -83,6 +84,7 @@ class TickResult:
     command: np.ndarray | None = None      # absolute 7-d target to publish (None = publish nothing)
     intervention: bool | None = None       # value to publish (None = unchanged, no need to publish)
     events: list = field(default_factory=list)
+    estop: bool | None = None              # publish on the e-stop topic (None = nothing)
     messages: list = field(default_factory=list)   # (level, text) for the node to log
 
 
@@ -147,6 +149,7 @@ class TeleopCore:
             return res
         for action in inp.events:
             res.events.append(normalise(action))
+        res.estop = inp.estop
         if inp.takeover and not self.takeover:
             if self.measured is None:
                 res.messages.append(('warn', 'takeover refused: no /joint_states yet'))

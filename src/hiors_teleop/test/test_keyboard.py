@@ -20,6 +20,8 @@ def test_keyboard_decoding():
     assert inp.events == ['success'] and inp.gripper_step == pytest.approx(0.005) and inp.joint_step is None
     inp, want_help = m.feed(b'wh', mode='ee')
     assert inp.ee_step[1] == pytest.approx(0.01) and want_help
+    assert m.feed(b'p')[0].estop is True and m.feed(b'P')[0].estop is False and m.feed(b'pP')[0].estop is True
+    assert m.feed(b'q')[0].estop is None
     inp, _ = m.feed(b' Z')
     assert not inp.takeover and m.unknown == ['Z']
     with pytest.raises(ValueError):
@@ -49,6 +51,11 @@ def test_keyboard_node_through_pty(test_node):
         assert spin_until(test_node, lambda: 'success' in h.events, 3), kb.log()
         os.write(master, b' ')
         assert h.wait_source('policy', timeout=5, settle_to=HOME), mux.log()
+        os.write(master, b'p')                               # e-stop from the keyboard
+        assert h.wait_source('hold', timeout=5), kb.log()
+        assert spin_until(test_node, lambda: h.status and h.status[-1]['estop'] is True, 3)
+        os.write(master, b'P')
+        assert h.wait_source('policy', timeout=5), kb.log()
         # terminal gone mid-takeover -> hold, never the policy
         os.write(master, b' ')
         assert h.wait_source('human', timeout=5), kb.log()

@@ -83,6 +83,8 @@ def test_joy_mapper_deadzone_edges_toggle():
     assert tm.map([0] * 6, b).takeover, 'toggle stays on after release'
     b[9] = 1
     assert not tm.map([0] * 6, b).takeover
+    buttons[5] = 1
+    assert m.map(axes, buttons).estop is True and m.map(axes, buttons).estop is None, 'e-stop on the press edge'
     ee = m.map([0.0, 0.0, 0.0, 1.0, 0.0, 0.0], buttons, mode='ee')
     assert ee.twist[2] == pytest.approx(0.1) and ee.joint_vel is None
 
