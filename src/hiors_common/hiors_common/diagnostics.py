@@ -12,8 +12,10 @@ class DiagnosticsPublisher:
         self._hardware_id = hardware_id
         self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
-    def publish(self, level: int, message: str, values: dict | None = None):
-        status = DiagnosticStatus(level=bytes([level]), name=self._name, message=message,
+    def publish(self, level, message: str, values: dict | None = None):
+        if isinstance(level, int):
+            level = bytes([level])
+        status = DiagnosticStatus(level=level, name=self._name, message=message,
                                   hardware_id=self._hardware_id)
         status.values = [KeyValue(key=str(k), value=str(v)) for k, v in (values or {}).items()]
         msg = DiagnosticArray()

@@ -19,7 +19,9 @@ def run_node(node_factory, args=None, threads: int = 1) -> int:
         if rclpy.ok():
             rclpy.try_shutdown()
 
+    # SIGINT and SIGTERM both end the spin loop; cleanup then runs without being interrupted.
     signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
     try:
         node = node_factory()
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else None
@@ -40,6 +42,8 @@ def run_node(node_factory, args=None, threads: int = 1) -> int:
                 node.get_logger().fatal(f'node crashed: {exc!r}')
             raise
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, 'close', None)
             if close is not None:

@@ -34,7 +34,7 @@ class ExpertConfig:
     clearance_z_m: float = 0.03        # peg bottom above the fixture top while carrying
     align_tol_m: float = 0.0015        # lateral error allowed before descending into the hole
     yaw_tol: float = 0.03
-    close_ticks: int = 4
+    close_ticks: int = 8
 
 
 class ScriptedExpert:
@@ -43,10 +43,12 @@ class ScriptedExpert:
         self.kin = kinematics or ArmKinematics()
         self.phase = 'start'
         self._closing = 0
+        self._last_cmd = None
 
     def reset(self):
         self.phase = 'start'
         self._closing = 0
+        self._last_cmd = None
 
     # --- state inference ------------------------------------------------------------------
     def holding(self, q, tcp, peg_pos) -> bool:
@@ -69,6 +71,14 @@ class ScriptedExpert:
         peg_pos, hole_pos = np.asarray(peg_pos, float), np.asarray(hole_pos, float)
         tcp, tcp_quat = self.kin.fk(q[:6])
         yaw = tool_yaw(tcp_quat)
+        # Plan from our own last target while the arm follows it: commands reach the robot a tick
+        # or two late, and stepping from the measured pose would then overshoot and oscillate.
+        # Decisions use the measured pose (`tcp`); motion steps start from `ref_tcp`.
+        base_q, ref_tcp = q[:6], tcp
+        if self._last_cmd is not None:
+            ref, _ = self.kin.fk(self._last_cmd[:6])
+            if np.linalg.norm(ref - tcp) < 0.03:
+                base_q, ref_tcp = self._last_cmd[:6], ref
         peg_yaw, hole_yaw = quat_yaw(peg_quat), quat_yaw(hole_quat)
         gripper = GRIPPER_OPEN
         if not self.peg_upright(peg_quat):
@@ -83,8 +93,10 @@ class ScriptedExpert:
             gripper = GRIPPER_CLOSED
             offset = tcp - peg_pos                       # where the peg sits in the hand
             lateral = hole_pos[:2] - peg_pos[:2]
+            if np.linalg.norm(lateral) < 0.01:
+                lateral = 0.5 * lateral    # measured error, delayed: half gain keeps it stable
             yaw_err = wrap_quarter(hole_yaw - peg_yaw)
-            target_yaw = yaw + yaw_err
+            target_yaw = yaw + (0.5 * yaw_err if abs(yaw_err) < 0.1 else yaw_err)
             peg_bottom = peg_pos[2] - PEG_HALF_HEIGHT
             carry_z = HOLE_DEPTH + c.clearance_z_m + PEG_HALF_HEIGHT + offset[2]
             inserted_partly = peg_bottom < HOLE_DEPTH - 0.003 and np.linalg.norm(lateral) < 0.004
@@ -136,9 +148,10 @@ class ScriptedExpert:
             if self.phase in ('approach', 'retreat') and q[6] < GRIPPER_OPEN - 0.01:
                 gripper = GRIPPER_OPEN
 
-        delta = goal - tcp
+        delta = goal - ref_tcp
         dist = np.linalg.norm(delta)
         if dist > step:
             delta *= step / dist
-        q_arm = self.kin.ik(tcp + delta, quat_from_yaw_down(target_yaw), q[:6])
-        return np.concatenate([q_arm, [gripper]])
+        q_arm = self.kin.ik(ref_tcp + delta, quat_from_yaw_down(target_yaw), base_q)
+        self._last_cmd = np.concatenate([q_arm, [gripper]])
+        return self._last_cmd.copy()

@@ -95,7 +95,10 @@ class SimHumanNode(Node):
             self.policy_command = None
             self.human.reset_done(now)
             return
+        phase = self.human.expert.phase
         out = self.human.tick(now, self.q, self.task, self.success, self.policy_command)
+        if self.human.expert.phase != phase:
+            self.get_logger().debug(f'expert phase {phase} -> {self.human.expert.phase}')
         if out['reset']:
             if not self.reset_client.wait_for_service(timeout_sec=0.0):
                 self.get_logger().warn(f'waiting for {self.cfg.reset_service}', throttle_duration_sec=5.0)
@@ -112,7 +115,8 @@ class SimHumanNode(Node):
             self.pub_event.publish(String(data=event))
             if event != 'start':
                 done = self.human.episodes_done
-                self.get_logger().info(f'episode {done}: {event} (takeovers: {self.human.takeovers})')
+                self.get_logger().info(f'episode {done}: {event} (takeovers: {self.human.takeovers}, '
+                                       f'expert phase: {self.human.expert.phase})')
         if self.human.state == 'done':
             self.get_logger().info(f'finished {self.human.episodes_done} episodes: '
                                    f'{self.human.outcomes.count("success")} successes')
