@@ -13,7 +13,7 @@ from std_msgs.msg import Bool, Float64MultiArray
 from hiors_common.diagnostics import DiagnosticsPublisher
 
 from .mux import JOINT_NAMES, POSITION_LOWER, POSITION_UPPER
-from .ros_episode import EVENT_QOS, EpisodeControl
+from .ros_episode import INTERVENTION_PUB_QOS, EpisodeControl
 from .teleop_core import TeleopCore, TeleopLimits, load_kinematics
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -55,7 +55,7 @@ class DeviceTeleopNode(Node):
                               self.cfg.gripper_open, self.cfg.gripper_closed)
         self.core = TeleopCore(limits, mode, kin, max_dt=max(0.1, 2.0 / self.cfg.rate_hz))
         self.cmd_pub = self.create_publisher(Float64MultiArray, self.cfg.command_topic, RELIABLE)
-        self.int_pub = self.create_publisher(Bool, self.cfg.intervention_topic, EVENT_QOS)
+        self.int_pub = self.create_publisher(Bool, self.cfg.intervention_topic, INTERVENTION_PUB_QOS)
         self.estop_pub = self.create_publisher(Bool, self.cfg.estop_topic, RELIABLE)
         self.episode = EpisodeControl(self, self.cfg.event_topic, self.cfg.reset_service)
         self.diag = DiagnosticsPublisher(self, f'hiors_teleop_{self.device_name}')

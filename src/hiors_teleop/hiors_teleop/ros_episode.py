@@ -1,13 +1,17 @@
 """ROS adapter for episode control: the event publisher, the reset client, and (optionally) the
 Trigger services /hiors/episode/{start,success,failure,abort,reset}. Used by the mux node (which
 hosts the services, since it always runs) and by every device node (which publish directly)."""
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from .episode import ACTIONS, EVENTS, normalise
 
 EVENT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+# Intervention publishers latch the last value (a late subscriber asking for it gets it); every
+# subscriber here stays volatile, which matches both latched and plain publishers.
+INTERVENTION_PUB_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class EpisodeControl:
