@@ -23,6 +23,7 @@ class SpaceMouseTeleopConfig(SpaceMouseMapConfig, TeleopNodeConfig):
     button_report_len: int = 3
     reconnect_period_s: float = 1.0
     device_timeout_s: float = 0.0    # the cap sends nothing at rest: silence is not a fault
+    mode: str = 'ee'                 # the cap is a 6-D end-effector input; 'joint' maps axes to joints
 
 
 class _HidrawSource:

@@ -115,3 +115,37 @@ def test_spacemouse_node_from_report_stream(test_node, tmp_path):
             os.close(w)
         assert node.stop() == 0, node.log()
         assert mux.stop() == 0, mux.log()
+
+
+def test_spacemouse_node_ee_mode_moves_tool_forward(test_node, tmp_path):
+    """ee mode (the default): pushing the cap away moves the tool along robot +x via FK/IK."""
+    kinematics = pytest.importorskip('hiors_sim.kinematics', reason='hiors_sim.kinematics not available')
+    kin = kinematics.ArmKinematics()
+    sim_home = [0.0, 0.5, 1.6, 0.0, 1.04, 0.0, 0.035]
+    fifo = str(tmp_path / 'hidraw-fake')
+    os.mkfifo(fifo)
+    w = _open_writer(fifo)
+    mux = NodeProcess('hiors_teleop.command_mux_node', ros_args=[
+        '-p', 'watchdog_timeout_s:=0.3', '-p', 'blend_time_s:=0.1', '-p', 'rate_hz:=20.0'],
+        log_path=f'/tmp/hiors-test-sm-ee-mux-{os.getpid()}.log').start()
+    node = NodeProcess('hiors_teleop.spacemouse_teleop_node', ros_args=[
+        '-p', f'device_path:={fifo}', '-p', 'reconnect_period_s:=0.2']).start()
+    try:
+        h = Harness(test_node)
+        h.q = list(sim_home)
+        h.policy = list(sim_home)
+        assert h.wait_source('policy', timeout=25, settle_to=sim_home), mux.log()
+        p0 = kin.fk(np.asarray(sim_home[:6]))[0]
+        os.write(w, trans(0, -350, 0))          # full push away: 0.1 m/s along +x
+        assert h.wait_source('human', timeout=5), node.log()
+        d = {}
+
+        def moved():
+            d['v'] = kin.fk(np.asarray(h.last_exec()[2][:6]))[0] - p0
+            return d['v'][0] > 0.03
+        assert spin_until(test_node, moved, 5), (d, node.log())
+        assert abs(d['v'][1]) < 0.005 and abs(d['v'][2]) < 0.005, d
+    finally:
+        os.close(w)
+        assert node.stop() == 0, node.log()
+        assert mux.stop() == 0, mux.log()
