@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
@@ -39,6 +40,8 @@ class Harness:
                                  EVENT_QOS)
         node.create_subscription(String, '/hiors/mux/status', lambda m: self.status.append(json.loads(m.data)),
                                  10)
+        self.diag = []
+        node.create_subscription(DiagnosticArray, '/diagnostics', lambda m: self.diag.extend(m.status), 10)
         node.create_timer(0.02, self._tick)
 
     def _tick(self):
@@ -147,8 +150,12 @@ def test_mux_over_dds(test_node, mux_proc):
     fut = cli.call_async(Trigger.Request())
     assert spin_until(test_node, fut.done, 5)
     assert not fut.result().success and 'not available' in fut.result().message
+    # diagnostics: the mux reports itself, with the drop counters
+    assert spin_until(test_node, lambda: any(d.name == 'hiors_command_mux' and 'dropped' in
+                                             [kv.key for kv in d.values] for d in h.diag), 3)
     # command topic carries exactly what executed_action reports
     assert len(h.cmds) > 20 and all(len(c) == 7 for _, c in h.cmds)
+    assert spin_until(test_node, lambda: np.allclose(h.cmds[-1][1], h.last_exec()[2]), 2)
 
 
 def test_mux_policy_silent_then_no_joint_states(test_node, mux_proc):

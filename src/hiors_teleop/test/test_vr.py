@@ -12,6 +12,8 @@ import urllib.request
 import numpy as np
 import pytest
 
+pytest.importorskip('websockets', reason='the VR server needs the websockets package (requirements.txt)')
+
 from hiors_teleop.teleop_core import quat_angle
 from hiors_teleop.vr_mapping import VRMapConfig, VRMapper, parse_message, xr_to_robot
 from hiors_teleop.vr_server import VRServer
