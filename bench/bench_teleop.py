@@ -277,7 +277,7 @@ def _vr_stream_trials(b, n, ws):
             ws.send(json.dumps({'type': 'pose', 'pos': [0, 1, -0.3], 'quat': [0, 0, 0, 1], 'trigger': v,
                                 'buttons': []}))
         return f
-    b.spin(1.0)
+    b.spin(3.0)    # the VR node started last: let it discover /joint_states first
     try:
         return takeover_trials(b, n, setter(1.0), setter(0.0), 'vr (websocket client)')
     finally:

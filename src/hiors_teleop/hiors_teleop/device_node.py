@@ -1,6 +1,8 @@
 """Shared ROS adapter for every teleop device node: joint_states in; teleop command, intervention
 and episode events out. A device subclass only implements `poll(now)` returning
 (DeviceInput | None, healthy, reason); the decisions are in teleop_core.TeleopCore."""
+import select
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -63,8 +65,51 @@ class DeviceTeleopNode(Node):
         self._last_int_pub = 0.0
         self.healthy = False
         self.health_reason = 'not started'
-        self.create_timer(1.0 / self.cfg.rate_hz, self._tick)
+        # The timer and the waker thread (input arriving between ticks) both run _tick: serialised.
+        self._lock = threading.RLock()
+        self._stop_waker = threading.Event()
+        self._waker = None
+        self.create_timer(1.0 / self.cfg.rate_hz, self._locked_tick)
         self.create_timer(1.0, self._diagnostics)
+
+    def start_waker(self):
+        """React to input as soon as `wait_handle()` signals it, not only at rate_hz (lower takeover
+        latency). Call at the end of a device's __init__."""
+        self._waker = threading.Thread(target=self._wake_loop, name=f'{self.device_name}-waker', daemon=True)
+        self._waker.start()
+
+    def wait_handle(self):
+        """A file descriptor that turns readable, or a threading.Event that is set, when the device
+        has new input; None when there is nothing to wait on (the rate_hz timer still polls)."""
+        return None
+
+    def _wake_loop(self):
+        while not self._stop_waker.is_set():
+            handle = self.wait_handle()
+            if handle is None:
+                self._stop_waker.wait(0.05)
+                continue
+            if isinstance(handle, threading.Event):
+                ready = handle.wait(0.05)
+                handle.clear()
+            else:
+                try:
+                    ready = bool(select.select([handle], [], [], 0.05)[0])
+                except (OSError, ValueError):      # the device was closed under us
+                    self._stop_waker.wait(0.01)
+                    continue
+            if ready and not self._stop_waker.is_set():
+                self._locked_tick()
+                time.sleep(0.001)   # never a busy loop, even if a handle stays ready
+
+    def stop_waker(self):
+        self._stop_waker.set()
+        if self._waker is not None:
+            self._waker.join(1.0)
+
+    def _locked_tick(self):
+        with self._lock:
+            self._tick()
 
     @staticmethod
     def now() -> float:

@@ -58,6 +58,11 @@ class EvdevTeleopNode(DeviceTeleopNode):
         self._next_try = 0.0
         self._last = None
         self._open_error = ''
+        self.start_waker()
+
+    def wait_handle(self):
+        dev = self.dev
+        return dev.fd if dev is not None else None
 
     def _open(self):
         dev = find_gamepad(self.cfg.device_path, self.cfg.device_name_contains)
@@ -129,7 +134,9 @@ class EvdevTeleopNode(DeviceTeleopNode):
         return dataclasses.replace(self._last, events=events), True, ''
 
     def close(self):
-        self._drop('closing')
+        self.stop_waker()
+        with self._lock:
+            self._drop('closing')
 
 
 def main(args=None):

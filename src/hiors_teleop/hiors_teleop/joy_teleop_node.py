@@ -37,8 +37,9 @@ class JoyTeleopNode(DeviceTeleopNode):
         now = self.now()
         inp = self.mapper.map(msg.axes, msg.buttons, self.core.mode)
         self._last, self._last_t = inp, now
-        self.healthy, self.health_reason = True, ''
-        self.apply(now, inp)
+        with self._lock:
+            self.healthy, self.health_reason = True, ''
+            self.apply(now, inp)
 
     def poll(self, now):
         if self._last is None:

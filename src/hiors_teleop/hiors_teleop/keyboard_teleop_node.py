@@ -58,6 +58,10 @@ class KeyboardTeleopNode(DeviceTeleopNode):
             self.fd = None
         if self.fd is not None:
             self.get_logger().info(help_text(self.mapper.keymap))
+            self.start_waker()
+
+    def wait_handle(self):
+        return None if self.fd is None or self._eof else self.fd
 
     def poll(self, now):
         if self.fd is None:
@@ -81,6 +85,7 @@ class KeyboardTeleopNode(DeviceTeleopNode):
         return inp, True, ''
 
     def close(self):
+        self.stop_waker()
         if self.fd is not None and self._saved is not None:
             try:
                 termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)

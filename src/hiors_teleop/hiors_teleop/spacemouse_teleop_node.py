@@ -80,6 +80,11 @@ class SpaceMouseTeleopNode(DeviceTeleopNode):
         self.src = None
         self._next_try = 0.0
         self._error = ''
+        self.start_waker()
+
+    def wait_handle(self):
+        src = self.src
+        return getattr(src, 'fd', None) if src is not None else None
 
     def _open(self):
         if self.cfg.device_path:
@@ -122,6 +127,7 @@ class SpaceMouseTeleopNode(DeviceTeleopNode):
         return dataclasses.replace(inp, gripper_toggle=toggle or inp.gripper_toggle), True, ''
 
     def close(self):
+        self.stop_waker()
         if self.src is not None:
             self.src.close()
             self.src = None

@@ -115,6 +115,7 @@ class TeleopCore:
         self._last_t = None
         self._ee0 = None          # (pos, quat) of the end effector at takeover start (ee_abs)
         self._ik_fail_logged = False
+        self._refused = False
 
     def update_joint_state(self, q):
         q = np.asarray(q, dtype=np.float64).reshape(-1)
@@ -150,9 +151,13 @@ class TeleopCore:
         for action in inp.events:
             res.events.append(normalise(action))
         res.estop = inp.estop
+        if not inp.takeover:
+            self._refused = False
         if inp.takeover and not self.takeover:
             if self.measured is None:
-                res.messages.append(('warn', 'takeover refused: no /joint_states yet'))
+                if not self._refused:      # once per press, not every tick
+                    self._refused = True
+                    res.messages.append(('warn', 'takeover refused: no /joint_states yet'))
                 return res
             self.takeover = True
             self._start(now)

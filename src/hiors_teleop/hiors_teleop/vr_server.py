@@ -16,7 +16,8 @@ PAGE_PATH = os.path.join(os.path.dirname(__file__), 'web', 'vr.html')
 
 
 class VRServer:
-    def __init__(self, host: str = '127.0.0.1', port: int = 8765, page_path: str = PAGE_PATH):
+    def __init__(self, host: str = '127.0.0.1', port: int = 8765, page_path: str = PAGE_PATH,
+                 trigger_threshold: float = 0.5):
         self.host, self.port = host, port
         with open(page_path, 'rb') as f:
             self.page = f.read()
@@ -29,6 +30,9 @@ class VRServer:
         self.received = 0
         self.rejected = 0
         self.last_error = ''
+        self.trigger_threshold = trigger_threshold
+        self.changed = threading.Event()   # set when trigger state / buttons change or an event arrives
+        self._edge_state = None
         self._status = {'type': 'status', 'takeover': False, 'healthy': False, 'message': 'starting'}
         self._loop = None
         self._server = None
@@ -106,8 +110,13 @@ class VRServer:
                     self.received += 1
                     if msg['type'] == 'pose':
                         self._sample, self._sample_t = msg, now
+                        edge = (msg['trigger'] >= self.trigger_threshold, tuple(msg['buttons']))
+                        if edge != self._edge_state:
+                            self._edge_state = edge
+                            self.changed.set()
                     elif msg['type'] == 'event':
                         self._events.append(msg['action'])
+                        self.changed.set()
                     else:
                         self.hello = msg
         except Exception:  # noqa: BLE001 - a dropped connection is a lost device, reported by the node

@@ -32,13 +32,17 @@ class VRTeleopNode(DeviceTeleopNode):
         if self.core.mode != 'ee_abs':
             raise ValueError("vr teleop works in mode 'ee_abs' only")
         self.mapper = VRMapper(self.cfg)
-        self.server = VRServer(self.cfg.host, self.cfg.port).start()
+        self.server = VRServer(self.cfg.host, self.cfg.port, trigger_threshold=self.cfg.trigger_threshold).start()
         self._was_healthy = False
         self._hello_logged = None
         self.get_logger().info(f'VR teleop page: {self.server.url} (open it in a WebXR browser; '
                                'without a headset it runs an emulated controller)')
         # machine-readable line for launchers/tests that asked for port 0
         self.get_logger().info('VR_SERVER ' + json.dumps({'url': self.server.url, 'port': self.server.port}))
+        self.start_waker()
+
+    def wait_handle(self):
+        return self.server.changed     # set on a trigger / button change or an event: takeover edges
 
     def poll(self, now):
         sample, t, events, clients = self.server.take()
@@ -67,6 +71,7 @@ class VRTeleopNode(DeviceTeleopNode):
         return inp, True, ''
 
     def close(self):
+        self.stop_waker()
         self.server.stop()
 
 

@@ -133,3 +133,11 @@ def test_ee_abs_offset_and_ik_jump_guard():
     # a target far away in one step would need a large joint jump: refused, last target kept
     r = c.tick(0.04, DeviceInput(takeover=True, ee_offset=(np.array([0.0, -0.6, -0.3]), np.array([1.0, 0, 0, 0]))))
     assert np.allclose(r.command, before) and 'not reachable' in r.messages[0][1]
+
+
+def test_refused_takeover_reported_once_per_press():
+    c = TeleopCore(TeleopLimits(np.array(POSITION_LOWER), np.array(POSITION_UPPER)))
+    msgs = [m for k in range(5) for m in c.tick(0.02 * k, DeviceInput(takeover=True)).messages]
+    assert len(msgs) == 1
+    c.tick(0.2, DeviceInput(takeover=False))
+    assert c.tick(0.3, DeviceInput(takeover=True)).messages, 'a new press reports again'
