@@ -103,6 +103,8 @@ def bringup_graph(overrides: dict | None = None) -> list[NodeSpec]:
             nodes.append(NodeSpec('sim_human', 'hiors_sim', 'sim_human_node', 'hiors_sim.sim_human_node',
                                   'sim_human.yaml',
                                   {'mode': a['sim_human_mode'], 'num_episodes': num,
+                                   # episodes start only once the recorder hears the events
+                                   'event_listeners': ['recorder'] if _bool(a['recorder']) else [''],
                                    'episode_timeout_s': float(a['episode_timeout_s']),
                                    'seed': int(a['seed'])},
                                   restart='on-failure', required=num > 0))

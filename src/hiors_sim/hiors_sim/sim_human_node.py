@@ -1,6 +1,6 @@
 """ROS 2 adapter of the simulated human: expert commands on /hiors/teleop/command, takeover on
 /hiors/intervention, episode events, sim resets. Exits when num_episodes are done."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import rclpy
@@ -33,6 +33,9 @@ class SimHumanNodeConfig:
     settle_s: float = 0.5
     seed: int = 0
     reset_service: str = '/hiors/sim/reset'
+    # Don't start an episode before these nodes subscribe to the episode events (the recorder),
+    # or their 'start' would be lost to DDS discovery. Empty = don't wait.
+    event_listeners: list[str] = field(default_factory=lambda: ['recorder'])
 
 
 class SimHumanNode(Node):
@@ -79,6 +82,14 @@ class SimHumanNode(Node):
     def _on_policy(self, msg: Float64MultiArray):
         self.policy_command = np.array(msg.data)
 
+    def _missing_listeners(self) -> list[str]:
+        names = {info.node_name for info in self.get_subscriptions_info_by_topic('/hiors/episode/event')}
+        missing = [n for n in self.cfg.event_listeners if n and n not in names]
+        if missing:
+            self.get_logger().info(f'waiting for {missing} to subscribe to /hiors/episode/event',
+                                   throttle_duration_sec=5.0)
+        return missing
+
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
@@ -96,6 +107,9 @@ class SimHumanNode(Node):
             self.human.reset_done(now)
             return
         phase = self.human.expert.phase
+        if self.human.state == 'settling' and self._missing_listeners():
+            self.human.reset_done(now)   # keep settling
+            return
         out = self.human.tick(now, self.q, self.task, self.success, self.policy_command)
         if self.human.expert.phase != phase:
             self.get_logger().debug(f'expert phase {phase} -> {self.human.expert.phase}')
@@ -113,6 +127,7 @@ class SimHumanNode(Node):
             self.pub_cmd.publish(Float64MultiArray(data=[float(v) for v in out['command']]))
         for event in out['events']:
             self.pub_event.publish(String(data=event))
+            self.get_logger().debug(f"event {event} published to {self.pub_event.get_subscription_count()} subscribers")
             if event != 'start':
                 done = self.human.episodes_done
                 self.get_logger().info(f'episode {done}: {event} (takeovers: {self.human.takeovers}, '

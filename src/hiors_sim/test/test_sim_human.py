@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from hiors_sim.sim_core import PegInsertionSim
+from hiors_sim.sim_human import SimHuman, SimHumanConfig
+
+
+def _run(human, sim, policy=None, max_ticks=2000, dt=0.1):
+    """Drive SimHuman against the sim core; returns (events, intervention trace)."""
+    events, trace = [], []
+    now, command = 0.0, None
+    for _ in range(max_ticks):
+        q = sim.joint_positions()
+        pol = policy(q) if policy else None
+        out = human.tick(now, q, sim.task_state(), sim.success(), pol)
+        if out['reset']:
+            sim.reset(len(events))
+            human.reset_done(now)
+        events += out['events']
+        trace.append(out['intervention'])
+        if out['command'] is not None:
+            command = out['command']
+        elif pol is not None:
+            command = pol
+        sim.step(command)
+        now += dt
+        if human.state == 'done':
+            break
+    return events, trace
+
+
+def test_demo_mode_labels_successes_and_stops():
+    sim = PegInsertionSim()
+    human = SimHuman(SimHumanConfig(mode='demo', num_episodes=2, episode_timeout_s=20.0))
+    events, trace = _run(human, sim)
+    assert events == ['start', 'success', 'start', 'success']
+    assert human.state == 'done' and any(trace)
+
+
+def test_intervene_mode_takes_over_from_a_frozen_policy_and_hands_back():
+    sim = PegInsertionSim()
+    human = SimHuman(SimHumanConfig(mode='intervene', num_episodes=1, episode_timeout_s=30.0,
+                                    drift_time_s=0.5, min_takeover_s=1.0, max_takeover_s=2.0))
+    frozen = {}
+
+    def policy(q):      # a policy that never moves: stays where it first saw the arm
+        frozen.setdefault('q', q.copy())
+        return frozen['q']
+    events, trace = _run(human, sim, policy)
+    assert events[0] == 'start' and events[-1] in ('success', 'failure')
+    switches = sum(1 for a, b in zip(trace, trace[1:]) if a != b)
+    assert human.takeovers >= 1 and switches >= 2          # took over and handed back at least once
+
+
+def test_label_only_never_takes_over_and_times_out():
+    sim = PegInsertionSim()
+    human = SimHuman(SimHumanConfig(mode='label_only', num_episodes=1, episode_timeout_s=3.0))
+    events, trace = _run(human, sim, policy=lambda q: q)
+    assert events == ['start', 'failure'] and not any(trace)
+
+
+def test_bad_mode_is_rejected():
+    with pytest.raises(ValueError):
+        SimHuman(SimHumanConfig(mode='sometimes'))

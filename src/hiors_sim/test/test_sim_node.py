@@ -1,0 +1,79 @@
+"""The sim node as a separate process over real DDS: joint states, both cameras, commands, reset;
+and the simulated human driving it through the command mux."""
+import numpy as np
+import pytest
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from hiors_common.testing import NodeProcess, spin_until
+from hiors_sim.scene import HOME_Q, JOINT_NAMES
+
+
+@pytest.fixture
+def sim_proc():
+    proc = NodeProcess('hiors_sim.sim_node', ros_args=['-r', '__node:=sim', '-p', 'camera_width:=128',
+                                                       '-p', 'camera_height:=96', '-p', 'seed:=3'])
+    proc.start()
+    yield proc
+    assert proc.stop() == 0, proc.log()
+
+
+def test_sim_node_streams_and_obeys(sim_proc, test_node):
+    joints, images, success = [], {'front': [], 'wrist': []}, []
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    test_node.create_subscription(JointState, '/joint_states', joints.append, qos)
+    for name in images:
+        test_node.create_subscription(Image, f'/camera/{name}/image_raw', images[name].append, 5)
+    test_node.create_subscription(Bool, '/hiors/sim/success', success.append, qos)
+    assert spin_until(test_node, lambda: len(joints) >= 5 and all(len(v) >= 3 for v in images.values()),
+                      timeout=30), sim_proc.log()
+    js = joints[-1]
+    assert tuple(js.name) == JOINT_NAMES and js.header.stamp.sec > 0
+    np.testing.assert_allclose(js.position, HOME_Q, atol=0.01)
+    for name, msgs in images.items():
+        img = msgs[-1]
+        assert (img.width, img.height, img.encoding, img.step) == (128, 96, 'rgb8', 384)
+        assert img.header.frame_id == name and img.header.stamp.sec > 0
+        pixels = np.frombuffer(bytes(img.data), np.uint8).reshape(96, 128, 3)
+        assert pixels.std() > 5, f'{name} camera image is blank'
+    assert success and not success[-1].data
+
+    # Move the arm by a forward_position_controller command.
+    pub = test_node.create_publisher(Float64MultiArray, '/forward_position_controller/commands', 10)
+    target = list(HOME_Q)
+    target[0] = 0.4
+    target[6] = 0.01
+    def reached():
+        pub.publish(Float64MultiArray(data=target))
+        return abs(joints[-1].position[0] - 0.4) < 0.02 and joints[-1].position[6] < 0.015
+    assert spin_until(test_node, reached, timeout=15), sim_proc.log()
+
+    # Reset brings the arm home.
+    client = test_node.create_client(Trigger, '/hiors/sim/reset')
+    assert client.wait_for_service(timeout_sec=10)
+    future = client.call_async(Trigger.Request())
+    assert spin_until(test_node, future.done, timeout=10)
+    assert future.result().success and 'peg' in future.result().message
+    assert spin_until(test_node, lambda: abs(joints[-1].position[0] - HOME_Q[0]) < 0.02, timeout=10)
+
+
+def test_simulated_human_runs_demo_episodes_through_the_mux(test_node):
+    events = []
+    test_node.create_subscription(String, '/hiors/episode/event', lambda m: events.append(m.data), 10)
+    procs = [NodeProcess('hiors_sim.sim_node', ros_args=['-r', '__node:=sim', '-p', 'render:=false']),
+             NodeProcess('hiors_teleop.command_mux_node', ros_args=['-r', '__node:=command_mux']),
+             NodeProcess('hiors_sim.sim_human_node', ros_args=['-r', '__node:=sim_human', '-p', 'mode:=demo',
+                                                              '-p', 'num_episodes:=2', '-p', f'event_listeners:=[{test_node.get_name()}]'])]
+    for p in procs:
+        p.start()
+    try:
+        ok = spin_until(test_node, lambda: events.count('success') + events.count('failure') >= 2, timeout=90)
+        assert ok, procs[2].log()
+        assert events == ['start', 'success', 'start', 'success'], procs[2].log()
+        assert spin_until(test_node, lambda: not procs[2].alive(), timeout=10)   # exits when done
+        assert procs[2].proc.returncode == 0
+    finally:
+        for p in procs:
+            p.stop()
