@@ -19,9 +19,10 @@ if [ "$pyver" != "3.11" ]; then
   exit 2
 fi
 
-# Offscreen OpenGL for MuJoCo cameras (EGL first, OSMesa as fallback).
+# Offscreen OpenGL for MuJoCo cameras (EGL first, OSMesa as fallback);
 need_apt=()
-for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6; do
+# chromium: headless browser tests of the VR teleop page and the dashboard.
+for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
