@@ -51,13 +51,35 @@ def _bool(value: str) -> bool:
 def resolve_arguments(overrides: dict | None = None) -> dict:
     args = {k: v[0] for k, v in ARGUMENTS.items()}
     for key, value in (overrides or {}).items():
+        if '.' in key:
+            continue          # <node>.<parameter>: a per-node parameter, see bringup_graph
         if key not in ARGUMENTS:
             raise KeyError(f'unknown bringup argument {key!r}; known: {", ".join(ARGUMENTS)}')
         args[key] = str(value)
     return args
 
 
+def _yaml_value(text: str):
+    import yaml
+    return yaml.safe_load(text) if isinstance(text, str) else text
+
+
 def bringup_graph(overrides: dict | None = None) -> list[NodeSpec]:
+    """Node specs for the given arguments. Keys of the form `<node>.<parameter>` set one node's
+    parameter directly (e.g. `trainer.save_every_steps:=20`), after the graph's own values."""
+    nodes = _bringup_nodes(overrides)
+    by_name = {spec.name: spec for spec in nodes}
+    for key, value in (overrides or {}).items():
+        if '.' not in key:
+            continue
+        node, param = key.split('.', 1)
+        if node not in by_name:
+            raise KeyError(f'{key}: no node {node!r} in this graph (nodes: {", ".join(by_name)})')
+        by_name[node].parameters[param] = _yaml_value(value)
+    return nodes
+
+
+def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
     import os
     a = resolve_arguments(overrides)
     rate = float(a['control_rate_hz'])
