@@ -17,10 +17,14 @@ PAGE_PATH = os.path.join(os.path.dirname(__file__), 'web', 'vr.html')
 
 class VRServer:
     def __init__(self, host: str = '127.0.0.1', port: int = 8765, page_path: str = PAGE_PATH,
-                 trigger_threshold: float = 0.5):
+                 trigger_threshold: float = 0.5, head_script: str = ''):
+        """head_script: JavaScript put first in the page's <head> (tests use it to stand in for a
+        WebXR device, which cannot exist on a headless machine)."""
         self.host, self.port = host, port
         with open(page_path, 'rb') as f:
             self.page = f.read()
+        if head_script:
+            self.page = self.page.replace(b'<head>', b'<head>\n<script>' + head_script.encode() + b'</script>', 1)
         self._lock = threading.Lock()
         self._sample = None
         self._sample_t = None

@@ -149,6 +149,57 @@ def test_page_in_headless_chromium_sends_poses():
         server.stop()
 
 
+# Stands in for a WebXR runtime (none can exist on a headless machine): a session whose right
+# controller pulls the trigger at 0.5 s and moves 6 cm forward (-z) over 1 s, released at 2 s; a
+# left controller with its trigger held must be ignored. The page's own XR code path does the rest.
+FAKE_XR = """
+(() => {
+  const t0 = performance.now();
+  const T = () => (performance.now() - t0) / 1000;
+  const btn = (on) => ({ value: on ? 1 : 0, pressed: on });
+  window.XRWebGLLayer = class { constructor() { this.framebuffer = null; } };
+  const right = { handedness: 'right', gripSpace: { hand: 'right' },
+    get gamepad() { const on = T() > 0.5 && T() < 2.0; return { buttons: [btn(on), btn(false), btn(false), btn(false), btn(false), btn(false)] }; } };
+  const left = { handedness: 'left', gripSpace: { hand: 'left' }, gamepad: { buttons: [btn(true)] } };
+  const frame = { getPose(space) {
+    if (space.hand !== 'right') return { transform: { position: { x: 9, y: 9, z: 9 }, orientation: { x: 0, y: 0, z: 0, w: 1 } } };
+    const a = Math.min(1, Math.max(0, T() - 0.5));
+    return { transform: { position: { x: 0, y: 1.0, z: -0.3 - 0.06 * a }, orientation: { x: 0, y: 0, z: 0, w: 1 } } }; } };
+  const session = { inputSources: [left, right], renderState: { baseLayer: null }, onend: null,
+    updateRenderState(s) { this.renderState = s; }, async requestReferenceSpace() { return {}; },
+    requestAnimationFrame(cb) { setTimeout(() => cb(performance.now(), frame), 11); } };
+  Object.defineProperty(navigator, 'xr', { configurable: true, value: {
+    isSessionSupported: async () => true, requestSession: async () => session } });
+  addEventListener('load', () => setTimeout(() => document.getElementById('enter').click(), 200));
+})();
+"""
+
+
+@pytest.mark.skipif(chromium() is None, reason='no Chromium on this machine (apt-get install chromium)')
+def test_page_xr_code_path_with_stand_in_runtime():
+    server = VRServer(port=0, head_script=FAKE_XR).start()
+    proc, user_dir = start_chromium(server.url)
+    samples = []
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            sample, _, _, _ = server.take()
+            if sample is not None and (not samples or sample is not samples[-1]):
+                samples.append(sample)
+            if server.hello and server.hello['mode'] == 'xr' and any(s['trigger'] for s in samples) \
+                    and samples[-1]['trigger'] == 0 and samples[-1]['pos'][2] < -0.35:
+                break
+            time.sleep(0.005)
+        assert server.hello and server.hello['mode'] == 'xr', server.hello
+        assert all(s['pos'][0] != 9 for s in samples), 'the left controller was ignored'
+        pulled = [s for s in samples if s['trigger'] == 1.0]     # only the XR path pulls the trigger here
+        assert pulled and pulled[-1]['pos'][2] == pytest.approx(-0.36, abs=0.005), pulled[-1:]
+        assert samples[-1]['trigger'] == 0.0 and server.rejected == 0
+    finally:
+        stop_chromium(proc, user_dir)
+        server.stop()
+
+
 SIM_HOME = [0.0, 0.5, 1.6, 0.0, 1.04, 0.0, 0.035]
 
 
