@@ -1,0 +1,461 @@
+"""Hi-ORS training core (ROS-agnostic): episode intake, rejection sampling, the Hi-ORS loss,
+AdamW + cosine schedule, checkpoints with resumable optimizer state (safetensors + JSON).
+
+    trainer = Trainer(TrainerConfig(episode_dir=..., out_dir=...))
+    trainer.resume_or_init()
+    trainer.ingest()              # picks up newly finished episodes
+    trainer.train_step()          # one optimizer step on the accepted set
+    trainer.save_checkpoint()     # -> {'path', 'sha256', 'size', 'format', 'version'}
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from safetensors.torch import load_file as st_load_file
+from safetensors.torch import save_file as st_save_file
+
+from .sampling import (REASON_BELOW_THRESHOLD, REASON_LOAD_ERROR, EpisodeDecision, FilterConfig,
+                       RejectionStats, ThresholdSchedule, accepted, action_chunk, episode_filter)
+
+log = logging.getLogger('hiors_trainer')
+
+# Optimizer profiles. 'pi0' = the paper's / openpi's values; 'cpu' = the tiny CPU model, which
+# needs a far higher LR to learn anything within minutes.
+PROFILES = {
+    'pi0': dict(lr=2.5e-5, end_lr=2.5e-6, warmup_steps=100, decay_steps=500, betas=(0.9, 0.95),
+                weight_decay=1e-10, grad_clip=1.0, batch_size=32),
+    'cpu': dict(lr=1e-3, end_lr=1e-4, warmup_steps=20, decay_steps=2000, betas=(0.9, 0.95),
+                weight_decay=1e-10, grad_clip=1.0, batch_size=8),
+}
+
+# Baselines / ablations selected by config ('method').
+METHODS = {
+    'hiors': {},
+    'bc': dict(use_online=False),                                        # demonstrations only
+    'hg_dagger': dict(use_rejection=False, human_steps='only'),          # all intervention data
+    'hiors_no_human': dict(human_steps='none'),                          # no human correction
+    'hiors_fixed_threshold': dict(fixed_threshold=True),                 # no rising schedule
+    'hiors_no_filters': dict(use_filters=False),                         # no short/no-op filters
+}
+
+
+@dataclass
+class TrainerConfig:
+    episode_dir: str = '~/.hiors/episodes'
+    demo_dir: str = ''                   # initial demonstrations (mixed in at demo_ratio)
+    out_dir: str = '~/.hiors/trainer'
+    method: str = 'hiors'
+    profile: str = 'cpu'
+    policy_preset: str = 'tiny'
+    init_checkpoint: str = ''            # base policy to start from (e.g. train_offline's output)
+    # Rejection sampling.
+    thresholds: list = field(default_factory=lambda: [1.0])
+    threshold_boundaries: list = field(default_factory=list)
+    threshold_unit: str = 'episodes'
+    min_steps: int = 2
+    noop_threshold: float = 1e-3
+    replan_stride: int = 20
+    demo_ratio: float = 0.0              # fraction of each batch from demo_dir (if any)
+    rate_hz: float = 0.0                 # 0 = one step per executed action
+    # Optimisation (0 = take the profile's value).
+    lr: float = 0.0
+    end_lr: float = 0.0
+    warmup_steps: int = 0
+    decay_steps: int = 0
+    grad_clip: float = 0.0
+    batch_size: int = 0
+    seed: int = 0
+    device: str = 'cpu'
+    num_threads: int = 1
+    # Checkpoints.
+    checkpoint_every_steps: int = 50
+    checkpoint_every_s: float = 0.0      # 0 = off
+    keep_last: int = 3
+    min_accepted_samples: int = 1        # wait for this many before training
+
+    def resolved(self) -> dict:
+        p = dict(PROFILES[self.profile])
+        for k in ('lr', 'end_lr', 'warmup_steps', 'decay_steps', 'grad_clip', 'batch_size'):
+            v = getattr(self, k)
+            if v:
+                p[k] = v
+        return p
+
+    def validate(self):
+        if self.profile not in PROFILES:
+            raise ValueError(f'unknown profile {self.profile!r}; choose one of {sorted(PROFILES)}')
+        if self.method not in METHODS:
+            raise ValueError(f'unknown method {self.method!r}; choose one of {sorted(METHODS)}')
+        if not 0.0 <= self.demo_ratio <= 1.0:
+            raise ValueError('demo_ratio must be in [0, 1]')
+        if self.keep_last < 1:
+            raise ValueError('keep_last must be >= 1')
+
+    def filter_config(self) -> FilterConfig:
+        m = METHODS[self.method]
+        return FilterConfig(min_steps=self.min_steps, noop_threshold=self.noop_threshold,
+                            use_filters=m.get('use_filters', True),
+                            use_rejection=m.get('use_rejection', True),
+                            human_steps=m.get('human_steps', 'all'), replan_stride=self.replan_stride)
+
+    def schedule(self) -> ThresholdSchedule:
+        if METHODS[self.method].get('fixed_threshold'):
+            return ThresholdSchedule([self.thresholds[0]], [], self.threshold_unit)
+        return ThresholdSchedule(list(self.thresholds), list(self.threshold_boundaries), self.threshold_unit)
+
+
+def cosine_lr(step: int, lr: float, end_lr: float, warmup_steps: int, decay_steps: int) -> float:
+    """openpi CosineDecaySchedule: linear warm-up to lr, cosine decay to end_lr, then flat."""
+    if step < warmup_steps:
+        init = lr / (warmup_steps + 1)
+        return init + (lr - init) * step / warmup_steps
+    t = min(1.0, (step - warmup_steps) / max(1, decay_steps))
+    return end_lr + (lr - end_lr) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def hiors_loss(policy, batch: dict, indicator: torch.Tensor, noise=None, time=None) -> torch.Tensor:
+    """L = E[ 1[R(tau) >= m] * || v_theta(u, s, x^u) - (x1 - x0) ||^2 ] over a batch: the
+    per-sample flow-matching loss (time u ~ Beta(1.5, 1), every denoising time) weighted by the
+    rejection indicator, averaged over the batch."""
+    per = policy.compute_loss(batch, noise=noise, time=time, sample_weight=indicator)
+    return per.mean()
+
+
+class _LossModule(torch.nn.Module):
+    """DDP needs forward(); this routes it to the policy's loss."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch, indicator):
+        return hiors_loss(self.policy, batch, indicator)
+
+
+# ------------------------------------------------------------------------- file helpers
+def _atomic_write_bytes(path: str, data: bytes):
+    d = os.path.dirname(path) or '.'
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=d)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_json(path: str, obj):
+    _atomic_write_bytes(path, json.dumps(obj, sort_keys=True, indent=1).encode())
+
+
+def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """AdamW state -> (flat tensors for safetensors, JSON-able scalars). No pickle."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {'param_groups': sd['param_groups'], 'state': {}}
+    for idx, st in sd['state'].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f'{idx}.{k}'] = v.detach().to('cpu').contiguous()
+            else:
+                scalars['state'].setdefault(str(idx), {})[k] = v
+    return tensors, scalars
+
+
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, scalars: dict):
+    state: dict = {}
+    for name, v in tensors.items():
+        idx, k = name.split('.', 1)
+        state.setdefault(int(idx), {})[k] = v
+    for idx, d in scalars.get('state', {}).items():
+        state.setdefault(int(idx), {}).update(d)
+    groups = scalars['param_groups']
+    for g in groups:
+        if 'betas' in g:
+            g['betas'] = tuple(g['betas'])
+    opt.load_state_dict({'state': state, 'param_groups': groups})
+
+
+# ------------------------------------------------------------------------- data
+@dataclass
+class _Stored:
+    decision: EpisodeDecision
+    state: np.ndarray
+    action: np.ndarray
+    images: dict
+    prompt: str
+    demo: bool = False
+
+
+class Trainer:
+    def __init__(self, cfg: TrainerConfig, loader=None, lister=None, success_classifier=None,
+                 rank: int = 0, world_size: int = 1):
+        cfg.validate()
+        self.cfg = cfg
+        self.opt_cfg = cfg.resolved()
+        self.fcfg = cfg.filter_config()
+        self.sched = cfg.schedule()
+        self.method = METHODS[cfg.method]
+        self.success_classifier = success_classifier
+        self.rank, self.world_size = rank, world_size
+        if lister is None or loader is None:
+            from hiors_recorder.dataset import list_episodes, load_episode
+            lister = lister or list_episodes
+            loader = loader or load_episode
+        self._list, self._load = lister, loader
+        self.out_dir = os.path.expanduser(cfg.out_dir)
+        os.makedirs(self.out_dir, exist_ok=True)
+        torch.set_num_threads(max(1, cfg.num_threads))
+        self.ledger: dict[str, dict] = {}    # episode_id -> {'ret', 'reason', 'samples'} (online)
+        self.store: dict[str, _Stored] = {}
+        self.stats = RejectionStats()
+        self.step = 0
+        self.samples_trained = 0
+        self.version = 0
+        self.t_start = time.time()
+        self.elapsed_before = 0.0            # training seconds before a resume (time schedule)
+        self.rng = np.random.default_rng(cfg.seed + 1000 * rank)
+        self.policy = None
+
+    # ------------------------------------------------------------------ model
+    def _build(self, state_dict=None, config=None, norm_stats=None):
+        from hiors_policy.config import make_config
+        from hiors_policy.device import resolve_device
+        from hiors_policy.modeling import Pi0Policy
+        from hiors_policy.processing import PolicyProcessor
+        self.device = resolve_device(self.cfg.device)
+        torch.manual_seed(self.cfg.seed)
+        self.config = config or make_config(self.cfg.policy_preset)
+        self.policy = Pi0Policy(self.config).to(self.device)
+        if state_dict is not None:
+            self.policy.load_state_dict(state_dict, strict=True)
+        self.policy.train()
+        self.norm_stats = norm_stats
+        self.processor = PolicyProcessor(self.config, norm_stats)
+        o = self.opt_cfg
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=o['lr'], betas=o['betas'],
+                                           weight_decay=o['weight_decay'])
+        self.loss_module = _LossModule(self.policy)
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [self.device.index] if self.device.type == 'cuda' else None
+            self.loss_module = DDP(self.loss_module, device_ids=ids)
+
+    def resume_or_init(self) -> bool:
+        """Resume model, optimizer, step and the episode ledger from the last checkpoint in
+        out_dir; else start from init_checkpoint or random init. True if resumed."""
+        latest = os.path.join(self.out_dir, 'latest.json')
+        if os.path.exists(latest):
+            with open(latest) as f:
+                ptr = json.load(f)
+            from hiors_policy.checkpoint import read_metadata
+            ckpt = os.path.join(self.out_dir, ptr['checkpoint'])
+            config, norm_stats, _, _ = read_metadata(ckpt)
+            self._build(st_load_file(ckpt), config, norm_stats)
+            with open(os.path.join(self.out_dir, ptr['state_json'])) as f:
+                st = json.load(f)
+            optimizer_from_tensors(self.optimizer, st_load_file(os.path.join(self.out_dir, ptr['optimizer'])),
+                                   st['optimizer'])
+            self.step, self.version = st['step'], st['version']
+            self.samples_trained = st['samples_trained']
+            self.ledger = st['ledger']
+            self.stats = RejectionStats.from_dict(st['stats'])
+            self.elapsed_before = st.get('elapsed_s', 0.0)
+            self.rng = np.random.default_rng(self.cfg.seed + 1000 * self.rank + self.step)
+            log.info('resumed from %s at step %d (%d episodes in the ledger)', ckpt, self.step, len(self.ledger))
+            return True
+        if self.cfg.init_checkpoint:
+            from hiors_policy.checkpoint import read_metadata
+            config, norm_stats, _, _ = read_metadata(self.cfg.init_checkpoint)
+            self._build(st_load_file(self.cfg.init_checkpoint), config, norm_stats)
+        else:
+            self._build()
+        return False
+
+    # ------------------------------------------------------------------ intake
+    @property
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + (time.time() - self.t_start)
+
+    def threshold(self) -> float:
+        return self.sched.threshold(len(self.ledger), self.elapsed_s)
+
+    def _load_one(self, info, demo: bool):
+        """Load, filter and keep one episode; a corrupt one is skipped with a warning."""
+        eid = str(info.episode_id)
+        rate = self.cfg.rate_hz or None
+        try:
+            ep = self._load(info, rate_hz=rate)
+            dec = episode_filter(ep, self.fcfg, self.success_classifier)
+        except Exception as exc:  # noqa: BLE001 - any bad episode must not stop training
+            log.warning('skipping corrupt episode %s: %s', eid, exc)
+            return EpisodeDecision(eid, 0.0, REASON_LOAD_ERROR), None
+        if dec.usable:
+            cams = self.config.camera_names if self.policy is not None else None
+            images = {k: v for k, v in ep.images.items() if cams is None or k in cams}
+            self.store[('demo:' if demo else '') + eid] = _Stored(
+                dec, np.asarray(ep.state, np.float32), np.asarray(ep.action, np.float32), images,
+                str(getattr(ep.info, 'task', '') or ''), demo)
+        return dec, ep
+
+    def ingest(self) -> int:
+        """Read newly finished episodes (and, first time, the demos). Returns how many new ones."""
+        new = 0
+        if self.cfg.demo_dir and not any(s.demo for s in self.store.values()) and \
+                (self.cfg.demo_ratio > 0 or not self.method.get('use_online', True)):
+            for info in self._list(os.path.expanduser(self.cfg.demo_dir)):
+                self._load_one(info, demo=True)
+        if not self.method.get('use_online', True):
+            return 0
+        for info in self._list(os.path.expanduser(self.cfg.episode_dir)):
+            eid = str(info.episode_id)
+            if eid in self.store:
+                continue
+            known = eid in self.ledger
+            if known and self.ledger[eid]['reason']:
+                continue                   # rejected before a restart: nothing to reload
+            dec, _ = self._load_one(info, demo=False)
+            if known:
+                continue                   # reloaded after a resume: counted once already
+            self.ledger[eid] = {'ret': dec.ret, 'reason': dec.reason, 'samples': int(dec.indices.size)}
+            if dec.reason:
+                self.stats.episodes[dec.reason] += 1
+            self.stats.transitions.update(dec.transition_rejects)
+            new += 1
+        return new
+
+    def _pools(self):
+        m = self.threshold()
+        online, demo = [], []
+        for key, s in self.store.items():
+            if s.demo:
+                demo.extend((key, int(k)) for k in s.decision.indices)
+            elif accepted(s.decision, m, self.fcfg):
+                online.extend((key, int(k)) for k in s.decision.indices)
+        return online, demo
+
+    def report(self) -> dict:
+        m = self.threshold()
+        acc = [e for e, d in self.ledger.items() if not d['reason'] and
+               (not self.fcfg.use_rejection or d['ret'] >= m)]
+        below = sum(1 for d in self.ledger.values() if not d['reason']) - len(acc)
+        rej = dict(self.stats.episodes)
+        if below:
+            rej[REASON_BELOW_THRESHOLD] = below
+        online, demo = self._pools()
+        return {'step': self.step, 'threshold': m, 'episodes_seen': len(self.ledger),
+                'accepted_episodes': len(acc), 'rejected_episodes': rej,
+                'rejected_transitions': dict(self.stats.transitions),
+                'accepted_samples': len(online), 'demo_samples': len(demo),
+                'samples_trained': self.samples_trained, 'version': self.version}
+
+    def norm_stats_from_data(self):
+        from hiors_policy.processing import NormStats
+        s = [x.state for x in self.store.values()]
+        a = [x.action for x in self.store.values()]
+        return NormStats.from_arrays(np.concatenate(s), np.concatenate(a))
+
+    # ------------------------------------------------------------------ training
+    def ready(self) -> bool:
+        online, demo = self._pools()
+        return len(online) + len(demo) >= max(1, self.cfg.min_accepted_samples)
+
+    def _draw(self, n: int):
+        online, demo = self._pools()
+        if not online and not demo:
+            raise RuntimeError('no accepted samples to train on yet')
+        out = []
+        for _ in range(n):
+            use_demo = bool(demo) and (not online or self.rng.random() < self.cfg.demo_ratio)
+            pool = demo if use_demo else online
+            out.append(pool[int(self.rng.integers(len(pool)))])
+        return out
+
+    def make_batch(self, draws):
+        H = self.config.chunk_size
+        samples, ind = [], []
+        m = self.threshold()
+        for key, k in draws:
+            s = self.store[key]
+            chunk, pad = action_chunk(s.action, k, H)
+            samples.append({'images': {c: v[k] for c, v in s.images.items()}, 'state': s.state[k],
+                            'prompt': s.prompt, 'action': chunk, 'action_is_pad': pad})
+            ind.append(1.0 if s.demo else float(accepted(s.decision, m, self.fcfg)))
+        batch = self.processor.prepare_batch(samples)
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        return batch, torch.tensor(ind, device=self.device)
+
+    def train_step(self) -> dict:
+        if self.norm_stats is None:
+            # Norm stats come from the data the first time (the checkpoint carries them after).
+            from hiors_policy.processing import PolicyProcessor
+            self.norm_stats = self.norm_stats_from_data()
+            self.processor = PolicyProcessor(self.config, self.norm_stats)
+        o = self.opt_cfg
+        lr = cosine_lr(self.step, o['lr'], o['end_lr'], o['warmup_steps'], o['decay_steps'])
+        for g in self.optimizer.param_groups:
+            g['lr'] = lr
+        batch, ind = self.make_batch(self._draw(o['batch_size']))
+        loss = self.loss_module(batch, ind)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'non-finite loss at step {self.step}')
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), o['grad_clip'])
+        self.optimizer.step()
+        self.step += 1
+        self.samples_trained += o['batch_size'] * self.world_size
+        return {'loss': loss.item(), 'lr': lr, 'grad_norm': gnorm.item()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> dict:
+        """Policy checkpoint + optimizer (safetensors) + state JSON, then latest.json (atomic):
+        a kill -9 at any point leaves the previous complete checkpoint as 'latest'."""
+        from hiors_policy.checkpoint import save_checkpoint
+        if self.norm_stats is None:
+            self.norm_stats = self.norm_stats_from_data() if self.store else None
+        if self.norm_stats is None:
+            from hiors_policy.processing import NormStats
+            self.norm_stats = NormStats.identity(self.config.state_dim, self.config.action_dim)
+        self.version += 1
+        v = f'{self.version:06d}'
+        names = {'checkpoint': f'ckpt_{v}.safetensors', 'optimizer': f'optim_{v}.safetensors',
+                 'state_json': f'state_{v}.json', 'version': v}
+        info = save_checkpoint(os.path.join(self.out_dir, names['checkpoint']), self.policy, self.config,
+                               self.norm_stats, v)
+        tensors, scalars = optimizer_to_tensors(self.optimizer)
+        opath = os.path.join(self.out_dir, names['optimizer'])
+        tmp = opath + '.tmp'
+        st_save_file(tensors, tmp)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, opath)
+        _atomic_json(os.path.join(self.out_dir, names['state_json']), {
+            'step': self.step, 'version': self.version, 'samples_trained': self.samples_trained,
+            'ledger': self.ledger, 'stats': self.stats.to_dict(), 'optimizer': scalars,
+            'elapsed_s': self.elapsed_s, 'config': dataclasses.asdict(self.cfg)})
+        _atomic_json(os.path.join(self.out_dir, 'latest.json'), names)
+        self._prune()
+        return info
+
+    def _prune(self):
+        vs = sorted({n.split('_', 1)[1].split('.')[0] for n in os.listdir(self.out_dir)
+                     if n.startswith(('ckpt_', 'optim_', 'state_')) and not n.endswith('.tmp')})
+        for v in vs[:-self.cfg.keep_last]:
+            for p in (f'ckpt_{v}.safetensors', f'optim_{v}.safetensors', f'state_{v}.json'):
+                try:
+                    os.unlink(os.path.join(self.out_dir, p))
+                except FileNotFoundError:
+                    pass
