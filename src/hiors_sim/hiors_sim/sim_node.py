@@ -76,7 +76,7 @@ class SimNode(Node):
 
     def _on_command(self, msg: Float64MultiArray):
         if not self.sim.set_command(msg.data):
-            self.get_logger().warn(f'ignored command {list(msg.data)[:8]} (need 7 finite values)',
+            self.get_logger().warning(f'ignored command {list(msg.data)[:8]} (need 7 finite values)',
                                    throttle_duration_sec=2.0)
 
     def _on_trajectory(self, msg: JointTrajectory):
@@ -143,7 +143,7 @@ class SimNode(Node):
         level, text = OK, 'running'
         if wall > 5.0 and rtf < 0.95:
             level, text = WARN, f'behind real time (factor {rtf:.2f})'
-            self.get_logger().warn(text, throttle_duration_sec=10.0)
+            self.get_logger().warning(text, throttle_duration_sec=10.0)
         self.diag.publish(level, text, {'real_time_factor': f'{rtf:.3f}', 'ticks': self.sim.ticks,
                                         'camera_frames': self._frames, 'episode': self.episode,
                                         'bad_commands': self.sim.bad_commands,

@@ -1,0 +1,264 @@
+"""Policy node: observations in, joint commands out at the control rate; inference in a worker
+thread; signed checkpoints from /hiors/checkpoint swapped in between ticks."""
+import copy
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
+from visualization_msgs.msg import MarkerArray
+
+from hiors_common.diagnostics import DiagnosticsPublisher, ERROR, OK, WARN
+from hiors_common.node_main import run_node
+from hiors_common.params import declare_config
+from hiors_common.signing import SigningKeyMissing, load_key
+
+from .checkpoint import CheckpointError, load_checkpoint, load_state_into
+from .checkpoint_transport import TransportError, verify_and_fetch
+from .chunk_executor import ChunkExecutor
+from .config import make_config
+from .markers import ChunkMarkers
+from .modeling import Pi0Policy
+from .processing import NormStats, PolicyProcessor
+
+JOINTS = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
+
+
+@dataclass
+class PolicyNodeConfig:
+    control_rate_hz: float = 10.0
+    preset: str = 'tiny'
+    checkpoint: str = ''
+    prompt: str = 'insert the peg into the hole'
+    n_action_steps: int = 20
+    lead_ticks: int = 2
+    blend_ticks: int = 3
+    cameras: list[str] = field(default_factory=lambda: ['front', 'wrist'])
+    joint_names: list[str] = field(default_factory=lambda: list(JOINTS))
+    observation_timeout_s: float = 1.0
+    checkpoint_key_file: str = ''
+    max_checkpoint_bytes: int = 4 << 30
+    torch_threads: int = 1
+    seed: int = 0
+    frame_id: str = 'world'
+
+
+class PolicyNode(Node):
+    def __init__(self):
+        super().__init__('policy')
+        self.cfg = declare_config(self, PolicyNodeConfig)
+        torch.set_num_threads(max(1, self.cfg.torch_threads))
+        torch.manual_seed(self.cfg.seed)
+        if self.cfg.checkpoint:
+            policy, config, stats, version = load_checkpoint(self.cfg.checkpoint)
+            self.get_logger().info(f'loaded checkpoint {self.cfg.checkpoint} (version {version})')
+        else:
+            config = make_config(self.cfg.preset)
+            policy, stats, version = Pi0Policy(config), NormStats.identity(7, 7), 'random-init'
+            self.get_logger().warning(f"no checkpoint: random-init '{self.cfg.preset}' policy")
+        policy.eval()
+        self._model_lock = threading.Lock()
+        self.policy, self.processor, self.version = policy, PolicyProcessor(config, stats), version
+        self.executor_ = ChunkExecutor(self.cfg.n_action_steps, self.cfg.lead_ticks, self.cfg.blend_ticks)
+        self.markers = ChunkMarkers(self.cfg.frame_id)
+        self.tick = 0
+        self.q = None
+        self.q_stamp = 0.0
+        self.images, self.image_stamps = {}, {}
+        self.intervention = False
+        self.stats = {'chunks': 0, 'holds': 0, 'rejected_chunks': 0, 'rejected_checkpoints': 0,
+                      'swaps': 0, 'latency_ms': 0.0, 'last_error': ''}
+        try:
+            self.key = load_key(self.cfg.checkpoint_key_file)
+        except SigningKeyMissing as exc:
+            self.key = None
+            self.get_logger().warning(f'{exc}: every checkpoint on /hiors/checkpoint will be rejected')
+
+        sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(JointState, '/joint_states', self._on_joints, sensor_qos)
+        for cam in self.cfg.cameras:
+            self.create_subscription(Image, f'/camera/{cam}/image_raw',
+                                     lambda m, c=cam: self._on_image(c, m), QoSProfile(depth=2))
+        self.create_subscription(Bool, '/hiors/intervention', self._on_intervention, latched)
+        self.create_subscription(String, '/hiors/checkpoint', self._on_checkpoint, latched)
+        self.pub_cmd = self.create_publisher(Float64MultiArray, '/hiors/policy/command', 10)
+        self.pub_markers = self.create_publisher(MarkerArray, '/hiors/policy/action_chunk', 2)
+        self.pub_raw = self.create_publisher(Float64MultiArray, '/hiors/policy/action_chunk_raw', 10)
+        self.pub_version = self.create_publisher(String, '/hiors/policy/version', latched)
+        self.diag = DiagnosticsPublisher(self, 'policy')
+        self.pub_version.publish(String(data=self.version))
+
+        self._requests = queue.Queue(maxsize=1)
+        self._checkpoints = queue.Queue(maxsize=4)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._inference_loop, daemon=True, name='inference')
+        self._loader = threading.Thread(target=self._checkpoint_loop, daemon=True, name='checkpoint-loader')
+        self._worker.start()
+        self._loader.start()
+        self._new_chunk = None
+        self._chunk_lock = threading.Lock()
+        self.create_timer(1.0 / self.cfg.control_rate_hz, self._on_tick)
+        self.create_timer(1.0, self._report)
+
+    # --- inputs ------------------------------------------------------------------------------
+    def _on_joints(self, msg: JointState):
+        index = {n: i for i, n in enumerate(msg.name)}
+        if all(n in index for n in self.cfg.joint_names):
+            self.q = np.array([msg.position[index[n]] for n in self.cfg.joint_names])
+            self.q_stamp = time.monotonic()
+
+    def _on_image(self, cam: str, msg: Image):
+        if msg.encoding != 'rgb8':
+            self.get_logger().error(f'camera {cam}: encoding {msg.encoding!r}, need rgb8',
+                                    throttle_duration_sec=10.0)
+            return
+        self.images[cam] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
+        self.image_stamps[cam] = time.monotonic()
+
+    def _on_intervention(self, msg: Bool):
+        if msg.data != self.intervention:
+            self.get_logger().info('human took over: policy silent' if msg.data
+                                   else 'human let go: re-planning from the current state')
+            self.executor_.reset()       # stale chunks are dropped both ways
+            with self._chunk_lock:
+                self._new_chunk = None
+        self.intervention = msg.data
+
+    def _on_checkpoint(self, msg: String):
+        try:
+            self._checkpoints.put_nowait(msg.data)
+        except queue.Full:
+            self.get_logger().warning('checkpoint queue full: dropping an offered checkpoint')
+
+    # --- control loop --------------------------------------------------------------------------
+    def _fresh(self) -> bool:
+        now = time.monotonic()
+        if self.q is None or now - self.q_stamp > self.cfg.observation_timeout_s:
+            return False
+        return all(cam in self.images and now - self.image_stamps[cam] <= self.cfg.observation_timeout_s
+                   for cam in self.cfg.cameras)
+
+    def _on_tick(self):
+        self.tick += 1
+        with self._chunk_lock:
+            new, self._new_chunk = self._new_chunk, None
+        if new is not None:
+            chunk, obs_tick = new
+            if not self.executor_.submit(chunk, obs_tick):
+                self.stats['rejected_chunks'] += 1
+                self.get_logger().error('non-finite action chunk rejected: holding position')
+        if self.intervention:
+            return                              # the human has the robot: publish nothing
+        if not self._fresh():
+            self.get_logger().warning('observations stale or missing: holding', throttle_duration_sec=5.0)
+            self.executor_.reset()
+            self._hold()
+            return
+        if self.executor_.needs_request(self.tick):
+            obs = {'images': {c: self.images[c] for c in self.cfg.cameras}, 'state': self.q.copy()}
+            try:
+                self._requests.put_nowait((obs, self.tick))
+                self.executor_.mark_requested()
+            except queue.Full:
+                pass
+        cmd = self.executor_.command(self.tick)
+        if cmd is None:
+            self._hold()
+            return
+        self.pub_cmd.publish(Float64MultiArray(data=[float(v) for v in cmd]))
+
+    def _hold(self):
+        if self.q is not None:
+            self.stats['holds'] += 1
+            self.pub_cmd.publish(Float64MultiArray(data=[float(v) for v in self.q]))
+
+    # --- inference worker ---------------------------------------------------------------------------
+    def _inference_loop(self):
+        while not self._stop.is_set():
+            try:
+                obs, obs_tick = self._requests.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            t0 = time.perf_counter()
+            try:
+                with self._model_lock:
+                    policy, processor = self.policy, self.processor
+                with torch.inference_mode():
+                    batch = processor.prepare_observation(obs['images'], obs['state'], self.cfg.prompt)
+                    chunk = processor.unnormalize_actions(policy.sample_actions(batch)[0])
+            except Exception as exc:  # noqa: BLE001 - NaN chunks and model errors: hold, report
+                self.stats['rejected_chunks'] += 1
+                self.stats['last_error'] = str(exc)
+                self.get_logger().error(f'inference failed, holding: {exc}', throttle_duration_sec=5.0)
+                self.executor_.requested = False
+                continue
+            self.stats['latency_ms'] = (time.perf_counter() - t0) * 1000
+            self.stats['chunks'] += 1
+            with self._chunk_lock:
+                self._new_chunk = (chunk, obs_tick)
+            self._publish_chunk(chunk)
+
+    def _publish_chunk(self, chunk):
+        raw = Float64MultiArray(data=[float(v) for v in chunk.reshape(-1)])
+        raw.layout.dim = [MultiArrayDimension(label='horizon', size=chunk.shape[0], stride=chunk.size),
+                          MultiArrayDimension(label='action', size=chunk.shape[1], stride=chunk.shape[1])]
+        self.pub_raw.publish(raw)
+        markers = self.markers.build(chunk, self.get_clock().now().to_msg(), self.cfg.n_action_steps)
+        if markers is not None:
+            self.pub_markers.publish(markers)
+
+    # --- checkpoint swap ---------------------------------------------------------------------------
+    def _checkpoint_loop(self):
+        while not self._stop.is_set():
+            try:
+                text = self._checkpoints.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                if self.key is None:
+                    raise TransportError('no checkpoint key configured (checkpoint_key_file / '
+                                         'HIORS_CHECKPOINT_KEY_FILE)')
+                manifest, data = verify_and_fetch(text, self.key, self.cfg.max_checkpoint_bytes)
+                if manifest['version'] == self.version:
+                    continue
+                spare = copy.deepcopy(self.policy)          # load off the control thread
+                config, stats, version = load_state_into(spare, data)
+                spare.eval()
+                processor = PolicyProcessor(config, stats)
+                with self._model_lock:                       # swap between ticks
+                    self.policy, self.processor, self.version = spare, processor, version
+                self.stats['swaps'] += 1
+                self.pub_version.publish(String(data=version))
+                self.get_logger().info(f'swapped in checkpoint {version} ({manifest["size"] / 1e6:.1f} MB)')
+            except (TransportError, CheckpointError, ValueError, KeyError) as exc:
+                self.stats['rejected_checkpoints'] += 1
+                self.stats['last_error'] = f'checkpoint rejected: {exc}'
+                self.get_logger().error(f'checkpoint rejected, keeping {self.version}: {exc}')
+                self.diag.publish(ERROR, f'checkpoint rejected: {exc}', {'version': self.version})
+
+    def _report(self):
+        level = WARN if self.stats['rejected_chunks'] or not self._fresh() else OK
+        message = 'human in control' if self.intervention else ('running' if self._fresh() else 'no observations')
+        self.diag.publish(level, message, dict(self.stats, version=self.version, tick=self.tick,
+                                              intervention=self.intervention))
+
+    def close(self):
+        self._stop.set()
+        self._worker.join(timeout=2)
+        self._loader.join(timeout=2)
+
+
+def main(args=None):
+    run_node(PolicyNode, args)
+
+
+if __name__ == '__main__':
+    main()
