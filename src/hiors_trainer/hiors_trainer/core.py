@@ -58,8 +58,8 @@ class TrainerConfig:
     policy_preset: str = 'tiny'
     init_checkpoint: str = ''            # base policy to start from (e.g. train_offline's output)
     # Rejection sampling.
-    thresholds: list = field(default_factory=lambda: [1.0])
-    threshold_boundaries: list = field(default_factory=list)
+    thresholds: list[float] = field(default_factory=lambda: [1.0])
+    threshold_boundaries: list[float] = field(default_factory=list)
     threshold_unit: str = 'episodes'
     min_steps: int = 2
     noop_threshold: float = 1e-3
@@ -81,6 +81,8 @@ class TrainerConfig:
     checkpoint_every_s: float = 0.0      # 0 = off
     keep_last: int = 3
     min_accepted_samples: int = 1        # wait for this many before training
+    intake_interval_s: float = 5.0       # re-scan episode_dir this often (and on episode events)
+    tensorboard_dir: str = ''            # '' = no TensorBoard logs
 
     def resolved(self) -> dict:
         p = dict(PROFILES[self.profile])
@@ -302,6 +304,8 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - any bad episode must not stop training
             log.warning('skipping corrupt episode %s: %s', eid, exc)
             return EpisodeDecision(eid, 0.0, REASON_LOAD_ERROR), None
+        if demo and dec.usable and dec.ret < self.sched.thresholds[0]:
+            return dec, ep                 # a failed demonstration is not a demonstration
         if dec.usable:
             cams = self.config.camera_names if self.policy is not None else None
             images = {k: v for k, v in ep.images.items() if cams is None or k in cams}
@@ -459,3 +463,74 @@ class Trainer:
                     os.unlink(os.path.join(self.out_dir, p))
                 except FileNotFoundError:
                     pass
+
+    # ------------------------------------------------------------------ the asynchronous loop
+    def run(self, max_steps: int = 0, stop=None, on_checkpoint=None, progress: bool = False,
+            wake=None) -> dict:
+        """Train continuously on the growing accepted set until `stop` is set (a
+        threading.Event) or max_steps (0 = forever). Re-scans episodes every intake_interval_s
+        or when `wake` (an Event) is set; checkpoints every K steps / T seconds and calls
+        on_checkpoint(info) (rank 0 only)."""
+        import threading
+        stop = stop or threading.Event()
+        wake = wake or threading.Event()
+        tb = None
+        if self.cfg.tensorboard_dir and self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+            tb = SummaryWriter(os.path.expanduser(self.cfg.tensorboard_dir))
+        bar = None
+        if progress and self.rank == 0:
+            from tqdm import tqdm
+            bar = tqdm(total=max_steps or None, initial=self.step, unit='step', dynamic_ncols=True)
+        last_intake = 0.0
+        last_ckpt_t, last_ckpt_step = time.time(), self.step
+        t_rate, n_rate, rate = time.time(), 0, 0.0
+        out = {}
+        try:
+            while not stop.is_set() and (not max_steps or self.step < max_steps):
+                now = time.time()
+                if wake.is_set() or now - last_intake >= self.cfg.intake_interval_s:
+                    wake.clear()
+                    if self.ingest():
+                        r = self.report()
+                        log.info('accepted %d / %d episodes (m=%.2f), %d samples; rejected %s',
+                                 r['accepted_episodes'], r['episodes_seen'], r['threshold'],
+                                 r['accepted_samples'], r['rejected_episodes'])
+                    last_intake = now
+                if not self.ready():
+                    wake.wait(min(1.0, self.cfg.intake_interval_s))
+                    continue
+                out = self.train_step()
+                n_rate += self.opt_cfg['batch_size'] * self.world_size
+                if time.time() - t_rate >= 2.0:
+                    rate = n_rate / (time.time() - t_rate)
+                    t_rate, n_rate = time.time(), 0
+                out['samples_per_s'] = rate
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{out['loss']:.4f}", lr=f"{out['lr']:.2e}")
+                if tb is not None:
+                    r = self.report()
+                    tb.add_scalar('train/loss', out['loss'], self.step)
+                    tb.add_scalar('train/lr', out['lr'], self.step)
+                    tb.add_scalar('train/grad_norm', out['grad_norm'], self.step)
+                    tb.add_scalar('train/samples_per_s', rate, self.step)
+                    tb.add_scalar('data/accepted_episodes', r['accepted_episodes'], self.step)
+                    tb.add_scalar('data/rejected_episodes', sum(r['rejected_episodes'].values()), self.step)
+                    tb.add_scalar('data/accepted_samples', r['accepted_samples'], self.step)
+                    tb.add_scalar('data/threshold', r['threshold'], self.step)
+                due = (self.cfg.checkpoint_every_steps and self.step - last_ckpt_step >= self.cfg.checkpoint_every_steps) \
+                    or (self.cfg.checkpoint_every_s and time.time() - last_ckpt_t >= self.cfg.checkpoint_every_s)
+                if due and self.rank == 0:
+                    info = self.save_checkpoint()
+                    last_ckpt_t, last_ckpt_step = time.time(), self.step
+                    if on_checkpoint is not None:
+                        on_checkpoint(info)
+                elif due:
+                    last_ckpt_t, last_ckpt_step = time.time(), self.step
+        finally:
+            if bar is not None:
+                bar.close()
+            if tb is not None:
+                tb.close()
+        return out
