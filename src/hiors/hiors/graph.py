@@ -66,7 +66,7 @@ def _yaml_value(text: str):
 
 def bringup_graph(overrides: dict | None = None) -> list[NodeSpec]:
     """Node specs for the given arguments. Keys of the form `<node>.<parameter>` set one node's
-    parameter directly (e.g. `trainer.save_every_steps:=20`), after the graph's own values."""
+    parameter directly (e.g. `trainer.checkpoint_every_steps:=20`), after the graph's own values."""
     nodes = _bringup_nodes(overrides)
     by_name = {spec.name: spec for spec in nodes}
     for key, value in (overrides or {}).items():
@@ -112,8 +112,8 @@ def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
     if _bool(a['trainer']):
         nodes.append(NodeSpec('trainer', 'hiors_trainer', 'trainer_node', 'hiors_trainer.trainer_node',
                               'trainer.yaml',
-                              {'episode_dir': episode_dir, 'checkpoint_dir': checkpoint_dir,
-                               'method': a['trainer_method'], 'preset': a['preset'],
+                              {'episode_dir': episode_dir, 'out_dir': checkpoint_dir,
+                               'method': a['trainer_method'], 'policy_preset': a['preset'],
                                **({'init_checkpoint': os.path.expanduser(a['checkpoint'])}
                                   if a['checkpoint'] else {})},
                               restart='always'))

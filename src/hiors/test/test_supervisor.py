@@ -97,11 +97,11 @@ def test_graph_arguments_and_node_commands():
     assert ('/forward_position_controller/commands', '/arm/cmd') in mux.remappings
     with pytest.raises(KeyError):
         resolve_arguments({'nope': '1'})
-    tuned = bringup_graph({'trainer': 'true', 'trainer.save_every_steps': '20', 'sim.render': 'false'})
-    assert next(s for s in tuned if s.name == 'trainer').parameters['save_every_steps'] == 20
+    tuned = bringup_graph({'trainer': 'true', 'trainer.checkpoint_every_steps': '20', 'sim.render': 'false'})
+    assert next(s for s in tuned if s.name == 'trainer').parameters['checkpoint_every_steps'] == 20
     assert next(s for s in tuned if s.name == 'sim').parameters['render'] is False
     with pytest.raises(KeyError):
-        bringup_graph({'robot': 'real', 'sim.render': 'false'})
+        bringup_graph({'robot': 'real', 'teleop': 'joy', 'sim.render': 'false'})
     with pytest.raises(ValueError):
         bringup_graph({'robot': 'real', 'teleop': 'sim_human'})
     assert set(resolve_arguments()) == set(ARGUMENTS)
