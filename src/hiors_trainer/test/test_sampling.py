@@ -1,0 +1,81 @@
+"""Rejection sampling on hand-built episodes: each rejection reason, the rising schedule, the
+varied-frequency sample indices and the padded action-chunk labels."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hiors_trainer import sampling as S
+
+
+def ep(T=30, outcome='success', reward=1.0, human=(), still=(), eid='e'):
+    rng = np.random.default_rng(0)
+    state = np.cumsum(rng.normal(0, 0.05, (T, 7)), axis=0).astype(np.float32)
+    for k in still:                 # step k -> k+1 does not move
+        state[k + 1:] -= state[k + 1] - state[k]
+    inter = np.zeros(T, bool)
+    for a, b in human:
+        inter[a:b] = True
+    action = np.roll(state, -1, axis=0)
+    return SimpleNamespace(info=SimpleNamespace(outcome=outcome, reward=reward, episode_id=eid),
+                           state=state, action=action, intervention=inter)
+
+
+def test_too_short_and_aborted_and_threshold():
+    cfg = S.FilterConfig(min_steps=2)
+    assert S.episode_filter(ep(T=2), cfg).reason == S.REASON_TOO_SHORT
+    assert S.episode_filter(ep(T=3), cfg).usable
+    assert S.episode_filter(ep(outcome='abort', reward=0.0), cfg).reason == S.REASON_ABORTED
+    fail = S.episode_filter(ep(outcome='failure', reward=0.0), cfg)
+    assert fail.usable and not S.accepted(fail, 1.0, cfg)
+    ok = S.episode_filter(ep(), cfg)
+    assert S.accepted(ok, 1.0, cfg)
+    # HG-DAgger: no rejection on the return.
+    assert S.accepted(fail, 1.0, S.FilterConfig(use_rejection=False))
+    # Ablation without filters keeps short episodes.
+    assert S.episode_filter(ep(T=2), S.FilterConfig(use_filters=False)).usable
+
+
+def test_noop_transitions_dropped_and_counted():
+    d = S.episode_filter(ep(T=30, still=(3, 4)), S.FilterConfig(replan_stride=1))
+    assert 3 not in d.indices and 4 not in d.indices and 5 in d.indices
+    assert d.transition_rejects[S.REASON_NO_OP] == 2
+    d2 = S.episode_filter(ep(T=30, still=(3, 4)), S.FilterConfig(replan_stride=1, use_filters=False))
+    assert 3 in d2.indices and not d2.transition_rejects
+
+
+def test_varied_frequency_indices():
+    d = S.episode_filter(ep(T=60, human=((25, 31),)), S.FilterConfig(replan_stride=20))
+    # autonomous 0..24 at stride 20 from its start, human 25..30 dense, autonomous 31.. from 31.
+    assert d.indices.tolist() == [0, 20, 25, 26, 27, 28, 29, 30, 31, 51]
+    only = S.episode_filter(ep(T=60, human=((25, 31),)), S.FilterConfig(human_steps='only'))
+    assert only.indices.tolist() == list(range(25, 31))
+    assert only.transition_rejects[S.REASON_NOT_HUMAN] == 4
+    none = S.episode_filter(ep(T=60, human=((25, 31),)), S.FilterConfig(human_steps='none'))
+    assert none.indices.tolist() == [0, 20, 31, 51]
+    assert none.transition_rejects[S.REASON_NO_HUMAN] == 6
+
+
+def test_action_chunk_from_executed_actions_padded():
+    a = np.arange(10 * 7, dtype=np.float32).reshape(10, 7)
+    c, pad = S.action_chunk(a, 7, 5)
+    assert np.array_equal(c[:3], a[7:10]) and np.array_equal(c[3], a[9]) and np.array_equal(c[4], a[9])
+    assert pad.tolist() == [False, False, False, True, True]
+    c, pad = S.action_chunk(a, 0, 5)
+    assert np.array_equal(c, a[:5]) and not pad.any()
+
+
+def test_rising_schedule():
+    s = S.ThresholdSchedule([0.0, 0.5, 1.0], [5, 10])
+    assert [s.threshold(n) for n in (0, 4, 5, 9, 10, 100)] == [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]
+    t = S.ThresholdSchedule([0.0, 1.0], [60.0], unit='seconds')
+    assert t.threshold(elapsed_s=59) == 0.0 and t.threshold(elapsed_s=61) == 1.0
+    with pytest.raises(ValueError):
+        S.ThresholdSchedule([1.0, 0.5], [3])          # must not fall
+    with pytest.raises(ValueError):
+        S.ThresholdSchedule([0.0, 1.0], [])
+
+
+def test_success_classifier_overrides_label():
+    d = S.episode_filter(ep(reward=0.0, outcome='failure'), S.FilterConfig(), success_classifier=lambda e: 1.0)
+    assert d.ret == 1.0 and S.accepted(d, 1.0, S.FilterConfig())
