@@ -4,6 +4,7 @@ import dataclasses
 import typing
 
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 
 
 def declare_config(node, config_cls, prefix: str = ''):
@@ -30,7 +31,10 @@ def declare_config(node, config_cls, prefix: str = ''):
             ptype = {str: Parameter.Type.STRING_ARRAY, float: Parameter.Type.DOUBLE_ARRAY,
                      int: Parameter.Type.INTEGER_ARRAY, bool: Parameter.Type.BOOL_ARRAY}[arg[0]]
             node.declare_parameter(name, ptype, ParameterDescriptor(description=doc))
-            value = node.get_parameter(name).value
+            try:
+                value = node.get_parameter(name).value
+            except ParameterUninitializedException:
+                value = None   # YAML `[]` carries no element type: keep the empty default
             values[field.name] = list(value) if value is not None else []
             continue
         if isinstance(default, tuple):

@@ -73,3 +73,15 @@ def test_declare_config_reads_overrides(rclpy_context):
         assert isinstance(cfg.rate_hz, float)
     finally:
         node.destroy_node()
+
+
+def test_declare_config_empty_list_from_yaml(rclpy_context, tmp_path):
+    import rclpy
+    (tmp_path / 'p.yaml').write_text('cfg_yaml:\n  ros__parameters:\n    limits: []\n    rate_hz: 5\n')
+    ctx_args = ['--ros-args', '--params-file', str(tmp_path / 'p.yaml')]
+    node = rclpy.create_node('cfg_yaml', cli_args=ctx_args)
+    try:
+        cfg = declare_config(node, _Cfg)
+        assert cfg.limits == [] and cfg.rate_hz == 5.0
+    finally:
+        node.destroy_node()
