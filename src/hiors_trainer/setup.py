@@ -23,6 +23,7 @@ setup(
     entry_points={
         'console_scripts': [
             'trainer_node = hiors_trainer.trainer_node:main',
+            'hiors_train_offline = hiors_trainer.train_offline:main',
         ],
     },
 )

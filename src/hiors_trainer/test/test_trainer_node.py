@@ -1,0 +1,47 @@
+"""Over real DDS: the trainer node trains on recorded episodes and publishes a signed checkpoint
+that the policy node (a separate process) verifies and swaps in (its /hiors/policy/version)."""
+import dataclasses
+import os
+
+import yaml
+
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from hiors_common.testing import NodeProcess, spin_until
+from hiors_recorder.synthetic import write_synthetic_episode
+from hiors_trainer.trainer_node import TrainerNodeConfig
+
+YAML = os.path.join(os.path.dirname(__file__), '..', 'config', 'trainer.yaml')
+
+
+def test_yaml_matches_config():
+    with open(YAML) as f:
+        params = yaml.safe_load(f)['trainer']['ros__parameters']
+    fields = dataclasses.asdict(TrainerNodeConfig())
+    assert set(params) == set(fields)
+    for k, v in params.items():
+        assert v == fields[k] or k.endswith('_dir'), k
+
+
+def test_policy_node_swaps_in_trainer_checkpoint(test_node, tmp_path):
+    eps = tmp_path / 'eps'
+    for i in range(2):
+        write_synthetic_episode(str(eps), steps=20, outcome='success', seed=i, start_ns=int(1e18) + i * int(1e10))
+    key = tmp_path / 'key'
+    key.write_text('trainer-test-key')
+    env = {'HIORS_CHECKPOINT_KEY_FILE': str(key), 'OMP_NUM_THREADS': '1'}
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    versions, manifests = [], []
+    test_node.create_subscription(String, '/hiors/policy/version', lambda m: versions.append(m.data), latched)
+    test_node.create_subscription(String, '/hiors/checkpoint', lambda m: manifests.append(m.data), latched)
+    policy = NodeProcess('hiors_policy.policy_node', env=env, log_path=str(tmp_path / 'policy.log'))
+    trainer = NodeProcess('hiors_trainer.trainer_node', env=env, log_path=str(tmp_path / 'trainer.log'),
+                          ros_args=['--params-file', YAML, '-p', f'episode_dir:={eps}', '-p', f'out_dir:={tmp_path / "out"}',
+                                    '-p', 'batch_size:=2', '-p', 'checkpoint_every_steps:=2',
+                                    '-p', 'max_steps:=2', '-p', 'replan_stride:=4'])
+    with policy, trainer:
+        ok = spin_until(test_node, lambda: '000001' in versions, timeout=90)
+        assert ok, f'versions {versions}\nTRAINER:\n{trainer.log()[-3000:]}\nPOLICY:\n{policy.log()[-3000:]}'
+        assert manifests and '"signature"' in manifests[-1]
+        assert trainer.alive() and policy.alive()
