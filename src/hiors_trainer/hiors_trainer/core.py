@@ -253,7 +253,9 @@ class Trainer:
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == 'cuda' else None
-            self.loss_module = DDP(self.loss_module, device_ids=ids)
+            # A few parameters never reach the loss (the prefix LM's last-layer outputs are not
+            # read by the action expert), so DDP must look for unused ones.
+            self.loss_module = DDP(self.loss_module, device_ids=ids, find_unused_parameters=True)
 
     def resume_or_init(self) -> bool:
         """Resume model, optimizer, step and the episode ledger from the last checkpoint in

@@ -191,3 +191,18 @@ def test_train_offline_cli(eps, tmp_path):
                  '--no-progress']) == 0
     pol, c, ns, v = load_checkpoint(str(out))
     assert v == 'offline-000003' and c.name == 'tiny'
+
+
+def test_ddp_torchrun_gloo_two_processes(eps, tmp_path):
+    """The documented multi-process path (torchrun, DDP) on CPU with gloo, 2 processes."""
+    import shutil
+    torchrun = shutil.which('torchrun') or os.path.join(os.path.dirname(sys.executable), 'torchrun')
+    out = tmp_path / 'ddp.safetensors'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    r = subprocess.run([torchrun, '--standalone', '--nproc_per_node=2', '-m', 'hiors_trainer.train_offline',
+                        '--episodes', str(eps), '--steps', '2', '--out', str(out), '--batch-size', '2',
+                        '--method', 'hiors', '--replan-stride', '4', '--no-progress'],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    pol, c, ns, v = load_checkpoint(str(out))
+    assert v == 'offline-000002'
