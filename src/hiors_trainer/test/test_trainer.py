@@ -206,3 +206,36 @@ def test_ddp_torchrun_gloo_two_processes(eps, tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     pol, c, ns, v = load_checkpoint(str(out))
     assert v == 'offline-000002'
+
+
+def test_demo_mixing_ratio(eps, tmp_path):
+    demos = tmp_path / 'demos'
+    write_eps(demos, ['success'], start=20)
+    tr = Trainer(cfg(eps, tmp_path / 'out', demo_dir=str(demos), demo_ratio=0.5))
+    tr.resume_or_init(); tr.ingest()
+    assert tr.report()['demo_samples'] == 11
+    draws = tr._draw(400)
+    frac = sum(k.startswith('demo:') for k, _ in draws) / len(draws)
+    assert 0.4 < frac < 0.6
+    tr0 = Trainer(cfg(eps, tmp_path / 'out0', demo_dir=str(demos), demo_ratio=0.0))
+    tr0.resume_or_init(); tr0.ingest()
+    assert not any(k.startswith('demo:') for k, _ in tr0._draw(100))
+
+
+def test_training_reduces_loss_on_accepted_data(eps, tmp_path):
+    tr = Trainer(cfg(eps, tmp_path, batch_size=4, lr=3e-3, warmup_steps=5))
+    tr.resume_or_init(); tr.ingest()
+    tr.train_step()
+    g = torch.Generator().manual_seed(1)
+    batch, ind = tr.make_batch(tr._draw(8))
+    noise = torch.randn(8, tr.config.chunk_size, tr.config.max_action_dim, generator=g)
+    t = torch.rand(8, generator=g) * 0.9 + 0.05
+
+    def held_out():
+        with torch.no_grad():
+            return hiors_loss(tr.policy, batch, ind, noise=noise, time=t).item()
+    before = held_out()
+    for _ in range(40):
+        tr.train_step()
+    after = held_out()
+    assert after < 0.85 * before, (before, after)
