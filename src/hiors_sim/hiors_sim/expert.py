@@ -52,9 +52,11 @@ class ScriptedExpert:
 
     # --- state inference ------------------------------------------------------------------
     def holding(self, q, tcp, peg_pos) -> bool:
+        """Fingers closed on the peg: opening about the peg width and the peg between them
+        (tolerant, since the peg pose and the joints may come from slightly different times)."""
         rel = peg_pos - tcp
         opening = q[6]
-        return bool(np.linalg.norm(rel[:2]) < 0.015 and -0.075 < rel[2] < -0.01
+        return bool(np.linalg.norm(rel[:2]) < 0.02 and -0.09 < rel[2] < 0.0
                     and PEG_HALF - 0.004 < opening < PEG_HALF + 0.003)
 
     @staticmethod

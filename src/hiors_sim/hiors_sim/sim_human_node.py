@@ -24,7 +24,6 @@ class SimHumanNodeConfig:
     mode: str = 'intervene'
     episode_timeout_s: float = 30.0
     num_episodes: int = 0
-    rate_hz: float = 10.0
     drift_threshold_m: float = 0.05
     drift_time_s: float = 1.0
     stall_time_s: float = 4.0
@@ -46,6 +45,7 @@ class SimHumanNode(Node):
         self.human = SimHuman(SimHumanConfig(**{k: v for k, v in vars(self.cfg).items() if k in core_fields}))
         self.q = None
         self.task = None
+        self.q_stamp = self.task_stamp = None
         self.success = False
         self.policy_command = None
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -62,13 +62,24 @@ class SimHumanNode(Node):
         self.diag = DiagnosticsPublisher(self, 'sim_human')
         self._reset_future = None
         self._last_intervention = None
-        self.create_timer(1.0 / self.cfg.rate_hz, self._tick)
+        # Without joint states (sim not up yet, or stopped) the episode logic still advances.
+        self.create_timer(1.0, self._tick_if_idle)
+        self._last_tick = 0.0
         self.get_logger().info(f'simulated human: mode={self.cfg.mode} episodes={self.cfg.num_episodes or "inf"}')
 
     def _on_joints(self, msg: JointState):
         index = {n: i for i, n in enumerate(msg.name)}
         if all(n in index for n in JOINT_NAMES):
             self.q = np.array([msg.position[index[n]] for n in JOINT_NAMES])
+            self.q_stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+            self._tick_if_synced()
+
+    def _tick_if_synced(self):
+        # One decision per robot state, made when the joints and the task state of the same sim
+        # tick (same stamp) are both in: a loaded machine slows the human down with the sim
+        # instead of letting it act on mismatched or stale state.
+        if self.q is not None and self.task is not None and self.q_stamp == self.task_stamp:
+            self._tick()
 
     def _on_task(self, msg: PoseArray):
         if len(msg.poses) < 2:
@@ -78,6 +89,8 @@ class SimHumanNode(Node):
                     np.array([p.orientation.w, p.orientation.x, p.orientation.y, p.orientation.z]))
         (pp, pquat), (hp, hquat) = pq(msg.poses[0]), pq(msg.poses[1])
         self.task = {'peg_pos': pp, 'peg_quat': pquat, 'hole_pos': hp, 'hole_quat': hquat}
+        self.task_stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self._tick_if_synced()
 
     def _on_policy(self, msg: Float64MultiArray):
         self.policy_command = np.array(msg.data)
@@ -93,8 +106,13 @@ class SimHumanNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _tick_if_idle(self):
+        if self._now() - self._last_tick > 0.5:
+            self._tick()
+
     def _tick(self):
         now = self._now()
+        self._last_tick = now
         if self._reset_future is not None:
             if not self._reset_future.done():
                 return
@@ -112,7 +130,8 @@ class SimHumanNode(Node):
             return
         out = self.human.tick(now, self.q, self.task, self.success, self.policy_command)
         if self.human.expert.phase != phase:
-            self.get_logger().debug(f'expert phase {phase} -> {self.human.expert.phase}')
+            self.get_logger().debug(f'expert phase {phase} -> {self.human.expert.phase} (gripper '
+                                    f'{self.q[6]:.4f}, peg z {self.task["peg_pos"][2]:.3f})' if self.q is not None and self.task else '')
         if out['reset']:
             if not self.reset_client.wait_for_service(timeout_sec=0.0):
                 self.get_logger().warning(f'waiting for {self.cfg.reset_service}', throttle_duration_sec=5.0)
