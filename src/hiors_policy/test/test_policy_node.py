@@ -1,0 +1,103 @@
+"""The policy node as a separate process over real DDS: commands at the control rate, silence
+while a human has control, hot swap of a signed checkpoint, rejection of bad ones."""
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
+
+from hiors_common.testing import NodeProcess, spin_until
+from hiors_policy.checkpoint import save_checkpoint
+from hiors_policy.checkpoint_transport import build_manifest
+from hiors_policy.config import make_config
+from hiors_policy.modeling import Pi0Policy
+from hiors_policy.processing import NormStats
+
+JOINTS = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def test_policy_node_over_dds(tmp_path, test_node):
+    key = tmp_path / 'key'
+    key.write_text('node-test-key')
+    proc = NodeProcess('hiors_policy.policy_node', ros_args=[
+        '-r', '__node:=policy', '-p', f'checkpoint_key_file:={key}', '-p', 'n_action_steps:=5'])
+    proc.start()
+    commands, versions, diags = [], [], []
+    test_node.create_subscription(Float64MultiArray, '/hiors/policy/command',
+                                  lambda m: commands.append((time.monotonic(), list(m.data))), 10)
+    test_node.create_subscription(String, '/hiors/policy/version', lambda m: versions.append(m.data), LATCHED)
+    test_node.create_subscription(DiagnosticArray, '/diagnostics',
+                                  lambda m: diags.extend(s.message for s in m.status if s.name == 'policy'), 10)
+    pub_js = test_node.create_publisher(JointState, '/joint_states', 10)
+    pub_img = {c: test_node.create_publisher(Image, f'/camera/{c}/image_raw', 2) for c in ('front', 'wrist')}
+    pub_int = test_node.create_publisher(Bool, '/hiors/intervention', LATCHED)
+    pub_ckpt = test_node.create_publisher(String, '/hiors/checkpoint', LATCHED)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8).tobytes()
+
+    def feed():
+        js = JointState(name=JOINTS, position=[0.0, 0.5, 1.6, 0.0, 1.04, 0.0, 0.035])
+        pub_js.publish(js)
+        for cam, pub in pub_img.items():
+            pub.publish(Image(height=224, width=224, encoding='rgb8', step=672, data=pixels))
+
+    last_feed = [0.0]
+
+    def spin(pred, timeout):
+        def step():
+            if time.monotonic() - last_feed[0] > 0.05:
+                feed()
+                last_feed[0] = time.monotonic()
+            return pred()
+        return spin_until(test_node, step, timeout)
+
+    try:
+        assert spin(lambda: len(commands) >= 20, 60), proc.log()
+        stamps = [t for t, _ in commands[-15:]]
+        assert 7.0 < (len(stamps) - 1) / (stamps[-1] - stamps[0]) < 13.0     # ~10 Hz
+        assert all(len(c) == 7 and np.all(np.isfinite(c)) for _, c in commands)
+        assert versions and versions[-1] == 'random-init'
+
+        # A human takes over: the policy goes silent; it resumes when they let go.
+        pub_int.publish(Bool(data=True))
+        spin(lambda: False, 1.0)
+        n = len(commands)
+        spin(lambda: False, 1.5)
+        assert len(commands) == n, 'policy published while the human had control'
+        pub_int.publish(Bool(data=False))
+        assert spin(lambda: len(commands) >= n + 10, 10)
+
+        # A valid signed checkpoint is swapped in while commands keep flowing.
+        torch.manual_seed(1)
+        config = make_config('tiny')
+        good = tmp_path / 'good.safetensors'
+        save_checkpoint(str(good), Pi0Policy(config), config, NormStats.identity(7, 7), 'v-good')
+        pub_ckpt.publish(String(data=json.dumps(build_manifest(str(good), 'v-good', b'node-test-key'))))
+        n = len(commands)
+        assert spin(lambda: versions[-1] == 'v-good', 30), proc.log()
+        assert spin(lambda: len(commands) >= n + 10, 10)
+
+        # Wrongly signed, then a checkpoint of another architecture: both rejected.
+        bad_sig = build_manifest(str(good), 'v-evil', b'wrong-key')
+        pub_ckpt.publish(String(data=json.dumps(bad_sig)))
+        assert spin(lambda: any('signature' in d for d in diags), 15), proc.log()
+        other = make_config('tiny', lm_width=64) if 'lm_width' in make_config('tiny').to_dict() else None
+        if other is None:
+            other_cfg = make_config('tiny').to_dict()
+            key_field = next(k for k in other_cfg if k.endswith('_width') and isinstance(other_cfg[k], int))
+            other = make_config('tiny', **{key_field: other_cfg[key_field] * 2})
+        wrong = tmp_path / 'wrong.safetensors'
+        save_checkpoint(str(wrong), Pi0Policy(other), other, NormStats.identity(7, 7), 'v-wrong')
+        pub_ckpt.publish(String(data=json.dumps(build_manifest(str(wrong), 'v-wrong', b'node-test-key'))))
+        assert spin(lambda: sum('checkpoint rejected' in d for d in diags) >= 2, 30), proc.log()
+        n = len(commands)
+        assert spin(lambda: len(commands) >= n + 10, 10)
+        assert versions[-1] == 'v-good'
+    finally:
+        assert proc.stop() == 0, proc.log()
