@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save_file as st_save_file
 
-from .sampling import (REASON_BELOW_THRESHOLD, REASON_LOAD_ERROR, EpisodeDecision, FilterConfig,
+from .sampling import (REASON_BELOW_THRESHOLD, REASON_LOAD_ERROR, REASON_NO_IMAGES, EpisodeDecision, FilterConfig,
                        RejectionStats, ThresholdSchedule, accepted, action_chunk, episode_filter)
 
 log = logging.getLogger('hiors_trainer')
@@ -225,6 +225,7 @@ class Trainer:
         self.stats = RejectionStats()
         self.step = 0
         self.samples_trained = 0
+        self.nonfinite_steps = 0
         self.version = 0
         self.t_start = time.time()
         self.elapsed_before = 0.0            # training seconds before a resume (time schedule)
@@ -311,6 +312,10 @@ class Trainer:
         if dec.usable:
             cams = self.config.camera_names if self.policy is not None else None
             images = {k: v for k, v in ep.images.items() if cams is None or k in cams}
+            if not images:
+                log.warning('skipping episode %s: none of the cameras %s was recorded', eid, cams)
+                dec.reason = REASON_NO_IMAGES
+                return dec, ep
             self.store[('demo:' if demo else '') + eid] = _Stored(
                 dec, np.asarray(ep.state, np.float32), np.asarray(ep.action, np.float32), images,
                 str(getattr(ep.info, 'task', '') or ''), demo)
@@ -415,11 +420,17 @@ class Trainer:
             g['lr'] = lr
         batch, ind = self.make_batch(self._draw(o['batch_size']))
         loss = self.loss_module(batch, ind)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f'non-finite loss at step {self.step}')
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), o['grad_clip'])
+        if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
+            # Skip the update (weights stay finite); give up only if it keeps happening.
+            self.nonfinite_steps += 1
+            log.warning('non-finite loss/gradient at step %d: update skipped', self.step)
+            if self.nonfinite_steps >= 10:
+                raise FloatingPointError(f'{self.nonfinite_steps} non-finite steps in a row at step {self.step}')
+            return {'loss': float('nan'), 'lr': lr, 'grad_norm': float('nan'), 'skipped': True}
+        self.nonfinite_steps = 0
         self.optimizer.step()
         self.step += 1
         self.samples_trained += o['batch_size'] * self.world_size

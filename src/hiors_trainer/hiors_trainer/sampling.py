@@ -28,6 +28,8 @@ REASON_NO_OP = 'no_op'                  # transition level: state change below t
 REASON_NO_HUMAN = 'no_human_steps'      # transition level, ablation 'no human correction'
 REASON_NOT_HUMAN = 'not_intervention'   # transition level, HG-DAgger keeps human steps only
 REASON_NO_SAMPLES = 'no_samples'        # every transition was dropped
+REASON_NON_FINITE = 'non_finite'        # NaN/inf in states or actions
+REASON_NO_IMAGES = 'no_images'          # none of the policy's cameras was recorded
 
 
 @dataclass
@@ -109,6 +111,9 @@ def episode_filter(ep, cfg: FilterConfig, success_classifier=None) -> EpisodeDec
         d.reason = REASON_ABORTED
         return d
     T = len(ep.state)
+    if not (np.all(np.isfinite(ep.state)) and np.all(np.isfinite(ep.action))):
+        d.reason = REASON_NON_FINITE
+        return d
     if cfg.use_filters and T <= cfg.min_steps:
         d.reason = REASON_TOO_SHORT
         return d

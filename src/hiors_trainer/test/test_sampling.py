@@ -79,3 +79,9 @@ def test_rising_schedule():
 def test_success_classifier_overrides_label():
     d = S.episode_filter(ep(reward=0.0, outcome='failure'), S.FilterConfig(), success_classifier=lambda e: 1.0)
     assert d.ret == 1.0 and S.accepted(d, 1.0, S.FilterConfig())
+
+
+def test_non_finite_episode_rejected():
+    e = ep()
+    e.state[4, 2] = np.nan
+    assert S.episode_filter(e, S.FilterConfig()).reason == S.REASON_NON_FINITE

@@ -71,19 +71,22 @@ def test_cosine_schedule_paper_defaults():
     assert all(lr(s) <= lr(s + 1) for s in range(100)) and all(lr(s) >= lr(s + 1) for s in range(100, 700))
 
 
-def test_intake_counts_rejections_and_skips_corrupt(eps, tmp_path):
-    from hiors_recorder.dataset import load_episode
-
-    def loader(info, **kw):            # one episode's bag is unreadable
-        if info.outcome == 'failure':
-            raise ValueError('corrupt bag (test)')
-        return load_episode(info, **kw)
-    tr = Trainer(cfg(eps, tmp_path), loader=loader)
+def test_intake_counts_rejections_and_skips_corrupt(tmp_path):
+    root = tmp_path / 'eps'
+    write_eps(root, ['success', 'success', 'failure', 'abort', 'success'])
+    # Overwrite the middle of the last episode's MCAP (footer intact: it is listed, then fails to load).
+    bad = sorted(root.iterdir())[-1]
+    mcap = next((bad / 'bag').glob('*.mcap'))
+    with open(mcap, 'r+b') as f:
+        n = mcap.stat().st_size
+        f.seek(n // 4)
+        f.write(b'\xff' * (n // 2))
+    tr = Trainer(cfg(root, tmp_path / 'out'))
     tr.resume_or_init()
-    assert tr.ingest() == 4 and tr.ingest() == 0
+    assert tr.ingest() == 5 and tr.ingest() == 0
     r = tr.report()
     assert r['accepted_episodes'] == 2
-    assert r['rejected_episodes'] == {'load_error': 1, 'aborted': 1}
+    assert r['rejected_episodes'] == {'load_error': 1, 'aborted': 1, 'below_threshold': 1}
     # 24 steps, human steps 5..9 dense, autonomous every 4: 0,4 + 5..9 + 10,14,18,22 = 11 / episode
     assert r['accepted_samples'] == 22
     losses = [tr.train_step()['loss'] for _ in range(3)]
