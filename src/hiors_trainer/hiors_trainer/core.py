@@ -226,6 +226,7 @@ class Trainer:
         self.step = 0
         self.samples_trained = 0
         self.nonfinite_steps = 0
+        self.saved_step = 0
         self.version = 0
         self.t_start = time.time()
         self.elapsed_before = 0.0            # training seconds before a resume (time schedule)
@@ -274,6 +275,7 @@ class Trainer:
             optimizer_from_tensors(self.optimizer, st_load_file(os.path.join(self.out_dir, ptr['optimizer'])),
                                    st['optimizer'])
             self.step, self.version = st['step'], st['version']
+            self.saved_step = self.step
             self.samples_trained = st['samples_trained']
             self.ledger = st['ledger']
             self.stats = RejectionStats.from_dict(st['stats'])
@@ -464,6 +466,7 @@ class Trainer:
             'ledger': self.ledger, 'stats': self.stats.to_dict(), 'optimizer': scalars,
             'elapsed_s': self.elapsed_s, 'config': dataclasses.asdict(self.cfg)})
         _atomic_json(os.path.join(self.out_dir, 'latest.json'), names)
+        self.saved_step = self.step
         self._prune()
         return info
 

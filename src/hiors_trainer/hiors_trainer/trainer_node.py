@@ -84,6 +84,11 @@ class TrainerNode(Node):
         self.stop.set()
         self.wake.set()
         self._thread.join(timeout=30)
+        tr = self.trainer
+        if not self._thread.is_alive() and not self.error and tr.step > tr.saved_step:
+            # Clean stop (SIGINT/SIGTERM): keep the steps since the last checkpoint.
+            info = tr.save_checkpoint()
+            print(f"trainer: saved checkpoint {info['version']} at step {tr.step} on shutdown", flush=True)
 
 
 def main(args=None):

@@ -1,7 +1,9 @@
 """Over real DDS: the trainer node trains on recorded episodes and publishes a signed checkpoint
 that the policy node (a separate process) verifies and swaps in (its /hiors/policy/version)."""
 import dataclasses
+import json
 import os
+import time
 
 import yaml
 
@@ -39,9 +41,16 @@ def test_policy_node_swaps_in_trainer_checkpoint(test_node, tmp_path):
     trainer = NodeProcess('hiors_trainer.trainer_node', env=env, log_path=str(tmp_path / 'trainer.log'),
                           ros_args=['--params-file', YAML, '-p', f'episode_dir:={eps}', '-p', f'out_dir:={tmp_path / "out"}',
                                     '-p', 'batch_size:=2', '-p', 'checkpoint_every_steps:=2',
-                                    '-p', 'max_steps:=2', '-p', 'replan_stride:=4'])
+                                    '-p', 'max_steps:=3', '-p', 'replan_stride:=4'])
     with policy, trainer:
-        ok = spin_until(test_node, lambda: '000001' in versions, timeout=90)
+        ok = spin_until(test_node, lambda: '000001' in versions and manifests, timeout=90)
         assert ok, f'versions {versions}\nTRAINER:\n{trainer.log()[-3000:]}\nPOLICY:\n{policy.log()[-3000:]}'
         assert manifests and '"signature"' in manifests[-1]
         assert trainer.alive() and policy.alive()
+        time.sleep(2.0)                      # step 3 runs, then the loop ends (max_steps)
+        assert trainer.stop() == 0, trainer.log()[-3000:]
+    # The step after the last periodic checkpoint was saved on the clean shutdown.
+    out = tmp_path / 'out'
+    ptr = json.loads((out / 'latest.json').read_text())
+    assert ptr['version'] == '000002', trainer.log()[-3000:]
+    assert json.loads((out / ptr['state_json']).read_text())['step'] == 3
