@@ -9,7 +9,6 @@
 5. evaluation of the last online checkpoint;
 then a success-rate plot (PNG) and a table.
 """
-import glob
 import json
 import os
 import subprocess
@@ -122,7 +121,8 @@ def run_demo(args) -> int:
     if not os.path.exists(base):
         _say(f'phase 2/5: training the base policy offline ({args.base_steps} steps)')
         cmd = [sys.executable, '-m', 'hiors_trainer.train_offline', '--episodes', demo_dir,
-               '--steps', str(args.base_steps), '--out', base, '--preset', args.preset]
+               '--steps', str(args.base_steps), '--out', base, '--preset', args.preset,
+               '--threads', '2', '--method', 'bc', '--rate-hz', '10']
         if subprocess.run(cmd).returncode != 0:
             _say('base policy training failed')
             return 1
@@ -142,9 +142,12 @@ def run_demo(args) -> int:
                                    checkpoint=base, trainer='true', episode_dir=online,
                                    seed=str(args.seed + 2000), num_episodes=str(args.online_episodes)),
                args.online_episodes, per_episode * args.online_episodes + 120)
-    ckpts = sorted(glob.glob(os.path.join(out, 'checkpoints', '*.safetensors')), key=os.path.getmtime)
-    final = ckpts[-1] if ckpts else base
-    if not ckpts:
+    latest = os.path.join(out, 'checkpoints', 'latest.json')
+    final = base
+    if os.path.exists(latest):
+        with open(latest) as f:
+            final = os.path.join(out, 'checkpoints', json.load(f)['checkpoint'])
+    else:
         _say('the trainer produced no checkpoint; evaluating the base policy again')
 
     # 5. evaluate the final policy

@@ -114,6 +114,7 @@ def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
                               'trainer.yaml',
                               {'episode_dir': episode_dir, 'out_dir': checkpoint_dir,
                                'method': a['trainer_method'], 'policy_preset': a['preset'],
+                               'rate_hz': rate,    # samples on the policy's control grid
                                **({'init_checkpoint': os.path.expanduser(a['checkpoint'])}
                                   if a['checkpoint'] else {})},
                               restart='always'))

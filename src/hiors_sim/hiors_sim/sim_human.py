@@ -60,10 +60,20 @@ class SimHuman:
     def tick(self, now: float, q, task, success: bool, policy_command) -> dict:
         out = {'command': None, 'intervention': self.in_control, 'events': [], 'reset': False}
         if self.state == 'done':
+            out['intervention'] = self.in_control = False
             return out
+        if self.state in ('need_reset', 'resetting', 'settling'):
+            # Between episodes the human holds the arm where it is (the reset puts it home), so
+            # the policy's last plan cannot swing it into the freshly placed peg.
+            self.in_control = True
+            out['intervention'] = True
+            if q is not None:
+                out['command'] = np.asarray(q, float).copy()
         if self.state == 'need_reset':
             if self.cfg.num_episodes and self.episodes_done >= self.cfg.num_episodes:
                 self.state = 'done'
+                out['command'] = None
+                out['intervention'] = self.in_control = False
                 return out
             self.state = 'resetting'
             out['reset'] = True
@@ -75,6 +85,8 @@ class SimHuman:
                 self._start(now)
                 out['events'].append('start')
                 out['intervention'] = self.in_control
+                if not self.in_control:
+                    out['command'] = None
             return out
         # running
         if q is None or task is None:
@@ -103,13 +115,13 @@ class SimHuman:
             return self._end(out, outcome)
 
         if self.cfg.mode == 'intervene':
-            self._decide_takeover(now, q, expert_cmd, policy_command, phase)
+            self._decide_takeover(now, q, expert_cmd, policy_command, phase, task)
         if self.in_control:
             out['command'] = expert_cmd
         out['intervention'] = self.in_control
         return out
 
-    def _decide_takeover(self, now, q, expert_cmd, policy_command, phase):
+    def _decide_takeover(self, now, q, expert_cmd, policy_command, phase, task):
         if self.in_control:
             held = now - self._takeover_t
             progressed = phase > self._takeover_phase or self.expert.phase == 'insert'
@@ -130,11 +142,24 @@ class SimHuman:
         else:
             self._drift_since = None
         stalled = now - self._progress_t >= self.cfg.stall_time_s
-        if stalled or (self._drift_since is not None and now - self._drift_since >= self.cfg.drift_time_s):
+        danger = policy_command is not None and self._heading_into_peg(policy_command, task)
+        if danger or stalled or (self._drift_since is not None
+                                 and now - self._drift_since >= self.cfg.drift_time_s):
             self.in_control = True
             self.takeovers += 1
             self._takeover_t = now
             self._takeover_phase = phase
+
+    def _heading_into_peg(self, policy_command, task) -> bool:
+        """A person grabs control at once when the arm is about to hit the standing peg: the
+        commanded fingertips low and near the peg while the expert is not grasping it."""
+        pol = np.asarray(policy_command, float)
+        if pol.shape != (7,) or not np.all(np.isfinite(pol)) or self.expert.phase in ('descend', 'close',
+                                                                                      'lift', 'carry', 'insert'):
+            return False
+        tcp = self.expert.kin.fk(pol[:6])[0]
+        rel = tcp - task['peg_pos']
+        return bool(np.linalg.norm(rel[:2]) < 0.05 and rel[2] < 0.09)
 
     def _start(self, now):
         self.state = 'running'
@@ -151,8 +176,9 @@ class SimHuman:
     def _end(self, out, outcome):
         self.episodes_done += 1
         self.outcomes.append(outcome)
-        self.in_control = False
+        self.in_control = True               # hold until the next episode starts
         out['events'].append(outcome)
-        out['intervention'] = False
+        out['intervention'] = True
+        out['command'] = None
         self.state = 'need_reset'
         return out

@@ -56,7 +56,28 @@ def test_label_only_never_takes_over_and_times_out():
     sim = PegInsertionSim()
     human = SimHuman(SimHumanConfig(mode='label_only', num_episodes=1, episode_timeout_s=3.0))
     events, trace = _run(human, sim, policy=lambda q: q)
-    assert events == ['start', 'failure'] and not any(trace)
+    assert events == ['start', 'failure'] and human.takeovers == 0
+    # The human only holds the arm between episodes (reset / settle), never during one.
+    start = next(i for i, flag in enumerate(trace) if not flag)
+    assert not any(trace[start:start + 20])
+
+
+def test_human_holds_between_episodes_and_stops_a_crash_into_the_peg():
+    sim = PegInsertionSim()
+    human = SimHuman(SimHumanConfig(mode='intervene', num_episodes=1, episode_timeout_s=10.0,
+                                    drift_time_s=5.0, stall_time_s=20.0))
+    sim.reset(0)
+    out = human.tick(0.0, sim.joint_positions(), sim.task_state(), False, None)
+    assert out['reset'] and out['intervention'] and out['command'] is not None   # holds during reset
+    human.reset_done(0.0)
+    out = human.tick(1.0, sim.joint_positions(), sim.task_state(), False, None)
+    assert out['events'] == ['start'] and not out['intervention']
+    # The policy commands the fingers right onto the standing peg: immediate takeover.
+    peg = sim.task_state()['peg_pos']
+    from hiors_sim.kinematics import quat_from_yaw_down
+    q_bad = human.expert.kin.ik(peg + [0, 0, 0.03], quat_from_yaw_down(0.0), sim.joint_positions()[:6])
+    out = human.tick(1.1, sim.joint_positions(), sim.task_state(), False, list(q_bad) + [0.035])
+    assert out['intervention'] and human.takeovers == 1
 
 
 def test_bad_mode_is_rejected():

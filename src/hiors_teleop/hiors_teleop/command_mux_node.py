@@ -115,8 +115,11 @@ class CommandMuxNode(Node):
     # ---- outputs ------------------------------------------------------------------------------
     def _tick(self):
         now = self.now()
-        # Heartbeat: keep at least rate_hz on the robot command (holds, blends, watchdog changes).
-        if now - self.mux.last_sent_t >= 0.5 / self.cfg.rate_hz or \
+        # Heartbeat: keep at least rate_hz on the robot command (holds, blends, watchdog changes),
+        # but no extra sends while a source is commanding at about that rate: the recorded
+        # executed-action timeline should run at the control rate, not twice it.
+        period = 0.5 / self.cfg.rate_hz if self.mux.mode == HOLD else 1.5 / self.cfg.rate_hz
+        if now - self.mux.last_sent_t >= period or \
                 self.mux.desired(now)[0] != self.mux.mode:
             self._send(now)
 
