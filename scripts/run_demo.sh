@@ -7,4 +7,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 100) + 1 ))}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1
+cd "$ROOT"
 exec "$ROOT/.venv/bin/hiors" demo "$@"
