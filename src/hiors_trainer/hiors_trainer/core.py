@@ -76,6 +76,7 @@ class TrainerConfig:
     seed: int = 0
     device: str = 'cpu'
     num_threads: int = 1
+    parallel: str = 'ddp'                # with torchrun: 'ddp', or 'fsdp' (sharded params/optimizer)
     # Checkpoints.
     checkpoint_every_steps: int = 50
     checkpoint_every_s: float = 0.0      # 0 = off
@@ -99,6 +100,8 @@ class TrainerConfig:
             raise ValueError(f'unknown method {self.method!r}; choose one of {sorted(METHODS)}')
         if not 0.0 <= self.demo_ratio <= 1.0:
             raise ValueError('demo_ratio must be in [0, 1]')
+        if self.parallel not in ('ddp', 'fsdp'):
+            raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if self.keep_last < 1:
             raise ValueError('keep_last must be >= 1')
 
@@ -130,6 +133,16 @@ def hiors_loss(policy, batch: dict, indicator: torch.Tensor, noise=None, time=No
     rejection indicator, averaged over the batch."""
     per = policy.compute_loss(batch, noise=noise, time=time, sample_weight=indicator)
     return per.mean()
+
+
+class FullWeights:
+    """A state dict in the shape save_checkpoint expects of a policy (it calls state_dict())."""
+
+    def __init__(self, state_dict: dict):
+        self._sd = state_dict
+
+    def state_dict(self) -> dict:
+        return self._sd
 
 
 class _LossModule(torch.nn.Module):
@@ -212,6 +225,7 @@ class Trainer:
         self.method = METHODS[cfg.method]
         self.success_classifier = success_classifier
         self.rank, self.world_size = rank, world_size
+        self.fsdp = world_size > 1 and cfg.parallel == 'fsdp'
         if lister is None or loader is None:
             from hiors_recorder.dataset import list_episodes, load_episode
             lister = lister or list_episodes
@@ -249,15 +263,22 @@ class Trainer:
         self.norm_stats = norm_stats
         self.processor = PolicyProcessor(self.config, norm_stats)
         o = self.opt_cfg
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=o['lr'], betas=o['betas'],
-                                           weight_decay=o['weight_decay'])
         self.loss_module = _LossModule(self.policy)
-        if self.world_size > 1:
+        if self.fsdp:
+            # FSDP2, one group at the root: parameters, gradients and AdamW moments are sharded
+            # across ranks and gathered for the step (the joint layers call sub-modules directly,
+            # not their forward(), so per-layer groups would not get their gather hooks).
+            from torch.distributed.fsdp import fully_shard
+            fully_shard(self.loss_module)
+        elif self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == 'cuda' else None
             # A few parameters never reach the loss (the prefix LM's last-layer outputs are not
             # read by the action expert), so DDP must look for unused ones.
             self.loss_module = DDP(self.loss_module, device_ids=ids, find_unused_parameters=True)
+        # After sharding: the optimizer must hold the (sharded) parameters.
+        self.optimizer = torch.optim.AdamW(self.loss_module.parameters(), lr=o['lr'], betas=o['betas'],
+                                           weight_decay=o['weight_decay'])
 
     def resume_or_init(self) -> bool:
         """Resume model, optimizer, step and the episode ledger from the last checkpoint in
@@ -272,8 +293,11 @@ class Trainer:
             self._build(st_load_file(ckpt), config, norm_stats)
             with open(os.path.join(self.out_dir, ptr['state_json'])) as f:
                 st = json.load(f)
-            optimizer_from_tensors(self.optimizer, st_load_file(os.path.join(self.out_dir, ptr['optimizer'])),
-                                   st['optimizer'])
+            if not st['optimizer'].get('fsdp') and not self.fsdp:
+                optimizer_from_tensors(self.optimizer, st_load_file(os.path.join(self.out_dir, ptr['optimizer'])),
+                                       st['optimizer'])
+            else:
+                log.warning('FSDP run: AdamW moments restart from zero on resume (weights resume)')
             self.step, self.version = st['step'], st['version']
             self.saved_step = self.step
             self.samples_trained = st['samples_trained']
@@ -424,7 +448,9 @@ class Trainer:
         loss = self.loss_module(batch, ind)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), o['grad_clip'])
+        gnorm = torch.nn.utils.clip_grad_norm_(self.loss_module.parameters(), o['grad_clip'])
+        if hasattr(gnorm, 'full_tensor'):
+            gnorm = gnorm.full_tensor()
         if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
             # Skip the update (weights stay finite); give up only if it keeps happening.
             self.nonfinite_steps += 1
@@ -439,10 +465,23 @@ class Trainer:
         return {'loss': loss.item(), 'lr': lr, 'grad_norm': gnorm.item()}
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self) -> dict:
+    def model_state(self) -> dict:
+        """Full (unsharded, CPU) weights of the policy. Collective under FSDP: every rank calls."""
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+            sd = get_model_state_dict(self.loss_module,
+                                      options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            return {k[len('policy.'):]: v for k, v in sd.items()}
+        return self.policy.state_dict()
+
+    def save_checkpoint(self) -> dict | None:
         """Policy checkpoint + optimizer (safetensors) + state JSON, then latest.json (atomic):
-        a kill -9 at any point leaves the previous complete checkpoint as 'latest'."""
+        a kill -9 at any point leaves the previous complete checkpoint as 'latest'.
+        Under FSDP every rank calls (weights are gathered) and rank != 0 returns None."""
         from hiors_policy.checkpoint import save_checkpoint
+        weights = self.model_state()
+        if self.rank != 0:
+            return None
         if self.norm_stats is None:
             self.norm_stats = self.norm_stats_from_data() if self.store else None
         if self.norm_stats is None:
@@ -452,9 +491,13 @@ class Trainer:
         v = f'{self.version:06d}'
         names = {'checkpoint': f'ckpt_{v}.safetensors', 'optimizer': f'optim_{v}.safetensors',
                  'state_json': f'state_{v}.json', 'version': v}
-        info = save_checkpoint(os.path.join(self.out_dir, names['checkpoint']), self.policy, self.config,
-                               self.norm_stats, v)
-        tensors, scalars = optimizer_to_tensors(self.optimizer)
+        info = save_checkpoint(os.path.join(self.out_dir, names['checkpoint']), FullWeights(weights),
+                               self.config, self.norm_stats, v)
+        if self.fsdp:
+            # Sharded moments are not gathered (they would need the whole model's memory twice).
+            tensors, scalars = {}, {'fsdp': True, 'state': {}, 'param_groups': []}
+        else:
+            tensors, scalars = optimizer_to_tensors(self.optimizer)
         opath = os.path.join(self.out_dir, names['optimizer'])
         tmp = opath + '.tmp'
         st_save_file(tensors, tmp)
@@ -536,11 +579,12 @@ class Trainer:
                     tb.add_scalar('data/accepted_samples', r['accepted_samples'], self.step)
                     tb.add_scalar('data/threshold', r['threshold'], self.step)
                 due = (self.cfg.checkpoint_every_steps and self.step - last_ckpt_step >= self.cfg.checkpoint_every_steps) \
-                    or (self.cfg.checkpoint_every_s and time.time() - last_ckpt_t >= self.cfg.checkpoint_every_s)
-                if due and self.rank == 0:
+                    or (not self.fsdp and self.cfg.checkpoint_every_s and
+                        time.time() - last_ckpt_t >= self.cfg.checkpoint_every_s)   # ranks' clocks differ
+                if due and (self.rank == 0 or self.fsdp):
                     info = self.save_checkpoint()
                     last_ckpt_t, last_ckpt_step = time.time(), self.step
-                    if on_checkpoint is not None:
+                    if on_checkpoint is not None and info is not None:
                         on_checkpoint(info)
                 elif due:
                     last_ckpt_t, last_ckpt_step = time.time(), self.step

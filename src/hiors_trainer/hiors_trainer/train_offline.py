@@ -3,7 +3,8 @@ the trainer on a fixed episode directory.
 
     python -m hiors_trainer.train_offline --episodes DIR --steps N --out ckpt.safetensors
 
-Multi-GPU (one process per GPU; DDP, bf16 from the preset's dtype):
+Multi-GPU (one process per GPU; DDP, or --parallel fsdp to shard weights/grads/AdamW moments;
+bf16 from the preset's dtype):
     torchrun --nproc_per_node=8 -m hiors_trainer.train_offline --episodes DIR --steps N \
         --out ckpt.safetensors --device cuda --preset pi0 --profile pi0
 (CPU: the same with --device cpu uses the gloo backend.)
@@ -37,6 +38,7 @@ def parse_args(argv=None):
     p.add_argument('--rate-hz', type=float, default=0.0)
     p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--parallel', default='ddp', choices=['ddp', 'fsdp'], help='with torchrun')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--work-dir', default='', help='trainer state (resumable); default: a temp dir')
     p.add_argument('--checkpoint-every', type=int, default=0, help='steps; 0 = only at the end')
@@ -70,13 +72,14 @@ def main(argv=None) -> int:
     if not work:
         tmp = tempfile.mkdtemp(prefix='hiors-train-')
         work = tmp
-    work = os.path.join(work, f'rank{rank}') if world > 1 and rank else work
+    # Every rank reads the same work dir (resume must start all ranks from the same weights);
+    # only rank 0 writes to it.
     bc = METHODS[a.method].get('use_online', True) is False
     cfg = TrainerConfig(episode_dir=a.episodes, demo_dir=a.episodes if bc else '', out_dir=work,
                         method=a.method, profile=a.profile, policy_preset=a.preset, init_checkpoint=a.init,
                         lr=a.lr, batch_size=a.batch_size, warmup_steps=a.warmup_steps,
                         decay_steps=a.decay_steps, replan_stride=a.replan_stride, rate_hz=a.rate_hz,
-                        device=device, num_threads=a.threads, seed=a.seed,
+                        device=device, num_threads=a.threads, seed=a.seed, parallel=a.parallel,
                         checkpoint_every_steps=a.checkpoint_every, intake_interval_s=1e9,
                         tensorboard_dir=a.tensorboard)
     tr = Trainer(cfg, rank=rank, world_size=world)
@@ -96,9 +99,11 @@ def main(argv=None) -> int:
         tr.norm_stats = NormStats.from_json(obj[0])
         tr.processor = PolicyProcessor(tr.config, tr.norm_stats)
     out = tr.run(max_steps=a.steps, progress=not a.no_progress)
+    weights = tr.model_state()           # collective under FSDP
     if rank == 0:
         from hiors_policy.checkpoint import save_checkpoint
-        info = save_checkpoint(a.out, tr.policy, tr.config, tr.norm_stats, f'offline-{tr.step:06d}')
+        from .core import FullWeights
+        info = save_checkpoint(a.out, FullWeights(weights), tr.config, tr.norm_stats, f'offline-{tr.step:06d}')
         logging.info('wrote %s (sha256 %s, last loss %.4f)', info['path'], info['sha256'], out.get('loss', float('nan')))
     if world > 1:
         import torch.distributed as dist

@@ -196,19 +196,26 @@ def test_train_offline_cli(eps, tmp_path):
     assert v == 'offline-000003' and c.name == 'tiny'
 
 
-def test_ddp_torchrun_gloo_two_processes(eps, tmp_path):
-    """The documented multi-process path (torchrun, DDP) on CPU with gloo, 2 processes."""
+def test_ddp_and_fsdp_torchrun_gloo_two_processes(eps, tmp_path):
+    """The documented multi-process path (torchrun) on CPU with gloo, 2 processes: DDP and FSDP
+    give the same weights (same data, same seeds)."""
     import shutil
     torchrun = shutil.which('torchrun') or os.path.join(os.path.dirname(sys.executable), 'torchrun')
-    out = tmp_path / 'ddp.safetensors'
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    r = subprocess.run([torchrun, '--standalone', '--nproc_per_node=2', '-m', 'hiors_trainer.train_offline',
-                        '--episodes', str(eps), '--steps', '2', '--out', str(out), '--batch-size', '2',
-                        '--method', 'hiors', '--replan-stride', '4', '--no-progress'],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    pol, c, ns, v = load_checkpoint(str(out))
-    assert v == 'offline-000002'
+    weights = {}
+    for par in ('ddp', 'fsdp'):
+        out = tmp_path / f'{par}.safetensors'
+        r = subprocess.run([torchrun, '--standalone', '--nproc_per_node=2', '-m', 'hiors_trainer.train_offline',
+                            '--episodes', str(eps), '--steps', '2', '--out', str(out), '--batch-size', '2',
+                            '--method', 'hiors', '--replan-stride', '4', '--no-progress', '--parallel', par],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+        pol, c, ns, v = load_checkpoint(str(out))
+        assert v == 'offline-000002'
+        weights[par] = pol.state_dict()
+    init = Pi0Policy(make_config('tiny')).state_dict()   # differs from both (they trained)
+    assert max((weights['ddp'][k] - weights['fsdp'][k]).abs().max().item() for k in init) < 1e-5
+    assert max((weights['ddp'][k] - init[k]).abs().max().item() for k in init) > 1e-4
 
 
 def test_demo_mixing_ratio(eps, tmp_path):
