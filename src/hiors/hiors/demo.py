@@ -140,6 +140,7 @@ def run_demo(args) -> int:
     _say(f'phase 4/5: online Hi-ORS ({args.online_episodes} episodes with the simulated human)')
     _run_phase('online', out, dict(common, teleop='sim_human', sim_human_mode='intervene',
                                    checkpoint=base, trainer='true', episode_dir=online,
+                                   **{'trainer.demo_dir': demo_dir, 'trainer.demo_ratio': '0.25'},
                                    seed=str(args.seed + 2000), num_episodes=str(args.online_episodes)),
                args.online_episodes, per_episode * args.online_episodes + 120)
     latest = os.path.join(out, 'checkpoints', 'latest.json')
