@@ -80,6 +80,9 @@ def _run_phase(label, out, overrides, total, timeout):
     watcher.poll()
     if code != 0:
         _say(f'{label}: nodes failed: {sup.failed} (logs in {out}/logs/{label})')
+    if sup.interrupted:
+        _say('interrupted: stopping the demo')
+        raise SystemExit(130)
     return sup
 
 

@@ -67,6 +67,7 @@ class Supervisor:
         self._stop = False
         self._stop_timeout = 10.0   # seconds a node gets to stop on SIGINT before SIGKILL
         self.failed: list[str] = []
+        self.interrupted = False          # Ctrl-C / SIGTERM ended run()
         os.makedirs(log_dir, exist_ok=True)
 
     def _start(self, spec: NodeSpec, restarts: int = 0):
@@ -131,6 +132,7 @@ class Supervisor:
                     break
                 time.sleep(0.2)
         finally:
+            self.interrupted = bool(interrupted)
             self.shutdown()
             signal.signal(signal.SIGINT, previous)
         return 1 if self.failed else 0

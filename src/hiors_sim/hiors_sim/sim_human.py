@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .expert import ScriptedExpert
+from .scene import HOME_Q
 
 PHASE_ORDER = {'start': 0, 'retreat': 1, 'approach': 1, 'descend': 2, 'close': 3, 'lift': 4,
                'carry': 5, 'insert': 6, 'fallen': -1}
@@ -63,12 +64,12 @@ class SimHuman:
             out['intervention'] = self.in_control = False
             return out
         if self.state in ('need_reset', 'resetting', 'settling'):
-            # Between episodes the human holds the arm where it is (the reset puts it home), so
-            # the policy's last plan cannot swing it into the freshly placed peg.
+            # Between episodes the human has the arm and commands the home pose the reset puts it
+            # in: neither the policy's last plan nor a stale hold target can swing it into the
+            # freshly placed peg.
             self.in_control = True
             out['intervention'] = True
-            if q is not None:
-                out['command'] = np.asarray(q, float).copy()
+            out['command'] = np.array(HOME_Q, float)
         if self.state == 'need_reset':
             if self.cfg.num_episodes and self.episodes_done >= self.cfg.num_episodes:
                 self.state = 'done'
