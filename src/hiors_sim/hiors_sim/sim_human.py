@@ -124,8 +124,10 @@ class SimHuman:
 
     def _decide_takeover(self, now, q, expert_cmd, policy_command, phase, task):
         if self.in_control:
+            if self.expert.phase in ('lift', 'carry', 'insert'):
+                return          # the peg is in hand: the person finishes the delicate part
             held = now - self._takeover_t
-            progressed = phase > self._takeover_phase or self.expert.phase == 'insert'
+            progressed = phase > self._takeover_phase
             if held >= self.cfg.max_takeover_s or (held >= self.cfg.min_takeover_s and progressed):
                 self.in_control = False
                 self._drift_since = None
@@ -155,12 +157,15 @@ class SimHuman:
         """A person grabs control at once when the arm is about to hit the standing peg: the
         commanded fingertips low and near the peg while the expert is not grasping it."""
         pol = np.asarray(policy_command, float)
-        if pol.shape != (7,) or not np.all(np.isfinite(pol)) or self.expert.phase in ('descend', 'close',
-                                                                                      'lift', 'carry', 'insert'):
+        if pol.shape != (7,) or not np.all(np.isfinite(pol)):
+            return False
+        if self.expert.phase in ('lift', 'carry', 'insert'):
+            return bool(pol[6] > 0.02)        # about to drop the peg it holds
+        if self.expert.phase in ('descend', 'close'):
             return False
         tcp = self.expert.kin.fk(pol[:6])[0]
         rel = tcp - task['peg_pos']
-        return bool(np.linalg.norm(rel[:2]) < 0.05 and rel[2] < 0.09)
+        return bool(np.linalg.norm(rel[:2]) < 0.07 and rel[2] < 0.09)
 
     def _start(self, now):
         self.state = 'running'
