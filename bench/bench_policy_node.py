@@ -30,6 +30,7 @@ from hiors_policy.modeling import Pi0Policy  # noqa: E402
 from hiors_policy.processing import NormStats  # noqa: E402
 
 JOINTS = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
+OFFSET = 100.0
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -38,6 +39,8 @@ def main():
     ap.add_argument('--seconds', type=float, default=60.0)
     ap.add_argument('--preset', default='tiny')
     ap.add_argument('--rate', type=float, default=10.0)
+    ap.add_argument('--inline-limit-mb', type=float, default=None,
+                    help='checkpoints above this travel by file:// URI (default: the transport default)')
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
     key = os.path.join(tmp, 'key')
@@ -48,7 +51,9 @@ def main():
     rclpy.init()
     node = rclpy.create_node('bench_policy_node')
     stamps, versions = [], []
-    node.create_subscription(Float64MultiArray, '/hiors/policy/command', lambda m: stamps.append(time.monotonic()), 50)
+    commands = []
+    node.create_subscription(Float64MultiArray, '/hiors/policy/command',
+                             lambda m: (stamps.append(time.monotonic()), commands.append((stamps[-1], max(m.data)))), 50)
     node.create_subscription(String, '/hiors/policy/version', lambda m: versions.append((time.monotonic(), m.data)), LATCHED)
     pub_js = node.create_publisher(JointState, '/joint_states', 10)
     pubs = {c: node.create_publisher(Image, f'/camera/{c}/image_raw', 2) for c in ('front', 'wrist')}
@@ -65,7 +70,10 @@ def main():
                 last = time.monotonic()
             rclpy.spin_once(node, timeout_sec=0.005)
 
-    run_for(5.0)                               # warm-up
+    t_start = time.monotonic()
+    while not stamps and time.monotonic() - t_start < 60:
+        run_for(0.5)                           # node start-up (torch import, model build)
+    run_for(2.0)                               # warm-up
     stamps.clear()
     run_for(args.seconds)
     period = np.diff(stamps)
@@ -77,10 +85,17 @@ def main():
     # Hot swap under load.
     config = make_config(args.preset)
     path = os.path.join(tmp, 'swap.safetensors')
-    save_checkpoint(path, Pi0Policy(config), config, NormStats.identity(7, 7), 'bench-v1')
+    # The new weights' action mean is offset by +OFFSET, so their commands are recognisable
+    # (cross-fade included) among the random-init ones (|a| of a few units at most).
+    stats = NormStats.identity(7, 7)
+    stats.action_mean = stats.action_mean + OFFSET
+    save_checkpoint(path, Pi0Policy(config), config, stats, 'bench-v1')
     size = os.path.getsize(path)
-    manifest = build_manifest(path, 'bench-v1', b'bench-key')
+    kw = {} if args.inline_limit_mb is None else {'inline_limit_bytes': int(args.inline_limit_mb * 1e6)}
+    manifest = build_manifest(path, 'bench-v1', b'bench-key', **kw)
+    how = 'inline' if manifest['inline_b64'] else 'by file:// URI'
     stamps.clear()
+    commands.clear()
     t_pub = time.monotonic()
     pub_ckpt.publish(String(data=json.dumps(manifest)))
     run_for(5.0)
@@ -88,9 +103,9 @@ def main():
     gaps = np.diff([s for s in stamps])
     missed = int(np.sum(np.round(gaps / target) - 1).clip(min=0)) if len(gaps) else -1
     if swapped:
-        first_new = next((s for s in stamps if s >= swapped[0]), float('nan'))
-        print(f'hot swap of a {size / 1e6:.1f} MB checkpoint: version live {1000 * (swapped[0] - t_pub):.0f} ms '
-              f'after publish; first command after the swap {1000 * (first_new - t_pub):.0f} ms after publish; '
+        first_new = next((t for t, v in commands if v > OFFSET / 5), float('nan'))
+        print(f'hot swap of a {size / 1e6:.1f} MB checkpoint ({how}): version live {1000 * (swapped[0] - t_pub):.0f} ms '
+              f'after publish; first command from the new weights {1000 * (first_new - t_pub):.0f} ms after publish; '
               f'missed control ticks during the 5 s around the swap: {missed}')
     else:
         print('hot swap: the new version never went live')

@@ -73,7 +73,7 @@ class PolicyNode(Node):
         self.images, self.image_stamps = {}, {}
         self.intervention = False
         self.stats = {'chunks': 0, 'holds': 0, 'rejected_chunks': 0, 'rejected_checkpoints': 0,
-                      'swaps': 0, 'latency_ms': 0.0, 'last_error': ''}
+                      'swaps': 0, 'stale_chunks': 0, 'latency_ms': 0.0, 'last_error': ''}
         try:
             self.key = load_key(self.cfg.checkpoint_key_file)
         except SigningKeyMissing as exc:
@@ -87,7 +87,10 @@ class PolicyNode(Node):
         for cam in self.cfg.cameras:
             self.create_subscription(Image, f'/camera/{cam}/image_raw',
                                      lambda m, c=cam: self._on_image(c, m), QoSProfile(depth=2))
-        self.create_subscription(Bool, '/hiors/intervention', self._on_intervention, latched)
+        # Volatile + reliable matches both latched and plain publishers (a transient-local
+        # subscription would silently miss a volatile publisher: the policy would never go quiet).
+        self.create_subscription(Bool, '/hiors/intervention', self._on_intervention,
+                                 QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
         self.create_subscription(String, '/hiors/checkpoint', self._on_checkpoint, latched)
         self.pub_cmd = self.create_publisher(Float64MultiArray, '/hiors/policy/command', 10)
         self.pub_markers = self.create_publisher(MarkerArray, '/hiors/policy/action_chunk', 2)
@@ -104,6 +107,7 @@ class PolicyNode(Node):
         self._worker.start()
         self._loader.start()
         self._new_chunk = None
+        self._swapped = False
         self._chunk_lock = threading.Lock()
         self.create_timer(1.0 / self.cfg.control_rate_hz, self._on_tick)
         self.create_timer(1.0, self._report)
@@ -127,7 +131,7 @@ class PolicyNode(Node):
         if msg.data != self.intervention:
             self.get_logger().info('human took over: policy silent' if msg.data
                                    else 'human let go: re-planning from the current state')
-            self.executor_.reset()       # stale chunks are dropped both ways
+            self.executor_.reset(self.tick + 1)   # stale chunks (even ones in flight) are dropped
             with self._chunk_lock:
                 self._new_chunk = None
         self.intervention = msg.data
@@ -154,12 +158,17 @@ class PolicyNode(Node):
             chunk, obs_tick = new
             if not self.executor_.submit(chunk, obs_tick):
                 self.stats['rejected_chunks'] += 1
-                self.get_logger().error('non-finite action chunk rejected: holding position')
+                self.get_logger().error('non-finite action chunk (or failed inference) rejected: holding '
+                                        'position', throttle_duration_sec=2.0)
+            self.stats['stale_chunks'] = self.executor_.stale
+        if self._swapped:
+            self._swapped = False
+            self.executor_.replan()
         if self.intervention:
             return                              # the human has the robot: publish nothing
         if not self._fresh():
             self.get_logger().warning('observations stale or missing: holding', throttle_duration_sec=5.0)
-            self.executor_.reset()
+            self.executor_.reset(self.tick + 1)
             self._hold()
             return
         if self.executor_.needs_request(self.tick):
@@ -194,11 +203,13 @@ class PolicyNode(Node):
                 with torch.inference_mode():
                     batch = processor.prepare_observation(obs['images'], obs['state'], self.cfg.prompt)
                     chunk = processor.unnormalize_actions(policy.sample_actions(batch)[0])
-            except Exception as exc:  # noqa: BLE001 - NaN chunks and model errors: hold, report
-                self.stats['rejected_chunks'] += 1
-                self.stats['last_error'] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - model errors: the control thread holds, reports
+                self.stats['last_error'] = f'inference failed: {exc}'
                 self.get_logger().error(f'inference failed, holding: {exc}', throttle_duration_sec=5.0)
-                self.executor_.requested = False
+                chunk = None
+            if chunk is None or not np.all(np.isfinite(chunk)):
+                with self._chunk_lock:           # rejected by the executor on the control thread
+                    self._new_chunk = (chunk, obs_tick)
                 continue
             self.stats['latency_ms'] = (time.perf_counter() - t0) * 1000
             self.stats['chunks'] += 1
@@ -229,16 +240,19 @@ class PolicyNode(Node):
                 manifest, data = verify_and_fetch(text, self.key, self.cfg.max_checkpoint_bytes)
                 if manifest['version'] == self.version:
                     continue
-                spare = copy.deepcopy(self.policy)          # load off the control thread
+                with self._model_lock:
+                    current = self.policy
+                spare = copy.deepcopy(current)              # second copy, loaded off the control thread
                 config, stats, version = load_state_into(spare, data)
                 spare.eval()
                 processor = PolicyProcessor(config, stats)
                 with self._model_lock:                       # swap between ticks
                     self.policy, self.processor, self.version = spare, processor, version
                 self.stats['swaps'] += 1
+                self._swapped = True             # the control thread re-plans with the new weights
                 self.pub_version.publish(String(data=version))
                 self.get_logger().info(f'swapped in checkpoint {version} ({manifest["size"] / 1e6:.1f} MB)')
-            except (TransportError, CheckpointError, ValueError, KeyError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any bad checkpoint: keep the running policy
                 self.stats['rejected_checkpoints'] += 1
                 self.stats['last_error'] = f'checkpoint rejected: {exc}'
                 self.get_logger().error(f'checkpoint rejected, keeping {self.version}: {exc}')

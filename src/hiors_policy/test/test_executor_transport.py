@@ -89,3 +89,69 @@ def _write(tmp_path):
     p = tmp_path / 'w.bin'
     p.write_bytes(b'abc')
     return p
+
+
+def test_chunk_in_flight_across_a_takeover_is_dropped():
+    ex = ChunkExecutor(n_action_steps=5, lead_ticks=2, blend_ticks=3)
+    ex.submit(_chunk(0), 0)
+    assert ex.command(0)[0] == 0
+    ex.mark_requested()                             # inference started from tick 1's observation ...
+    ex.reset(tick=4)                                # ... a human took over at tick 3 and let go
+    assert ex.submit(_chunk(100), obs_tick=1) and ex.stale == 1
+    assert ex.command(4) is None                    # nothing stale executed: the node holds
+    assert ex.needs_request(4)
+    ex.mark_requested()
+    ex.submit(_chunk(200), obs_tick=4)
+    assert ex.command(5)[0] == 201                  # fresh chunk, no cross-fade from before the takeover
+
+
+def test_bad_chunk_drops_the_current_one_and_holds():
+    ex = ChunkExecutor(n_action_steps=5, lead_ticks=2, blend_ticks=0)
+    ex.submit(_chunk(0), 0)
+    ex.command(0)
+    bad = _chunk(0)
+    bad[0, 0] = np.inf
+    assert not ex.submit(bad, 1)
+    assert ex.command(1) is None and ex.needs_request(1)
+    assert not ex.submit(None, 1) and ex.rejected == 2         # inference failed
+    assert not ex.submit(np.zeros((0, 7)), 1) and ex.rejected == 3
+
+
+def test_old_chunk_continues_past_k_while_the_next_is_late():
+    ex = ChunkExecutor(n_action_steps=3, lead_ticks=1, blend_ticks=0)
+    ex.submit(_chunk(0), 0)
+    assert [ex.command(t)[0] for t in range(6)] == [0, 1, 2, 3, 4, 5]   # no gap while inference is slow
+    assert ex.command(60) is None                                       # chunk exhausted: hold
+
+
+def test_size_cap_missing_payload_and_missing_file(tmp_path):
+    path = tmp_path / 'c.safetensors'
+    path.write_bytes(b'x' * 1000)
+    with pytest.raises(TransportError, match='size'):
+        verify_and_fetch(json.dumps(build_manifest(str(path), '1', KEY)), KEY, max_bytes=999)
+    m = build_manifest(str(path), '1', KEY)
+    m['inline_b64'] = ''
+    with pytest.raises(TransportError, match='neither'):
+        verify_and_fetch(json.dumps(m), KEY)
+    m = build_manifest(str(path), '1', KEY, inline_limit_bytes=0)
+    path.unlink()
+    with pytest.raises(TransportError, match='cannot read'):
+        verify_and_fetch(json.dumps(m), KEY)
+    with pytest.raises(TransportError, match='size'):
+        m = build_manifest(str(_write(tmp_path)), '1', KEY, inline_limit_bytes=0)
+        (tmp_path / 'w.bin').write_bytes(b'abcd')       # file changed after signing
+        verify_and_fetch(json.dumps(m), KEY)
+
+
+def test_replan_after_a_swap_takes_over_early():
+    ex = ChunkExecutor(n_action_steps=20, lead_ticks=2, blend_ticks=0)
+    ex.mark_requested()
+    ex.submit(_chunk(0), 0)
+    assert ex.command(0)[0] == 0 and not ex.needs_request(1)
+    ex.replan()                                      # new weights live at tick 1
+    assert ex.needs_request(1)
+    ex.mark_requested()
+    assert ex.command(1)[0] == 1 and ex.command(2)[0] == 2   # old chunk runs while inferring
+    ex.submit(_chunk(500), obs_tick=1)
+    assert ex.command(3)[0] == 502                   # adopted at once, not after 20 actions
+    assert not ex.needs_request(4)

@@ -99,5 +99,11 @@ def test_policy_node_over_dds(tmp_path, test_node):
         n = len(commands)
         assert spin(lambda: len(commands) >= n + 10, 10)
         assert versions[-1] == 'v-good'
+
+        # Observations stop: after observation_timeout_s the node holds the last measured position.
+        spin_until(test_node, lambda: False, 1.5)
+        n = len(commands)
+        assert spin_until(test_node, lambda: len(commands) >= n + 3, 5), 'no hold commands'
+        assert all(np.allclose(c, [0.0, 0.5, 1.6, 0.0, 1.04, 0.0, 0.035]) for _, c in commands[n:])
     finally:
         assert proc.stop() == 0, proc.log()
