@@ -31,6 +31,7 @@ class SimHumanConfig:
     max_takeover_s: float = 8.0
     success_hold_s: float = 0.3
     settle_s: float = 0.5                 # after a reset, before 'start'
+    homing_timeout_s: float = 4.0         # after an episode, arm home before the reset
 
 
 class SimHuman:
@@ -62,6 +63,15 @@ class SimHuman:
         out = {'command': None, 'intervention': self.in_control, 'events': [], 'reset': False}
         if self.state == 'done':
             out['intervention'] = self.in_control = False
+            return out
+        if self.state == 'homing':
+            # Bring the arm home through the mux *before* the reset, so the mux's last target is
+            # the pose the reset puts the arm in (no sweep back through the new scene).
+            out['intervention'] = self.in_control = True
+            out['command'] = np.array(HOME_Q, float)
+            at_home = q is not None and np.max(np.abs(np.asarray(q)[:6] - HOME_Q[:6])) < 0.05
+            if at_home or now - self._t_state > self.cfg.homing_timeout_s:
+                self.state = 'need_reset'
             return out
         if self.state in ('need_reset', 'resetting', 'settling'):
             # Between episodes the human has the arm and commands the home pose the reset puts it
@@ -113,7 +123,7 @@ class SimHuman:
         if outcome is None and now - self._t_state >= self.cfg.episode_timeout_s:
             outcome = 'failure'
         if outcome is not None:
-            return self._end(out, outcome)
+            return self._end(out, outcome, now)
 
         if self.cfg.mode == 'intervene':
             self._decide_takeover(now, q, expert_cmd, policy_command, phase, task)
@@ -179,12 +189,13 @@ class SimHuman:
         self._success_since = None
         self._last_tcp = None
 
-    def _end(self, out, outcome):
+    def _end(self, out, outcome, now):
         self.episodes_done += 1
         self.outcomes.append(outcome)
         self.in_control = True               # hold until the next episode starts
         out['events'].append(outcome)
         out['intervention'] = True
         out['command'] = None
-        self.state = 'need_reset'
+        self.state = 'homing'
+        self._t_state = now
         return out
