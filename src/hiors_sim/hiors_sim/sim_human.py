@@ -53,11 +53,13 @@ class SimHuman:
         self._takeover_phase = 0
         self._success_since = None
         self._last_tcp = None
+        self._released = False
 
     # Events returned by tick(): dict(command=array|None, intervention=bool, events=[...], reset=bool)
     def reset_done(self, now: float):
         self.state = 'settling'
         self._t_state = now
+        self._released = False
 
     def tick(self, now: float, q, task, success: bool, policy_command) -> dict:
         out = {'command': None, 'intervention': self.in_control, 'events': [], 'reset': False}
@@ -73,7 +75,7 @@ class SimHuman:
             if at_home or now - self._t_state > self.cfg.homing_timeout_s:
                 self.state = 'need_reset'
             return out
-        if self.state in ('need_reset', 'resetting', 'settling'):
+        if self.state in ('need_reset', 'resetting', 'settling') and not self._released:
             # Between episodes the human has the arm and commands the home pose the reset puts it
             # in: neither the policy's last plan nor a stale hold target can swing it into the
             # freshly placed peg.
@@ -93,6 +95,13 @@ class SimHuman:
             return out
         if self.state == 'settling':
             if now - self._t_state >= self.cfg.settle_s and q is not None and task is not None:
+                if self.cfg.mode != 'demo' and not self._released:
+                    # Let go one tick before 'start', so the episode begins under the policy
+                    # (the recorder latches the intervention state at the start).
+                    self._released = True
+                    out['intervention'] = self.in_control = False
+                    out['command'] = None
+                    return out
                 self._start(now)
                 out['events'].append('start')
                 out['intervention'] = self.in_control

@@ -71,6 +71,8 @@ def test_human_holds_between_episodes_and_stops_a_crash_into_the_peg():
     assert out['reset'] and out['intervention'] and out['command'] is not None   # holds during reset
     human.reset_done(0.0)
     out = human.tick(1.0, sim.joint_positions(), sim.task_state(), False, None)
+    assert out['events'] == [] and not out['intervention']          # lets go just before the start
+    out = human.tick(1.05, sim.joint_positions(), sim.task_state(), False, None)
     assert out['events'] == ['start'] and not out['intervention']
     # The policy commands the fingers right onto the standing peg: immediate takeover.
     peg = sim.task_state()['peg_pos']
