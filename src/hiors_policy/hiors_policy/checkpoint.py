@@ -20,6 +20,8 @@ from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save as st_save
 from safetensors.torch import save_file as st_save_file
 
+from hiors_common.atomic import fsync_dir
+
 from .config import PolicyConfig
 from .device import resolve_device, torch_dtype
 from .modeling import Pi0Policy
@@ -63,19 +65,6 @@ def checkpoint_bytes(policy: Pi0Policy, config: PolicyConfig, norm_stats: NormSt
     return st_save(_tensors(policy, dtype), metadata=_metadata(config, norm_stats, version))
 
 
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(path, policy: Pi0Policy, config: PolicyConfig, norm_stats: NormStats, version,
                     dtype: str | None = None) -> dict:
     """Write atomically; returns {'path', 'sha256', 'size', 'format', 'version'}.
@@ -94,7 +83,7 @@ def save_checkpoint(path, policy: Pi0Policy, config: PolicyConfig, norm_stats: N
             os.fsync(f.fileno())
         size = os.path.getsize(tmp)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(str(path.parent))
     except BaseException:
         try:
             os.unlink(tmp)

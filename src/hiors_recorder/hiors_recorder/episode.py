@@ -12,9 +12,10 @@ Directories whose names start with '_' or '.' (e.g. `_quarantine`) are never epi
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
+
+from hiors_common.atomic import atomic_write_json, fsync_dir  # noqa: F401 (re-exported)
 
 from . import __version__ as RECORDER_VERSION
 
@@ -96,37 +97,6 @@ def new_episode_id(t: float | None = None, counter: int = 0) -> str:
     return f'ep_{stamp}_{os.getpid() % 100000:05d}_{counter:04d}'
 
 
-def fsync_dir(path: str):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: str, data: dict):
-    """Write JSON so that readers see either the old file, or the complete new one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(directory)
 
 
 def read_episode_info(episode_dir: str) -> EpisodeInfo:

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save_file as st_save_file
+
+from hiors_common.atomic import atomic_write_bytes, atomic_write_json
 
 from .sampling import (REASON_BELOW_THRESHOLD, REASON_LOAD_ERROR, REASON_NO_IMAGES, EpisodeDecision, FilterConfig,
                        RejectionStats, ThresholdSchedule, accepted, action_chunk, episode_filter)
@@ -157,23 +158,8 @@ class _LossModule(torch.nn.Module):
 
 
 # ------------------------------------------------------------------------- file helpers
-def _atomic_write_bytes(path: str, data: bytes):
-    d = os.path.dirname(path) or '.'
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=d)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_json(path: str, obj):
-    _atomic_write_bytes(path, json.dumps(obj, sort_keys=True, indent=1).encode())
+_atomic_write_bytes = atomic_write_bytes
+_atomic_json = atomic_write_json
 
 
 def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
