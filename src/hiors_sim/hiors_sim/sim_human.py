@@ -24,8 +24,8 @@ class SimHumanConfig:
     mode: str = 'intervene'
     episode_timeout_s: float = 30.0
     num_episodes: int = 0                 # 0 = forever
-    drift_threshold_m: float = 0.05       # policy tcp target vs expert tcp target
-    drift_time_s: float = 1.0             # drift this long -> take over
+    drift_threshold_m: float = 0.04       # policy tcp target vs expert tcp target
+    drift_time_s: float = 0.5             # drift this long -> take over
     stall_time_s: float = 4.0             # no phase progress and little motion this long -> take over
     min_takeover_s: float = 1.5
     max_takeover_s: float = 8.0

@@ -24,8 +24,8 @@ class SimHumanNodeConfig:
     mode: str = 'intervene'
     episode_timeout_s: float = 30.0
     num_episodes: int = 0
-    drift_threshold_m: float = 0.05
-    drift_time_s: float = 1.0
+    drift_threshold_m: float = 0.04
+    drift_time_s: float = 0.5
     stall_time_s: float = 4.0
     min_takeover_s: float = 1.5
     max_takeover_s: float = 8.0
