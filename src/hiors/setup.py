@@ -24,6 +24,7 @@ setup(
     entry_points={
         'console_scripts': [
             'hiors = hiors.cli:main',
+            'dashboard_node = hiors.dashboard_node:main',
         ],
     },
 )
