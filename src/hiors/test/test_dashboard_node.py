@@ -1,0 +1,81 @@
+"""Dashboard node as its own process over DDS; the page checked over HTTP and in headless Chromium."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from std_msgs.msg import Bool, String
+
+from hiors_common.testing import NodeProcess
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _get(url):
+    return json.loads(urllib.request.urlopen(url, timeout=2).read())
+
+
+def test_dashboard_node_over_dds_and_browser(test_node):
+    port = _free_port()
+    url = f'http://127.0.0.1:{port}/'
+    ev = test_node.create_publisher(String, '/hiors/episode/event', 10)
+    iv = test_node.create_publisher(Bool, '/hiors/intervention', 10)
+    dg = test_node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+    with NodeProcess('hiors.dashboard_node', ros_args=['-p', f'port:={port}']) as proc:
+        deadline = time.monotonic() + 30
+        while True:   # wait for HTTP up and DDS matched
+            assert proc.alive(), proc.log()
+            try:
+                _get(url + 'api/state')
+                if ev.get_subscription_count() and iv.get_subscription_count() and dg.get_subscription_count():
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, proc.log()
+            rclpy.spin_once(test_node, timeout_sec=0.1)
+        for outcome, human in [('success', True), ('failure', False), ('success', False)]:
+            ev.publish(String(data='start')); time.sleep(0.05)
+            if human:
+                iv.publish(Bool(data=True)); time.sleep(0.1); iv.publish(Bool(data=False))
+            time.sleep(0.05)
+            ev.publish(String(data=outcome)); time.sleep(0.05)
+        st = DiagnosticStatus(name='hiors_trainer', values=[
+            KeyValue(key='loss', value='0.125'), KeyValue(key='accepted', value='2'),
+            KeyValue(key='rejected', value='1'), KeyValue(key='version', value='4')])
+        dg.publish(DiagnosticArray(status=[st]))
+        deadline = time.monotonic() + 10
+        while True:
+            s = _get(url + 'api/state')
+            if s['episodes']['total'] == 3 and s['trainer'].get('loss') == 0.125:
+                break
+            assert time.monotonic() < deadline, (s, proc.log())
+            time.sleep(0.1)
+        assert abs(s['episodes']['success_rate'] - 2 / 3) < 1e-9
+        assert abs(s['episodes']['takeover_rate'] - 1 / 3) < 1e-9
+        assert s['trainer'] == {'loss': 0.125, 'accepted': 2.0, 'rejected': 1.0, 'version': 4.0}
+
+        chromium = shutil.which('chromium') or shutil.which('chromium-browser')
+        if chromium is None:
+            pytest.skip('chromium not installed (apt-get install -y chromium)')
+        with tempfile.TemporaryDirectory() as tmp:
+            shot = os.environ.get('HIORS_DASHBOARD_SCREENSHOT', os.path.join(tmp, 'shot.png'))
+            common = [chromium, '--headless', '--no-sandbox', '--disable-gpu',
+                      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                      '--no-first-run', f'--user-data-dir={tmp}/profile', '--window-size=1200,900',
+                      '--virtual-time-budget=5000']
+            dom = subprocess.run(common + ['--dump-dom', url], capture_output=True, text=True, timeout=45).stdout
+            assert 'id="success_rate">66.7%' in dom, dom[:2000]
+            assert '33.3%' in dom
+            subprocess.run(common + [f'--screenshot={shot}', url], capture_output=True, timeout=45)
+            assert os.path.getsize(shot) > 1000
