@@ -20,7 +20,7 @@ def test_online_loop_trains_and_hot_swaps(tmp_path, test_node):
     specs = bringup_graph({
         'teleop': 'sim_human', 'sim_human_mode': 'intervene', 'num_episodes': '0',
         'episode_dir': str(tmp_path / 'episodes'), 'checkpoint_dir': str(tmp_path / 'checkpoints'),
-        'episode_timeout_s': '25.0',
+        'episode_timeout_s': '25.0', 'dashboard': 'false',
         'sim.camera_width': '96', 'sim.camera_height': '96',
         'trainer.checkpoint_every_steps': '10', 'trainer.batch_size': '4',
     })

@@ -22,7 +22,7 @@ class DashboardConfig:
 
 class DashboardNode(Node):
     def __init__(self):
-        super().__init__('dashboard_node')
+        super().__init__('dashboard')
         self.cfg = declare_config(self, DashboardConfig)
         self.state = DashboardState(max_points=self.cfg.max_points)
         self.create_subscription(String, '/hiors/episode/event', self._on_event, 50)

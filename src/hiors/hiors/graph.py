@@ -27,6 +27,8 @@ ARGUMENTS = {
     'checkpoint_dir': ('~/.hiors/checkpoints', 'where the trainer writes checkpoints'),
     'control_rate_hz': ('10.0', 'policy-facing control rate'),
     'seed': ('0', 'simulation seed'),
+    'dashboard': ('true', 'local web dashboard (success, interventions, trainer) on 127.0.0.1'),
+    'dashboard_port': ('8088', 'dashboard port (0 = any free port, logged)'),
     'rviz': ('false', 'start RViz (only where ROS 2 is installed)'),
 }
 
@@ -118,6 +120,9 @@ def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
                                **({'init_checkpoint': os.path.expanduser(a['checkpoint'])}
                                   if a['checkpoint'] else {})},
                               restart='always'))
+    if _bool(a['dashboard']):
+        nodes.append(NodeSpec('dashboard', 'hiors', 'dashboard_node', 'hiors.dashboard_node', 'dashboard.yaml',
+                              {'port': int(a['dashboard_port'])}, restart='on-failure'))
     for device in teleop:
         if device == 'sim_human':
             if a['robot'] != 'sim':
