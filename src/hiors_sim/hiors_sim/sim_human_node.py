@@ -139,11 +139,8 @@ class SimHumanNode(Node):
                 return
             self._reset_future = self.reset_client.call_async(Trigger.Request())
             return
-        if out['intervention'] != self._last_intervention:
-            self.pub_intervention.publish(Bool(data=bool(out['intervention'])))
-            self._last_intervention = out['intervention']
-        if out['command'] is not None:
-            self.pub_cmd.publish(Float64MultiArray(data=[float(v) for v in out['command']]))
+        # Events first: an episode's end goes out before the hold that follows it, so the
+        # recorder does not count that hold as a takeover inside the episode.
         for event in out['events']:
             self.pub_event.publish(String(data=event))
             self.get_logger().debug(f"event {event} published to {self.pub_event.get_subscription_count()} subscribers")
@@ -151,6 +148,11 @@ class SimHumanNode(Node):
                 done = self.human.episodes_done
                 self.get_logger().info(f'episode {done}: {event} (takeovers: {self.human.takeovers}, '
                                        f'expert phase: {self.human.expert.phase})')
+        if out['intervention'] != self._last_intervention:
+            self.pub_intervention.publish(Bool(data=bool(out['intervention'])))
+            self._last_intervention = out['intervention']
+        if out['command'] is not None:
+            self.pub_cmd.publish(Float64MultiArray(data=[float(v) for v in out['command']]))
         if self.human.state == 'done':
             self.get_logger().info(f'finished {self.human.episodes_done} episodes: '
                                    f'{self.human.outcomes.count("success")} successes')
