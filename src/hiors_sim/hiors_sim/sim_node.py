@@ -31,6 +31,7 @@ class SimNodeConfig:
     seed: int = 0
     clearance_m: float = 0.0015
     frame_id: str = 'world'
+    repeat_each: int = 1                 # reuse each episode's scene this many times (retries of one task instance)
 
 
 def _pose(pos, quat) -> Pose:
@@ -92,7 +93,7 @@ class SimNode(Node):
 
     def _on_reset(self, _req, resp):
         self.episode += 1
-        seed = self.cfg.seed * 100003 + self.episode
+        seed = self.cfg.seed * 100003 + (self.episode - 1) // max(1, self.cfg.repeat_each) + 1
         self.sim.reset(seed)
         self._wall0, self._sim0 = time.monotonic(), self.sim.time
         ts = self.sim.task_state()
