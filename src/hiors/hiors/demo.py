@@ -86,6 +86,14 @@ def _run_phase(label, out, overrides, total, timeout):
     return sup
 
 
+def _evaluate(label, out, common, checkpoint, episode_dir, args, per_episode):
+    """The policy alone on the same evaluation seeds; the simulated human only labels."""
+    _run_phase(label, out, dict(common, teleop='sim_human', sim_human_mode='label_only',
+                                checkpoint=checkpoint, trainer='false', episode_dir=episode_dir,
+                                seed=str(args.seed + 1000), num_episodes=str(args.eval_episodes)),
+               args.eval_episodes, per_episode * args.eval_episodes + 60)
+
+
 def _success_rate(episode_dir):
     eps = _episodes(episode_dir)
     if not eps:
@@ -133,10 +141,7 @@ def run_demo(args) -> int:
     # 3. evaluate the base policy
     eval_base = os.path.join(out, 'episodes', 'eval_base')
     _say(f'phase 3/5: evaluating the base policy ({args.eval_episodes} episodes, no help)')
-    _run_phase('eval_base', out, dict(common, teleop='sim_human', sim_human_mode='label_only',
-                                      checkpoint=base, trainer='false', episode_dir=eval_base,
-                                      seed=str(args.seed + 1000), num_episodes=str(args.eval_episodes)),
-               args.eval_episodes, per_episode * args.eval_episodes + 60)
+    _evaluate('eval_base', out, common, base, eval_base, args, per_episode)
 
     # 4. online Hi-ORS
     online = os.path.join(out, 'episodes', 'online')
@@ -157,10 +162,7 @@ def run_demo(args) -> int:
     # 5. evaluate the final policy
     eval_final = os.path.join(out, 'episodes', 'eval_final')
     _say(f'phase 5/5: evaluating {os.path.basename(final)} ({args.eval_episodes} episodes, no help)')
-    _run_phase('eval_final', out, dict(common, teleop='sim_human', sim_human_mode='label_only',
-                                       checkpoint=final, trainer='false', episode_dir=eval_final,
-                                       seed=str(args.seed + 1000), num_episodes=str(args.eval_episodes)),
-               args.eval_episodes, per_episode * args.eval_episodes + 60)
+    _evaluate('eval_final', out, common, final, eval_final, args, per_episode)
 
     results = _report(out, demo_dir, eval_base, online, eval_final, final)
     _say(f'done in {(time.monotonic() - t0) / 60:.1f} min; plot: {results["plot"]}')
