@@ -1,19 +1,27 @@
 """Learning benchmark: success rate of the policy ALONE vs online frames, for Hi-ORS and its
 baselines/ablations, over seeds, plus test-time scaling (success within 1..T trials of the same
-task instance). Everything runs through the real node graph on the simulated arm.
+task instance).
 
-  MUJOCO_GL=egl .venv/bin/python bench/bench_learning.py \
-      --methods hiors,bc,hg_dagger,hiors_no_human --seeds 0,1,2 --budgets 500,1000,2000,3000 \
+  MUJOCO_GL=egl .venv/bin/python bench/bench_learning.py --engine core \
+      --methods hiors,bc,hg_dagger,hiors_no_human --seeds 0,1,2 --budgets 500,1000,2000,3000,5000 \
       --eval-instances 10 --trials 3 --out runs/learning
 
 Per seed: scripted demonstrations and an offline base policy (shared by all methods). Per method:
-one online run that snapshots the trainer's latest checkpoint each time the online frame count
-(recorded steps) passes a budget; each snapshot is then evaluated with the policy alone.
+one online run from the base policy, snapshotting the trainer's weights each time the online frame
+count (recorded steps) passes a budget; every snapshot is evaluated with the policy alone.
   hiors           policy + simulated human intervening; trainer keeps successful episodes
   hg_dagger       same robot-side; trainer uses all human-intervention data, no rejection
   hiors_no_human  policy alone online (no takeovers); trainer keeps successful episodes
-  bc              the simulated human demonstrates; trainer does BC on the growing demo set
-Takes CPU hours at the defaults; results go to <out>/results.json, a table and a plot.
+  hiors_no_filters / hiors_fixed_threshold   ablations of the sampling filters / schedule
+  bc              the simulated human demonstrates every online episode; the trainer clones them
+                  (every demonstration succeeds, so the same loss is plain BC on the growing set)
+Engines:
+  core   (default) the nodes' cores in one process, stepped in simulated time (hiors.sync_loop):
+         same sim, simulated human, policy and trainer code, no DDS; `--updates-per-frame` train
+         steps per recorded frame, new weights after every episode. Minutes per method and seed.
+  graph  the real node graph (separate processes over DDS, real bags, signed checkpoint swaps)
+         in wall-clock time: 30 s per failed evaluation episode; hours per method and seed.
+Results: <out>/results.json, results.md (table) and learning.png.
 """
 import argparse
 import json
@@ -28,21 +36,19 @@ from hiors_common.ros_env import use_local_ros_network
 use_local_ros_network()
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
-from hiors.demo import _episodes, _run_phase, _say  # noqa: E402
+from hiors.phases import ensure_checkpoint_key, episodes, frames, run_phase, say  # noqa: E402
 from hiors.graph import bringup_graph  # noqa: E402
 from hiors.supervisor import Supervisor  # noqa: E402
 
+# method -> (simulated human mode online, trainer method). BC's trainer trains on the online
+# episodes (the human's demonstrations) like Hi-ORS: the 'bc' trainer method only reads demo_dir.
 ROBOT_SIDE = {'hiors': ('intervene', 'hiors'), 'hg_dagger': ('intervene', 'hg_dagger'),
-              'hiors_no_human': ('label_only', 'hiors'), 'bc': ('demo', 'bc'),
+              'hiors_no_human': ('label_only', 'hiors'), 'bc': ('demo', 'hiors'),
               'hiors_fixed_threshold': ('intervene', 'hiors_fixed_threshold'),
               'hiors_no_filters': ('intervene', 'hiors_no_filters')}
 
 
-def frames(episode_dir):
-    return sum(int(e.get('steps', 0)) for e in _episodes(episode_dir)) if os.path.isdir(episode_dir) else 0
-
-
-def online_with_snapshots(out, seed, method, base, demo_dir, budgets, common):
+def graph_online(out, seed, method, base, demo_dir, budgets, common):
     mode, trainer_method = ROBOT_SIDE[method]
     run = os.path.join(out, f'seed{seed}', method)
     ep_dir, ck_dir = os.path.join(run, 'episodes'), os.path.join(run, 'checkpoints')
@@ -51,7 +57,7 @@ def online_with_snapshots(out, seed, method, base, demo_dir, budgets, common):
                                trainer_method=trainer_method, episode_dir=ep_dir, checkpoint_dir=ck_dir,
                                num_episodes='0', seed=str(seed + 2000),
                                **{'trainer.demo_dir': demo_dir, 'trainer.demo_ratio': '0.25'}))
-    sup = Supervisor(specs, os.path.join(run, 'logs'), echo=_say).start()
+    sup = Supervisor(specs, os.path.join(run, 'logs'), echo=say).start()
     try:
         pending = sorted(budgets)
         while pending and sup.poll():
@@ -63,103 +69,262 @@ def online_with_snapshots(out, seed, method, base, demo_dir, budgets, common):
                 dst = os.path.join(run, f'policy_{pending[0]}frames.safetensors')
                 shutil.copy(src, dst)
                 snapshots[pending[0]] = dst
-                _say(f'seed {seed} {method}: {n} online frames -> snapshot for budget {pending[0]}')
+                say(f'seed {seed} {method}: {n} online frames -> snapshot for budget {pending[0]}')
                 pending.pop(0)
     finally:
         sup.shutdown()
     return snapshots
 
 
-def evaluate(out, tag, checkpoint, seed, instances, trials, common):
+def graph_evaluate(out, tag, checkpoint, seed, instances, trials, common):
     ep_dir = os.path.join(out, 'eval', tag)
-    if not os.path.isdir(ep_dir) or len(_episodes(ep_dir)) < instances * trials:
+    if not os.path.isdir(ep_dir) or len(episodes(ep_dir)) < instances * trials:
         shutil.rmtree(ep_dir, ignore_errors=True)
-        _run_phase(f'eval_{tag}', out, dict(common, teleop='sim_human', sim_human_mode='label_only',
+        run_phase(f'eval_{tag}', out, dict(common, teleop='sim_human', sim_human_mode='label_only',
                                            checkpoint=checkpoint, trainer='false', episode_dir=ep_dir,
                                            seed=str(seed + 1000), num_episodes=str(instances * trials),
                                            **{'sim.repeat_each': str(trials)}),
                    instances * trials, (float(common['episode_timeout_s']) + 10) * instances * trials + 120)
-    outcomes = [e['outcome'] == 'success' for e in _episodes(ep_dir)]
+    outcomes = [e['outcome'] == 'success' for e in episodes(ep_dir)]
     groups = [outcomes[i:i + trials] for i in range(0, len(outcomes) - trials + 1, trials)]
     return {f'success@{k}': sum(any(g[:k]) for g in groups) / max(1, len(groups)) for k in range(1, trials + 1)}
 
 
+def graph_seed(args, out, seed, budgets, results):
+    common = {'episode_timeout_s': str(args.episode_timeout), 'dashboard': 'false', 'task': args.task,
+              'preset': args.preset}
+    demo_dir = os.path.join(out, f'seed{seed}', 'demos')
+    if len(episodes(demo_dir)) < args.demos:
+        run_phase(f'demos_seed{seed}', out, dict(common, teleop='sim_human', sim_human_mode='demo',
+                                                  policy='false', trainer='false', episode_dir=demo_dir,
+                                                  seed=str(seed), num_episodes=str(args.demos)),
+                  args.demos, (args.episode_timeout + 10) * args.demos + 60)
+    base = os.path.join(out, f'seed{seed}', 'base.safetensors')
+    if not os.path.exists(base):
+        subprocess.run([sys.executable, '-m', 'hiors_trainer.train_offline', '--episodes', demo_dir,
+                        '--steps', str(args.base_steps), '--out', base, '--threads', str(args.threads),
+                        '--method', 'bc', '--preset', args.preset, '--rate-hz', '10', '--seed', str(seed),
+                        '--no-progress'], check=True)
+    results.setdefault('base', {}).setdefault(0, {})[seed] = graph_evaluate(
+        out, f'seed{seed}_base', base, seed, args.eval_instances, args.trials, common)
+    for method in args.methods.split(','):
+        snaps = graph_online(out, seed, method, base, demo_dir, budgets, common)
+        for budget, ckpt in snaps.items():
+            r = graph_evaluate(out, f'seed{seed}_{method}_{budget}', ckpt, seed, args.eval_instances,
+                               args.trials, common)
+            results.setdefault(method, {}).setdefault(budget, {})[seed] = r
+            say(f'seed {seed} {method} @ {budget} frames: {r}')
+        save_results(out, results)
+
+
+# ---------------------------------------------------------------------------- core engine
+def _success_at(outcomes, trials):
+    groups = [outcomes[i:i + trials] for i in range(0, len(outcomes) - trials + 1, trials)]
+    return {f'success@{k}': sum(any(g[:k]) for g in groups) / max(1, len(groups)) for k in range(1, trials + 1)}
+
+
+def core_evaluate(args, weights, norm_stats, config, seed):
+    """The policy alone on eval instances, each tried `trials` times (same instance, new noise)."""
+    from hiors.sync_loop import PolicyActor, SyncWorld
+    from hiors_policy.modeling import Pi0Policy
+    policy = Pi0Policy(config)
+    policy.load_state_dict(weights)
+    actor = PolicyActor(policy, norm_stats)
+    world = SyncWorld(task=args.task, mode='label_only', episode_timeout_s=args.episode_timeout,
+                      cameras=config.camera_names, image_size=config.image_size)
+    outcomes = []
+    for i in range(args.eval_instances):
+        for _ in range(args.trials):
+            outcomes.append(world.episode(900000 + 1000 * seed + i, actor, record=False).outcome == 'success')
+    return _success_at(outcomes, args.trials)
+
+
+def core_seed(args, out, seed, budgets, results):
+    import torch
+    from hiors.sync_loop import EpisodeStore, PolicyActor, SyncWorld
+    from hiors_policy.checkpoint import save_checkpoint
+    from hiors_trainer.core import FullWeights, Trainer, TrainerConfig
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(seed)
+    store = EpisodeStore()
+    work = os.path.join(out, f'seed{seed}')
+    world = SyncWorld(task=args.task, mode='demo', episode_timeout_s=args.episode_timeout)
+    t0 = time.time()
+    for i in range(args.demos):
+        r = world.episode(100000 * seed + i)
+        if r.outcome == 'success':
+            store.add('demos', r.episode)
+    say(f'seed {seed}: {len(store.dirs.get("demos", []))}/{args.demos} demonstrations, '
+        f'{store.frames("demos")} frames ({time.time() - t0:.0f} s)')
+
+    def trainer(method, out_dir, init='', demo_ratio=0.0, steps=0, batch_size=0):
+        cfg = TrainerConfig(batch_size=batch_size, episode_dir='online', demo_dir='demos', out_dir=out_dir, method=method,
+                            policy_preset=args.preset, init_checkpoint=init, demo_ratio=demo_ratio,
+                            decay_steps=steps, lr=args.online_lr if init else 0.0, seed=seed,
+                            num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0)
+        tr = Trainer(cfg, loader=store.loader, lister=store.lister)
+        tr.resume_or_init()
+        tr.ingest()
+        return tr
+
+    t0 = time.time()
+    tr = trainer('bc', os.path.join(work, 'base_trainer'), steps=args.base_steps, batch_size=args.base_batch_size)
+    for _ in range(args.base_steps):
+        tr.train_step()
+    base = os.path.join(work, 'base.safetensors')
+    save_checkpoint(base, FullWeights(tr.model_state()), tr.config, tr.norm_stats, 'base')
+    config = tr.config
+    r = core_evaluate(args, tr.model_state(), tr.norm_stats, config, seed)
+    results.setdefault('base', {}).setdefault(0, {})[seed] = r
+    say(f'seed {seed}: base policy ({args.base_steps} steps, {time.time() - t0:.0f} s): {r}')
+    max_budget = max(budgets)
+    for method in args.methods.split(','):
+        mode, trainer_method = ROBOT_SIDE[method]
+        t0 = time.time()
+        store.dirs.pop('online', None)
+        tr = trainer(trainer_method, os.path.join(work, method), init=base, demo_ratio=args.demo_ratio,
+                     steps=int(max_budget * args.updates_per_frame))
+        from hiors_policy.modeling import Pi0Policy
+        actor = PolicyActor(Pi0Policy(config), tr.norm_stats)
+        actor.load(tr.model_state(), tr.norm_stats)
+        world = SyncWorld(task=args.task, mode=mode, episode_timeout_s=args.episode_timeout,
+                          cameras=config.camera_names, image_size=config.image_size)
+        pending = sorted(budgets)
+        curve = []
+        n = 0
+        while pending:
+            res = world.episode(100000 * seed + 50000 + n, actor if mode != 'demo' else None)
+            n += 1
+            if res.episode is not None:
+                store.add('online', res.episode)
+            tr.ingest()
+            frames_now = store.frames('online')
+            if tr.ready():
+                for _ in range(int(round(args.updates_per_frame * len(res.episode.state) if res.episode else 0))):
+                    tr.train_step()
+                actor.load(tr.model_state(), tr.norm_stats)      # the hot swap
+            curve.append({'frames': frames_now, 'outcome': res.outcome, 'takeovers': res.takeovers,
+                          'train_step': tr.step})
+            while pending and frames_now >= pending[0]:
+                ev = core_evaluate(args, tr.model_state(), tr.norm_stats, config, seed)
+                results.setdefault(method, {}).setdefault(pending[0], {})[seed] = ev
+                say(f'seed {seed} {method} @ {pending[0]} frames ({n} episodes, '
+                    f'{sum(c["outcome"] == "success" for c in curve)} online successes, '
+                    f'{tr.step} train steps, {time.time() - t0:.0f} s): {ev}')
+                pending.pop(0)
+        results.setdefault('online', {}).setdefault(method, {})[seed] = curve
+        save_results(out, results)
+        del tr
+        store.dirs.pop('online', None)
+
+
+# ---------------------------------------------------------------------------- driver
+def save_results(out, results):
+    with open(os.path.join(out, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=1, default=str)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--engine', default='core', choices=['core', 'graph'])
     ap.add_argument('--methods', default='hiors,bc,hg_dagger,hiors_no_human')
     ap.add_argument('--seeds', default='0,1,2')
     ap.add_argument('--budgets', default='500,1000,2000,3000')
-    ap.add_argument('--demos', type=int, default=10)
-    ap.add_argument('--base-steps', type=int, default=1500)
+    ap.add_argument('--task', default='peg_insert_narrow')
+    ap.add_argument('--preset', default='tiny')
+    ap.add_argument('--demos', type=int, default=20)
+    ap.add_argument('--base-steps', type=int, default=2000)
+    ap.add_argument('--base-batch-size', type=int, default=16)
+    ap.add_argument('--updates-per-frame', type=float, default=0.5, help='core engine: train steps per online frame')
+    ap.add_argument('--online-lr', type=float, default=3e-4, help='core engine: peak lr of the online fine-tuning')
+    ap.add_argument('--demo-ratio', type=float, default=0.25)
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)
     ap.add_argument('--episode-timeout', type=float, default=30.0)
+    ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', default='runs/learning')
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    key = os.path.join(out, 'checkpoint.key')
-    if not os.path.exists(key):
-        open(key, 'w').write(os.urandom(32).hex())
-    os.environ['HIORS_CHECKPOINT_KEY_FILE'] = key
-    common = {'episode_timeout_s': str(args.episode_timeout), 'dashboard': 'false'}
+    ensure_checkpoint_key(out)
     budgets = [int(b) for b in args.budgets.split(',')]
-    results = {}
+    results = {'args': vars(args)}
+    run_seed = core_seed if args.engine == 'core' else graph_seed
     for seed in [int(s) for s in args.seeds.split(',')]:
-        demo_dir = os.path.join(out, f'seed{seed}', 'demos')
-        if len(_episodes(demo_dir)) < args.demos if os.path.isdir(demo_dir) else True:
-            _run_phase(f'demos_seed{seed}', out, dict(common, teleop='sim_human', sim_human_mode='demo',
-                                                      policy='false', trainer='false', episode_dir=demo_dir,
-                                                      seed=str(seed), num_episodes=str(args.demos)),
-                       args.demos, (args.episode_timeout + 10) * args.demos + 60)
-        base = os.path.join(out, f'seed{seed}', 'base.safetensors')
-        if not os.path.exists(base):
-            subprocess.run([sys.executable, '-m', 'hiors_trainer.train_offline', '--episodes', demo_dir,
-                            '--steps', str(args.base_steps), '--out', base, '--threads', '2', '--method', 'bc',
-                            '--rate-hz', '10', '--seed', str(seed), '--no-progress'], check=True)
-        results.setdefault('base', {})[seed] = evaluate(out, f'seed{seed}_base', base, seed,
-                                                        args.eval_instances, args.trials, common)
-        for method in args.methods.split(','):
-            snaps = online_with_snapshots(out, seed, method, base, demo_dir, budgets, common)
-            for budget, ckpt in snaps.items():
-                r = evaluate(out, f'seed{seed}_{method}_{budget}', ckpt, seed, args.eval_instances, args.trials, common)
-                results.setdefault(method, {}).setdefault(budget, {})[seed] = r
-                _say(f'seed {seed} {method} @ {budget} frames: {r}')
-            json.dump(results, open(os.path.join(out, 'results.json'), 'w'), indent=1, default=str)
-    report(out, results, args.trials)
+        run_seed(args, out, seed, budgets, results)
+        save_results(out, results)
+        report(out, results, args.trials)
+
+
+METHOD_KEYS = tuple(ROBOT_SIDE)
+
+
+def _mean(rows, key):
+    import numpy as np
+    return float(np.mean([r[key] for r in rows])) if rows else float('nan')
 
 
 def report(out, results, trials):
+    """Table (mean over seeds, and the per-seed spread) and plots: success vs online frames,
+    test-time scaling at the largest budget, and the online success / takeover rate."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import numpy as np
-    lines = ['| method | frames | ' + ' | '.join(f'success@{k}' for k in range(1, trials + 1)) + ' |',
-             '|---|---|' + '---|' * trials]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for method, by_budget in results.items():
-        if method == 'base':
+    ks = range(1, trials + 1)
+    lines = ['| method | online frames | seeds | ' + ' | '.join(f'success@{k}' for k in ks) + ' | min-max over seeds (@1) |',
+             '|---|---|---|' + '---|' * trials + '---|']
+    base = list(results.get('base', {}).get(0, results.get('base', {}).get('0', {})).values())
+    if base:
+        lines.append('| base policy (demos only) | 0 | %d | ' % len(base) +
+                     ' | '.join(f'{_mean(base, f"success@{k}"):.0%}' for k in ks) + ' | |')
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    for method in METHOD_KEYS:
+        by_budget = results.get(method)
+        if not by_budget:
             continue
-        xs = sorted(by_budget)
-        means = [np.mean([r['success@1'] for r in by_budget[b].values()]) * 100 for b in xs]
-        ax1.plot(xs, means, marker='o', label=method)
+        xs = sorted(by_budget, key=int)
+        rows = {b: list(by_budget[b].values()) for b in xs}
+        y = [_mean(rows[b], 'success@1') * 100 for b in xs]
+        lo = [min(r['success@1'] for r in rows[b]) * 100 for b in xs]
+        hi = [max(r['success@1'] for r in rows[b]) * 100 for b in xs]
+        x0 = [0] + [int(b) for b in xs] if base else [int(b) for b in xs]
+        y0 = [_mean(base, 'success@1') * 100] + y if base else y
+        line, = axes[0].plot(x0, y0, marker='o', label=method)
+        axes[0].fill_between([int(b) for b in xs], lo, hi, color=line.get_color(), alpha=0.12)
         for b in xs:
-            cells = [f"{np.mean([r[f'success@{k}'] for r in by_budget[b].values()]):.0%}" for k in range(1, trials + 1)]
-            lines.append(f'| {method} | {b} | ' + ' | '.join(cells) + ' |')
-        last = by_budget[xs[-1]]
-        ax2.plot(range(1, trials + 1), [np.mean([r[f'success@{k}'] for r in last.values()]) * 100
-                                        for k in range(1, trials + 1)], marker='o', label=method)
-    ax1.set_xlabel('online frames')
-    ax1.set_ylabel('success, policy alone (%)')
-    ax2.set_xlabel('trials')
-    ax2.set_ylabel('success within k trials (%)')
-    for ax in (ax1, ax2):
+            lines.append(f'| {method} | {b} | {len(rows[b])} | ' +
+                         ' | '.join(f'{_mean(rows[b], f"success@{k}"):.0%}' for k in ks) +
+                         f' | {min(r["success@1"] for r in rows[b]):.0%}-{max(r["success@1"] for r in rows[b]):.0%} |')
+        axes[1].plot(list(ks), [_mean(rows[xs[-1]], f'success@{k}') * 100 for k in ks], marker='o',
+                     label=f'{method} @ {xs[-1]} frames')
+        curves = results.get('online', {}).get(method, {})
+        if curves:
+            w = 10
+            for curve in curves.values():
+                succ = np.array([c['outcome'] == 'success' for c in curve], float)
+                fr = np.array([c['frames'] for c in curve])
+                if len(succ) >= w:
+                    axes[2].plot(fr[w - 1:], np.convolve(succ, np.ones(w) / w, 'valid') * 100,
+                                 color=line.get_color(), alpha=0.6,
+                                 label=method if curve is next(iter(curves.values())) else None)
+    axes[0].set_xlabel('online frames')
+    axes[0].set_ylabel('success, policy alone (%)')
+    axes[0].set_title('policy alone vs online frames (mean, band = seeds)')
+    axes[1].set_xlabel('trials of the same task instance')
+    axes[1].set_ylabel('success within k trials (%)')
+    axes[1].set_title('test-time scaling, largest budget')
+    axes[2].set_xlabel('online frames')
+    axes[2].set_ylabel('online success, last 10 episodes (%)')
+    axes[2].set_title('online episodes (with the human where the method has one)')
+    for ax in axes:
         ax.set_ylim(0, 105)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out, 'learning.png'), dpi=110)
     text = '\n'.join(lines)
-    open(os.path.join(out, 'results.md'), 'w').write(text + '\n')
+    with open(os.path.join(out, 'results.md'), 'w') as f:
+        f.write(text + '\n')
     print(text)
 
 

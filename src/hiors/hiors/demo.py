@@ -13,18 +13,21 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
-from .graph import bringup_graph
-from .supervisor import Supervisor
+from .phases import ensure_checkpoint_key, episodes, run_phase, say, success_rate
 
 
 def add_arguments(parser):
     parser.add_argument('--out', default='runs/demo', help='run directory (episodes, checkpoints, plot)')
-    parser.add_argument('--demos', type=int, default=10, help='scripted demonstration episodes')
-    parser.add_argument('--base-steps', type=int, default=1500, help='offline training steps for the base policy')
-    parser.add_argument('--eval-episodes', type=int, default=6, help='evaluation episodes per policy')
+    parser.add_argument('--task', default='peg_insert_narrow',
+                        help="simulated task variant (hiors_sim.tasks): 'peg_insert_narrow' or 'peg_insert' (wide)")
+    parser.add_argument('--demos', type=int, default=20, help='scripted demonstration episodes')
+    parser.add_argument('--base-steps', type=int, default=2000, help='offline training steps for the base policy')
+    parser.add_argument('--base-batch-size', type=int, default=16, help='batch size of the offline training')
+    parser.add_argument('--online-lr', type=float, default=3e-4,
+                        help='peak learning rate of the online trainer (fine-tuning the base policy)')
+    parser.add_argument('--eval-episodes', type=int, default=8, help='evaluation episodes per policy')
     parser.add_argument('--online-episodes', type=int, default=16, help='online Hi-ORS episodes')
     parser.add_argument('--episode-timeout', type=float, default=30.0, help='episode time limit (s)')
     parser.add_argument('--preset', default='tiny', help='policy preset')
@@ -32,99 +35,36 @@ def add_arguments(parser):
 
 
 def _say(msg):
-    print(f'[hiors demo {time.strftime("%H:%M:%S")}] {msg}', flush=True)
-
-
-class _EpisodeWatcher(threading.Thread):
-    """Prints one line per finished episode while a phase runs (progress for a long job)."""
-
-    def __init__(self, episode_dir, label, total):
-        super().__init__(daemon=True)
-        self.episode_dir, self.label, self.total = episode_dir, label, total
-        self.seen = set()
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.wait(1.0):
-            self.poll()
-
-    def poll(self):
-        for info in _episodes(self.episode_dir):
-            if info['episode_id'] in self.seen:
-                continue
-            self.seen.add(info['episode_id'])
-            _say(f'{self.label} episode {len(self.seen)}/{self.total}: {info["outcome"]:8s} '
-                 f'steps={info.get("steps", "?")} interventions={info.get("num_interventions", 0)}')
-
-
-def _episodes(episode_dir):
-    """Finished episodes, oldest first, as plain dicts (through the recorder's dataset library)."""
-    from hiors_recorder.dataset import list_episodes
-    import logging
-    logging.getLogger('hiors_recorder').setLevel(logging.ERROR)
-    out = []
-    for info in list_episodes(episode_dir):
-        d = info.to_dict() if hasattr(info, 'to_dict') else dict(vars(info))
-        out.append(d)
-    return out
-
-
-def _run_phase(label, out, overrides, total, timeout):
-    episode_dir = overrides['episode_dir']
-    specs = bringup_graph(overrides)
-    watcher = _EpisodeWatcher(episode_dir, label, total)
-    watcher.start()
-    sup = Supervisor(specs, os.path.join(out, 'logs', label), echo=_say).start()
-    code = sup.run(duration=timeout)
-    watcher.stop.set()
-    watcher.poll()
-    if code != 0:
-        _say(f'{label}: nodes failed: {sup.failed} (logs in {out}/logs/{label})')
-    if sup.interrupted:
-        _say('interrupted: stopping the demo')
-        raise SystemExit(130)
-    return sup
+    say(msg, 'hiors demo')
 
 
 def _evaluate(label, out, common, checkpoint, episode_dir, args, per_episode):
     """The policy alone on the same evaluation seeds; the simulated human only labels."""
-    _run_phase(label, out, dict(common, teleop='sim_human', sim_human_mode='label_only',
+    run_phase(label, out, dict(common, teleop='sim_human', sim_human_mode='label_only',
                                 checkpoint=checkpoint, trainer='false', episode_dir=episode_dir,
                                 seed=str(args.seed + 1000), num_episodes=str(args.eval_episodes)),
-               args.eval_episodes, per_episode * args.eval_episodes + 60)
-
-
-def _success_rate(episode_dir):
-    eps = _episodes(episode_dir)
-    if not eps:
-        return 0.0, 0
-    return sum(e['outcome'] == 'success' for e in eps) / len(eps), len(eps)
+               args.eval_episodes, per_episode * args.eval_episodes + 60, echo=_say)
 
 
 def run_demo(args) -> int:
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    key_file = os.path.join(out, 'checkpoint.key')
-    if not os.path.exists(key_file):
-        with open(key_file, 'w') as f:
-            f.write(os.urandom(32).hex())
-        os.chmod(key_file, 0o600)
-    os.environ['HIORS_CHECKPOINT_KEY_FILE'] = key_file
+    ensure_checkpoint_key(out)
     t0 = time.monotonic()
-    common = {'episode_timeout_s': str(args.episode_timeout), 'preset': args.preset,
+    common = {'episode_timeout_s': str(args.episode_timeout), 'preset': args.preset, 'task': args.task,
               'seed': str(args.seed), 'checkpoint_dir': os.path.join(out, 'checkpoints')}
     per_episode = args.episode_timeout + 10
 
     # 1. demonstrations
     demo_dir = os.path.join(out, 'episodes', 'demos')
-    have = len(_episodes(demo_dir)) if os.path.isdir(demo_dir) else 0
+    have = len(episodes(demo_dir)) if os.path.isdir(demo_dir) else 0
     if have < args.demos:
         _say(f'phase 1/5: collecting {args.demos - have} scripted demonstrations')
-        _run_phase('demos', out, dict(common, teleop='sim_human', sim_human_mode='demo', policy='false',
+        run_phase('demos', out, dict(common, teleop='sim_human', sim_human_mode='demo', policy='false',
                                       trainer='false', episode_dir=demo_dir,
                                       num_episodes=str(args.demos - have)),
-                   args.demos - have, per_episode * (args.demos - have) + 60)
-    rate, n = _success_rate(demo_dir)
+                   args.demos - have, per_episode * (args.demos - have) + 60, echo=_say)
+    rate, n = success_rate(demo_dir)
     _say(f'demonstrations: {n} episodes, expert success {rate:.0%}')
 
     # 2. base policy
@@ -133,7 +73,7 @@ def run_demo(args) -> int:
         _say(f'phase 2/5: training the base policy offline ({args.base_steps} steps)')
         cmd = [sys.executable, '-m', 'hiors_trainer.train_offline', '--episodes', demo_dir,
                '--steps', str(args.base_steps), '--out', base, '--preset', args.preset,
-               '--threads', '2', '--method', 'bc', '--rate-hz', '10']
+               '--threads', '2', '--method', 'bc', '--rate-hz', '10', '--batch-size', str(args.base_batch_size)]
         if subprocess.run(cmd).returncode != 0:
             _say('base policy training failed')
             return 1
@@ -146,11 +86,12 @@ def run_demo(args) -> int:
     # 4. online Hi-ORS
     online = os.path.join(out, 'episodes', 'online')
     _say(f'phase 4/5: online Hi-ORS ({args.online_episodes} episodes with the simulated human)')
-    _run_phase('online', out, dict(common, teleop='sim_human', sim_human_mode='intervene',
+    run_phase('online', out, dict(common, teleop='sim_human', sim_human_mode='intervene',
                                    checkpoint=base, trainer='true', episode_dir=online,
-                                   **{'trainer.demo_dir': demo_dir, 'trainer.demo_ratio': '0.25'},
+                                   **{'trainer.demo_dir': demo_dir, 'trainer.demo_ratio': '0.25',
+                                      'trainer.lr': str(args.online_lr)},
                                    seed=str(args.seed + 2000), num_episodes=str(args.online_episodes)),
-               args.online_episodes, per_episode * args.online_episodes + 120)
+               args.online_episodes, per_episode * args.online_episodes + 120, echo=_say)
     latest = os.path.join(out, 'checkpoints', 'latest.json')
     final = base
     if os.path.exists(latest):
@@ -176,9 +117,9 @@ def _report(out, demo_dir, eval_base, online, eval_final, final):
     rows = []
     for label, d in [('scripted expert (demos)', demo_dir), ('base policy alone', eval_base),
                      ('online Hi-ORS (with human)', online), ('after Hi-ORS, policy alone', eval_final)]:
-        rate, n = _success_rate(d) if os.path.isdir(d) else (0.0, 0)
+        rate, n = success_rate(d) if os.path.isdir(d) else (0.0, 0)
         rows.append((label, rate, n))
-    eps = _episodes(online) if os.path.isdir(online) else []
+    eps = episodes(online) if os.path.isdir(online) else []
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.bar(range(len(rows)), [r[1] * 100 for r in rows], color=['grey', 'tab:blue', 'tab:orange', 'tab:green'])
     ax1.set_xticks(range(len(rows)), [r[0].replace(' (', '\n(').replace(', ', ',\n') for r in rows], fontsize=8)

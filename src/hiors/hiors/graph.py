@@ -27,6 +27,7 @@ ARGUMENTS = {
     'checkpoint_dir': ('~/.hiors/checkpoints', 'where the trainer writes checkpoints'),
     'control_rate_hz': ('10.0', 'policy-facing control rate'),
     'seed': ('0', 'simulation seed'),
+    'task': ('peg_insert', "simulated task variant: 'peg_insert' (wide randomisation) or 'peg_insert_narrow'"),
     'dashboard': ('true', 'local web dashboard (success, interventions, trainer) on 127.0.0.1'),
     'dashboard_port': ('8088', 'dashboard port (0 = any free port, logged)'),
     'rviz': ('false', 'start RViz (only where ROS 2 is installed)'),
@@ -91,7 +92,7 @@ def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
     nodes = []
     if a['robot'] == 'sim':
         nodes.append(NodeSpec('sim', 'hiors_sim', 'sim_node', 'hiors_sim.sim_node', 'sim.yaml',
-                              {'control_rate_hz': rate, 'seed': int(a['seed'])},
+                              {'control_rate_hz': rate, 'seed': int(a['seed']), 'task': a['task']},
                               remappings=[('/forward_position_controller/commands', a['command_topic'])],
                               restart='always'))
     elif a['robot'] != 'real':

@@ -20,9 +20,11 @@ FORMAT_VERSION = 1
 @dataclass
 class PolicyConfig:
     name: str = 'tiny'
-    # Action chunking / flow matching.
-    chunk_size: int = 50            # H: actions predicted per inference
-    n_action_steps: int = 20        # k: actions executed before re-planning (Hi-ORS: 20 of 50)
+    # Action chunking / flow matching. Hi-ORS/pi0 at 50 Hz: H=50, k=20 (1 s predicted, 0.4 s
+    # executed; preset 'pi0'). The simulated arm runs at 10 Hz: H=10, k=5 keep those horizons
+    # (a 2 s open-loop stretch cannot place a peg within millimetres).
+    chunk_size: int = 10            # H: actions predicted per inference
+    n_action_steps: int = 5         # k: actions executed before re-planning
     num_inference_steps: int = 10   # Euler steps from t=1 (noise) to t=0 (actions)
     time_beta_alpha: float = 1.5    # training time t ~ Beta(alpha, beta) * scale + offset (pi0)
     time_beta_beta: float = 1.0
@@ -152,6 +154,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         expert_width=256, expert_mlp_dim=1024,
     ),
     'pi0': dict(
+        chunk_size=50, n_action_steps=20,
         tokenizer='', tokenizer_max_length=48, vocab_size=257152,
         vision_width=1152, vision_depth=27, vision_heads=16, vision_mlp_dim=4304, vision_patch_size=14,
         num_heads=8, num_kv_heads=1, head_dim=256,

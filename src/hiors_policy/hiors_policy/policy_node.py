@@ -36,7 +36,7 @@ class PolicyNodeConfig:
     preset: str = 'tiny'
     checkpoint: str = ''
     prompt: str = 'insert the peg into the hole'
-    n_action_steps: int = 20
+    n_action_steps: int = 0             # k executed per chunk; 0 = the policy config's own
     lead_ticks: int = 2
     blend_ticks: int = 3
     cameras: list[str] = field(default_factory=lambda: ['front', 'wrist'])
@@ -65,7 +65,8 @@ class PolicyNode(Node):
         policy.eval()
         self._model_lock = threading.Lock()
         self.policy, self.processor, self.version = policy, PolicyProcessor(config, stats), version
-        self.executor_ = ChunkExecutor(self.cfg.n_action_steps, self.cfg.lead_ticks, self.cfg.blend_ticks)
+        self.executor_ = ChunkExecutor(self.cfg.n_action_steps or config.n_action_steps, self.cfg.lead_ticks,
+                                       self.cfg.blend_ticks)
         self.markers = ChunkMarkers(self.cfg.frame_id)
         self.tick = 0
         self.q = None
@@ -222,7 +223,7 @@ class PolicyNode(Node):
         raw.layout.dim = [MultiArrayDimension(label='horizon', size=chunk.shape[0], stride=chunk.size),
                           MultiArrayDimension(label='action', size=chunk.shape[1], stride=chunk.shape[1])]
         self.pub_raw.publish(raw)
-        markers = self.markers.build(chunk, self.get_clock().now().to_msg(), self.cfg.n_action_steps)
+        markers = self.markers.build(chunk, self.get_clock().now().to_msg(), self.executor_.k)
         if markers is not None:
             self.pub_markers.publish(markers)
 

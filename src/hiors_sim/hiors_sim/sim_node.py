@@ -18,6 +18,7 @@ from hiors_common.params import declare_config
 
 from .scene import JOINT_NAMES
 from .sim_core import PegInsertionSim, SimConfig
+from .tasks import task_config
 
 
 @dataclass
@@ -29,7 +30,8 @@ class SimNodeConfig:
     camera_height: int = 224
     render: bool = True
     seed: int = 0
-    clearance_m: float = 0.0015
+    task: str = 'peg_insert'             # a named variant (hiors_sim.tasks): randomisation and clearance
+    clearance_m: float = 0.0             # per side; 0 = the task's
     frame_id: str = 'world'
     repeat_each: int = 1                 # reuse each episode's scene this many times (retries of one task instance)
 
@@ -45,10 +47,12 @@ class SimNode(Node):
     def __init__(self):
         super().__init__('sim')
         self.cfg = declare_config(self, SimNodeConfig)
-        self.sim = PegInsertionSim(SimConfig(control_rate_hz=self.cfg.control_rate_hz,
-                                             clearance_m=self.cfg.clearance_m,
-                                             camera_width=self.cfg.camera_width,
-                                             camera_height=self.cfg.camera_height))
+        sim_cfg = SimConfig(**task_config(self.cfg.task))
+        sim_cfg.control_rate_hz = self.cfg.control_rate_hz
+        sim_cfg.camera_width, sim_cfg.camera_height = self.cfg.camera_width, self.cfg.camera_height
+        if self.cfg.clearance_m > 0:
+            sim_cfg.clearance_m = self.cfg.clearance_m
+        self.sim = PegInsertionSim(sim_cfg)
         self.episode = 0
         self.sim.reset(self.cfg.seed)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -64,7 +64,7 @@ class TrainerConfig:
     threshold_unit: str = 'episodes'
     min_steps: int = 2
     noop_threshold: float = 1e-3
-    replan_stride: int = 20
+    replan_stride: int = 0               # autonomous samples every k steps; 0 = the policy's n_action_steps
     demo_ratio: float = 0.0              # fraction of each batch from demo_dir (if any)
     rate_hz: float = 0.0                 # 0 = one step per executed action
     # Optimisation (0 = take the profile's value).
@@ -111,7 +111,7 @@ class TrainerConfig:
         return FilterConfig(min_steps=self.min_steps, noop_threshold=self.noop_threshold,
                             use_filters=m.get('use_filters', True),
                             use_rejection=m.get('use_rejection', True),
-                            human_steps=m.get('human_steps', 'all'), replan_stride=self.replan_stride)
+                            human_steps=m.get('human_steps', 'all'), replan_stride=self.replan_stride or 1)
 
     def schedule(self) -> ThresholdSchedule:
         if METHODS[self.method].get('fixed_threshold'):
@@ -242,6 +242,9 @@ class Trainer:
         self.device = resolve_device(self.cfg.device)
         torch.manual_seed(self.cfg.seed)
         self.config = config or make_config(self.cfg.policy_preset)
+        if not self.cfg.replan_stride:
+            # Varied frequency: autonomous segments are sampled where the policy re-planned.
+            self.fcfg.replan_stride = self.config.n_action_steps
         self.policy = Pi0Policy(self.config).to(self.device)
         if state_dict is not None:
             self.policy.load_state_dict(state_dict, strict=True)

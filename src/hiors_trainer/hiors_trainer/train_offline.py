@@ -34,7 +34,7 @@ def parse_args(argv=None):
     p.add_argument('--batch-size', type=int, default=0)
     p.add_argument('--warmup-steps', type=int, default=0)
     p.add_argument('--decay-steps', type=int, default=0)
-    p.add_argument('--replan-stride', type=int, default=20)
+    p.add_argument('--replan-stride', type=int, default=0, help="0 = the policy's n_action_steps")
     p.add_argument('--rate-hz', type=float, default=0.0)
     p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=1)

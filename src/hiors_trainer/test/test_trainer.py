@@ -237,15 +237,15 @@ def test_training_reduces_loss_on_accepted_data(eps, tmp_path):
     tr.resume_or_init(); tr.ingest()
     tr.train_step()
     g = torch.Generator().manual_seed(1)
-    batch, ind = tr.make_batch(tr._draw(8))
-    noise = torch.randn(8, tr.config.chunk_size, tr.config.max_action_dim, generator=g)
-    t = torch.rand(8, generator=g) * 0.9 + 0.05
+    batch, ind = tr.make_batch(tr._draw(32))
+    noise = torch.randn(32, tr.config.chunk_size, tr.config.max_action_dim, generator=g)
+    t = torch.rand(32, generator=g) * 0.9 + 0.05
 
     def held_out():
         with torch.no_grad():
             return hiors_loss(tr.policy, batch, ind, noise=noise, time=t).item()
     before = held_out()
-    for _ in range(40):
+    for _ in range(80):
         tr.train_step()
     after = held_out()
     assert after < 0.85 * before, (before, after)

@@ -1,0 +1,175 @@
+"""Can the policy learn the task at all? Behaviour cloning without ROS, as fast as the CPU allows.
+
+Scripted-expert demonstrations straight from the MuJoCo core (no DDS, no bags), the trainer core
+on them, then the policy alone on held-out task instances in the same core. It separates "the
+model/data cannot learn this" from "the ROS loop loses something", and is where chunk length,
+image size, demo count and task width were chosen (BENCHMARKS.md).
+
+  MUJOCO_GL=egl .venv/bin/python bench/bench_bc_offline.py --demos 20 --steps 1500 --eval 10
+"""
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault('MUJOCO_GL', 'egl')
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from hiors_policy.config import make_config  # noqa: E402
+from hiors_policy.processing import PolicyProcessor  # noqa: E402
+from hiors_recorder.dataset import Episode  # noqa: E402
+from hiors_recorder.episode import EpisodeInfo  # noqa: E402
+from hiors_sim.expert import ScriptedExpert  # noqa: E402
+from hiors_sim.sim_core import PegInsertionSim, SimConfig  # noqa: E402
+from hiors_sim.tasks import task_config  # noqa: E402
+from hiors_trainer.core import Trainer, TrainerConfig  # noqa: E402
+
+PROMPT = 'insert the peg into the hole'
+
+
+def _obs(sim, cams):
+    return {c: sim.render(c) for c in cams}
+
+
+def collect(sim, seeds, cams, max_ticks, hold_ticks=3):
+    """Expert episodes (successful ones only), as the dataset library's Episode objects."""
+    expert = ScriptedExpert()
+    eps = []
+    for seed in seeds:
+        sim.reset(seed)
+        expert.reset()
+        states, actions, images = [], [], {c: [] for c in cams}
+        done_at = None
+        for _ in range(max_ticks):
+            q = sim.joint_positions()
+            ts = sim.task_state()
+            cmd = expert.act(q, ts['peg_pos'], ts['peg_quat'], ts['hole_pos'], ts['hole_quat'])
+            states.append(q)
+            actions.append(cmd)
+            for c, img in _obs(sim, cams).items():
+                images[c].append(img)
+            sim.step(cmd)
+            if sim.success() and done_at is None:
+                done_at = len(states)
+            if done_at is not None and len(states) >= done_at + hold_ticks:
+                break
+        if done_at is None:
+            continue
+        T = len(states)
+        info = EpisodeInfo(episode_id=f'demo-{seed}', outcome='success', reward=1.0, start_time=0.0,
+                           end_time=T / sim.config.control_rate_hz, steps=T, task=PROMPT)
+        eps.append(Episode(info=info, t=np.arange(T) / sim.config.control_rate_hz,
+                           state=np.asarray(states, np.float32), action=np.asarray(actions, np.float32),
+                           intervention=np.ones(T, bool), images={c: np.asarray(v) for c, v in images.items()},
+                           action_source=np.array(['human'] * T), intervention_flag=np.ones(T, bool)))
+    return eps
+
+
+def evaluate(sim, policy, processor, seeds, cams, max_ticks, k):
+    """The policy alone: infer a chunk, execute its first k actions, re-plan."""
+    policy.eval()
+    results, lifted, best_lateral = [], [], []
+    for seed in seeds:
+        sim.reset(seed)
+        chunk, i, ok = None, 0, False
+        z0 = sim.peg_pose()[0][2]
+        lift, lat = False, 1.0
+        for _ in range(max_ticks):
+            if chunk is None or i >= k:
+                batch = processor.prepare_observation(_obs(sim, cams), sim.joint_positions(), PROMPT)
+                with torch.no_grad():
+                    chunk = processor.unnormalize_actions(policy.sample_actions(batch)[0])
+                i = 0
+            sim.step(chunk[i])
+            i += 1
+            peg = sim.peg_pose()[0]
+            lift = lift or peg[2] > z0 + 0.02
+            if lift:
+                lat = min(lat, float(np.linalg.norm(peg[:2] - sim.hole_pose()[0][:2])))
+            if sim.success():
+                ok = True
+                break
+        results.append(ok)
+        lifted.append(lift)
+        best_lateral.append(lat)
+    return results, lifted, best_lateral
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--task', default='peg_insert')
+    ap.add_argument('--demos', type=int, default=20)
+    ap.add_argument('--steps', type=int, default=1500)
+    ap.add_argument('--batch-size', type=int, default=16)
+    ap.add_argument('--eval', type=int, default=10)
+    ap.add_argument('--preset', default='tiny')
+    ap.add_argument('--chunk', type=int, default=0, help='override chunk_size (H)')
+    ap.add_argument('--exec', type=int, default=0, help='override n_action_steps (k)')
+    ap.add_argument('--image-size', type=int, default=0)
+    ap.add_argument('--clearance', type=float, default=0.0, help='override the hole clearance per side (m)')
+    ap.add_argument('--patch', type=int, default=0, help='override vision_patch_size')
+    ap.add_argument('--max-ticks', type=int, default=200)
+    ap.add_argument('--lr', type=float, default=0.0)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--json', default='')
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    over = {}
+    if a.chunk:
+        over['chunk_size'] = a.chunk
+    if a.exec:
+        over['n_action_steps'] = a.exec
+    if a.image_size:
+        over['image_size'] = a.image_size
+    if a.patch:
+        over['vision_patch_size'] = a.patch
+    config = make_config(a.preset, **over)
+    sim_cfg = SimConfig(**task_config(a.task))
+    sim_cfg.camera_width = sim_cfg.camera_height = config.image_size
+    if a.clearance:
+        sim_cfg.clearance_m = a.clearance
+    sim = PegInsertionSim(sim_cfg)
+    cams = config.camera_names
+    t0 = time.time()
+    eps = collect(sim, range(a.seed * 10000, a.seed * 10000 + a.demos), cams, a.max_ticks)
+    t_collect = time.time() - t0
+    print(f'{len(eps)}/{a.demos} expert demos, {sum(len(e.state) for e in eps)} steps, {t_collect:.0f} s', flush=True)
+    by_id = {e.info.episode_id: e for e in eps}
+    cfg = TrainerConfig(episode_dir='', demo_dir='demos', out_dir=f'/tmp/hiors-bc-offline-{os.getpid()}',
+                        method='bc', policy_preset=a.preset, batch_size=a.batch_size, lr=a.lr,
+                        decay_steps=a.steps, replan_stride=config.n_action_steps, num_threads=a.threads,
+                        seed=a.seed, intake_interval_s=1e9)
+    tr = Trainer(cfg, loader=lambda info, rate_hz=None: by_id[info.episode_id],
+                 lister=lambda root: [e.info for e in eps])
+    tr._build(config=config)
+    tr.ingest()
+    t0 = time.time()
+    losses = []
+    for s in range(a.steps):
+        losses.append(tr.train_step()['loss'])
+        if (s + 1) % max(1, a.steps // 10) == 0:
+            print(f'step {s + 1}: loss {np.mean(losses[-50:]):.4f} ({time.time() - t0:.0f} s)', flush=True)
+    t_train = time.time() - t0
+    processor = PolicyProcessor(config, tr.norm_stats)
+    t0 = time.time()
+    ok, lifted, lat = evaluate(sim, tr.policy, processor, range(900000 + a.seed * 1000, 900000 + a.seed * 1000 + a.eval),
+                               cams, a.max_ticks, config.n_action_steps)
+    ok_train, _, _ = evaluate(sim, tr.policy, processor, range(a.seed * 10000, a.seed * 10000 + min(a.eval, a.demos)),
+                              cams, a.max_ticks, config.n_action_steps)
+    res = dict(task=a.task, clearance_mm=sim_cfg.clearance_m * 1000, demos=len(eps), steps=a.steps, chunk=config.chunk_size, exec=config.n_action_steps,
+               image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset, final_loss=float(np.mean(losses[-50:])),
+               success=float(np.mean(ok)), n_eval=len(ok), lifted=float(np.mean(lifted)),
+               median_lateral_mm=round(float(np.median(lat)) * 1000, 1),
+               success_on_train_instances=float(np.mean(ok_train)), train_s=round(t_train), eval_s=round(time.time() - t0),
+               collect_s=round(t_collect))
+    print(json.dumps(res), flush=True)
+    if a.json:
+        with open(a.json, 'a') as f:
+            f.write(json.dumps(res) + '\n')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,197 @@
+"""The Hi-ORS loop in one process, stepped synchronously, for learning benchmarks.
+
+The same cores the nodes wrap — MuJoCo sim (hiors_sim.sim_core), simulated human (hiors_sim.
+sim_human), pi0-style policy with its processor and chunk execution, the trainer (hiors_trainer.
+core) — driven tick by tick in simulated time instead of over DDS in wall-clock time. A failed
+evaluation episode then costs a few seconds instead of its 30 s time-out, which is what makes a
+methods x seeds x budgets sweep affordable on a CPU. What it leaves out is transport: no message
+latency (the graph adds 1-2 ticks), no dropped frames, training in lock-step with the robot
+(`updates_per_frame` train steps per recorded frame, weights swapped after every episode) rather
+than asynchronously. `hiors demo` and `bench/bench_learning.py --engine graph` run the real graph.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hiors_policy.processing import PolicyProcessor
+from hiors_recorder.dataset import Episode
+from hiors_recorder.episode import EpisodeInfo
+from hiors_sim.sim_core import PegInsertionSim, SimConfig
+from hiors_sim.sim_human import SimHuman, SimHumanConfig
+from hiors_sim.tasks import task_config
+
+PROMPT = 'insert the peg into the hole'
+
+
+class PolicyActor:
+    """The policy acting alone: a chunk from the current observation, its first k actions
+    executed, then the next (what the policy node does, without inference latency)."""
+
+    def __init__(self, policy, norm_stats, prompt: str = PROMPT):
+        self.policy = policy.eval()
+        self.config = policy.config
+        self.processor = PolicyProcessor(policy.config, norm_stats)
+        self.prompt = prompt
+        self.reset()
+
+    def reset(self):
+        self.chunk, self.i = None, 0
+
+    def load(self, state_dict, norm_stats):
+        """Hot swap: new weights from the next chunk on."""
+        self.policy.load_state_dict(state_dict)
+        self.processor = PolicyProcessor(self.config, norm_stats)
+        self.reset()
+
+    def command(self, state, images):
+        if self.chunk is None or self.i >= self.config.n_action_steps:
+            batch = self.processor.prepare_observation(images, state, self.prompt)
+            with torch.no_grad():
+                self.chunk = self.processor.unnormalize_actions(self.policy.sample_actions(batch)[0])
+            self.i = 0
+            if not np.all(np.isfinite(self.chunk)):
+                self.chunk = None
+                return None                       # hold, as the node does on a NaN chunk
+        cmd = self.chunk[self.i]
+        self.i += 1
+        return cmd
+
+
+@dataclass
+class EpisodeResult:
+    outcome: str
+    episode: Episode | None
+    takeovers: int = 0
+    ticks: int = 0
+
+
+@dataclass
+class SyncWorld:
+    """Sim + simulated human for one run; `episode()` runs one whole labelled episode."""
+    task: str = 'peg_insert'
+    mode: str = 'intervene'                  # sim human: demo | intervene | label_only
+    episode_timeout_s: float = 30.0
+    cameras: tuple = ('front', 'wrist')
+    image_size: int = 224
+    human_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        cfg = SimConfig(**task_config(self.task))
+        cfg.camera_width = cfg.camera_height = self.image_size
+        self.sim = PegInsertionSim(cfg)
+        self.dt = 1.0 / cfg.control_rate_hz
+        self.human = SimHuman(SimHumanConfig(mode=self.mode, episode_timeout_s=self.episode_timeout_s,
+                                             **self.human_overrides))
+        self.now = 0.0
+        self.count = 0
+
+    def images(self):
+        return {c: self.sim.render(c) for c in self.cameras}
+
+    def episode(self, seed: int, actor: PolicyActor | None = None, record: bool = True) -> EpisodeResult:
+        """Reset to the task instance `seed`, run until the human labels it, bring the arm home."""
+        sim, human = self.sim, self.human
+        human.cfg.num_episodes = human.episodes_done + 1
+        human.state = 'need_reset'
+        rec = None
+        ticks = 0
+        outcome = None
+        max_ticks = int((self.episode_timeout_s + 20.0) / self.dt)
+        while ticks < max_ticks:
+            q, task = sim.joint_positions(), sim.task_state()
+            images = None
+            policy_cmd = None
+            if rec is not None and actor is not None and not human.in_control:
+                images = self.images()
+                policy_cmd = actor.command(q, images)
+            out = human.tick(self.now, q, task, sim.success(), policy_cmd)
+            if out['reset']:
+                sim.reset(seed)
+                human.reset_done(self.now)
+                continue
+            for ev in out['events']:
+                if ev == 'start':
+                    rec = {'state': [], 'action': [], 'human': [], 'images': {c: [] for c in self.cameras}}
+                    if actor is not None:
+                        actor.reset()
+                elif ev in ('success', 'failure', 'abort'):
+                    outcome = ev
+            if outcome is not None:
+                break
+            if out['intervention']:
+                cmd = out['command']
+                if actor is not None:
+                    actor.reset()                 # chunks are dropped across a takeover
+            else:
+                cmd = policy_cmd
+            if cmd is None:
+                cmd = sim.target                  # nothing valid: hold the last target
+            if rec is not None and human.state == 'running':
+                if record:
+                    images = images if images is not None else self.images()
+                    for c in self.cameras:
+                        rec['images'][c].append(images[c])
+                rec['state'].append(q)
+                rec['action'].append(np.asarray(cmd, float).copy())
+                rec['human'].append(bool(out['intervention']))
+            sim.step(cmd)
+            self.now += self.dt
+            ticks += 1
+        if outcome is None:
+            outcome = 'abort'
+        # Home the arm (the human's homing phase) so the next reset starts from rest.
+        for _ in range(int(4.0 / self.dt)):
+            out = human.tick(self.now, sim.joint_positions(), sim.task_state(), False, None)
+            if human.state != 'homing':
+                break
+            sim.step(out['command'] if out['command'] is not None else sim.target)
+            self.now += self.dt
+        self.count += 1
+        ep = None
+        if rec is not None and rec['state'] and record:
+            T = len(rec['state'])
+            human_steps = np.asarray(rec['human'], bool)
+            info = EpisodeInfo(episode_id=f'{self.mode}-{self.count:05d}-seed{seed}', outcome=outcome,
+                               reward=float(outcome == 'success'), start_time=0.0, end_time=T * self.dt,
+                               steps=T, num_interventions=human.takeovers, task=PROMPT)
+            ep = Episode(info=info, t=np.arange(T) * self.dt, state=np.asarray(rec['state'], np.float32),
+                         action=np.asarray(rec['action'], np.float32), intervention=human_steps,
+                         images={c: np.asarray(v) for c, v in rec['images'].items()},
+                         action_source=np.where(human_steps, 'human', 'policy'),
+                         intervention_flag=human_steps.copy())
+        return EpisodeResult(outcome, ep, human.takeovers, ticks)
+
+
+class EpisodeStore:
+    """In-memory episode directories for the trainer (its lister/loader hooks)."""
+
+    def __init__(self):
+        self.dirs: dict[str, list[Episode]] = {}
+
+    def add(self, root: str, ep: Episode):
+        self.dirs.setdefault(root, []).append(ep)
+
+    def lister(self, root):
+        return [e.info for e in self.dirs.get(root, [])]
+
+    def loader(self, info, rate_hz=None):
+        for eps in self.dirs.values():
+            for e in eps:
+                if e.info is info or e.info.episode_id == info.episode_id:
+                    return e
+        raise KeyError(info.episode_id)
+
+    def frames(self, root) -> int:
+        return sum(len(e.state) for e in self.dirs.get(root, []))
+
+
+def policy_copy(trainer) -> tuple[dict, object]:
+    """The trainer's current weights and norm stats, detached (what a checkpoint carries)."""
+    return copy.deepcopy(trainer.model_state()), trainer.norm_stats
+
+
+__all__ = ['PolicyActor', 'SyncWorld', 'EpisodeResult', 'EpisodeStore', 'policy_copy', 'PROMPT']
