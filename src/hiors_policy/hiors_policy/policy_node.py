@@ -19,7 +19,7 @@ from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
 from hiors_common.signing import SigningKeyMissing, load_key
 
-from .checkpoint import CheckpointError, load_checkpoint, load_state_into
+from .checkpoint import load_checkpoint, load_state_into
 from .checkpoint_transport import TransportError, verify_and_fetch
 from .chunk_executor import ChunkExecutor
 from .config import make_config
@@ -64,6 +64,8 @@ class PolicyNode(Node):
             self.get_logger().warning(f"no checkpoint: random-init '{self.cfg.preset}' policy")
         policy.eval()
         self._model_lock = threading.Lock()
+        self._spare = None                   # second model the next checkpoint is loaded into
+        self._busy_locks = {}
         self.policy, self.processor, self.version = policy, PolicyProcessor(config, stats), version
         self.executor_ = ChunkExecutor(self.cfg.n_action_steps or config.n_action_steps, self.cfg.lead_ticks,
                                        self.cfg.blend_ticks)
@@ -201,7 +203,9 @@ class PolicyNode(Node):
             try:
                 with self._model_lock:
                     policy, processor = self.policy, self.processor
-                with torch.inference_mode():
+                # The model is marked busy: a swap must not load the next weights into it while
+                # this inference still runs (it becomes the spare after a swap).
+                with self._busy(policy), torch.inference_mode():
                     batch = processor.prepare_observation(obs['images'], obs['state'], self.cfg.prompt)
                     chunk = processor.unnormalize_actions(policy.sample_actions(batch)[0])
             except Exception as exc:  # noqa: BLE001 - model errors: the control thread holds, reports
@@ -228,6 +232,10 @@ class PolicyNode(Node):
             self.pub_markers.publish(markers)
 
     # --- checkpoint swap ---------------------------------------------------------------------------
+    def _busy(self, model) -> threading.Lock:
+        with self._model_lock:
+            return self._busy_locks.setdefault(id(model), threading.Lock())
+
     def _checkpoint_loop(self):
         while not self._stop.is_set():
             try:
@@ -243,12 +251,16 @@ class PolicyNode(Node):
                     continue
                 with self._model_lock:
                     current = self.policy
-                spare = copy.deepcopy(current)              # second copy, loaded off the control thread
-                config, stats, version = load_state_into(spare, data)
+                if self._spare is None:
+                    self._spare = copy.deepcopy(current)    # once; later swaps reuse the retired model
+                spare = self._spare
+                with self._busy(spare):                     # waits for an inference still on it
+                    config, stats, version = load_state_into(spare, data)
                 spare.eval()
                 processor = PolicyProcessor(config, stats)
                 with self._model_lock:                       # swap between ticks
                     self.policy, self.processor, self.version = spare, processor, version
+                    self._spare = current
                 self.stats['swaps'] += 1
                 self._swapped = True             # the control thread re-plans with the new weights
                 self.pub_version.publish(String(data=version))

@@ -100,6 +100,16 @@ def test_policy_node_over_dds(tmp_path, test_node):
         assert spin(lambda: len(commands) >= n + 10, 10)
         assert versions[-1] == 'v-good'
 
+        # Two more swaps: the retired model is the spare the next weights load into.
+        for i, version in enumerate(['v-good-2', 'v-good-3']):
+            torch.manual_seed(2 + i)
+            path = tmp_path / f'{version}.safetensors'
+            save_checkpoint(str(path), Pi0Policy(config), config, NormStats.identity(7, 7), version)
+            pub_ckpt.publish(String(data=json.dumps(build_manifest(str(path), version, b'node-test-key'))))
+            assert spin(lambda: versions[-1] == version, 30), proc.log()
+            n = len(commands)
+            assert spin(lambda: len(commands) >= n + 5, 10)
+
         # Observations stop: after observation_timeout_s the node holds the last measured position.
         spin_until(test_node, lambda: False, 1.5)
         n = len(commands)

@@ -1,6 +1,5 @@
 """Named task variants of the peg-in-hole scene: how widely peg and hole are randomised, and
 the hole's clearance. One place, so the sim node, the main job and the benchmarks agree."""
-from dataclasses import fields
 
 TASKS = {
     # Wide: peg and hole anywhere in 12 x 14 cm areas, yaws +-0.6 rad, 1.5 mm clearance per side.

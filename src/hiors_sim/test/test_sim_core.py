@@ -103,3 +103,33 @@ def test_expert_recovers_after_a_bad_policy_moved_the_arm(sim):
 
 def test_joint_names_order():
     assert JOINT_NAMES == ('joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper')
+
+
+def test_named_tasks_set_randomisation_and_clearance():
+    from hiors_sim.tasks import TASKS, task_config
+    assert set(TASKS) >= {'peg_insert', 'peg_insert_narrow'}
+    with pytest.raises(ValueError, match='unknown task'):
+        task_config('peg_in_a_haystack')
+    cfg = SimConfig(camera_width=64, camera_height=64, **task_config('peg_insert_narrow'))
+    narrow = PegInsertionSim(cfg)
+    try:
+        from hiors_sim.scene import PEG_HALF
+        wall = narrow.model.geom('wall_px')
+        inner = wall.pos[0] - wall.size[0]                  # hole half-width
+        assert inner - PEG_HALF == pytest.approx(0.003)
+        for seed in range(20):
+            narrow.reset(seed)
+            s = narrow.task_state()
+            assert cfg.peg_x[0] <= s['peg_pos'][0] <= cfg.peg_x[1] and cfg.peg_y[0] <= s['peg_pos'][1] <= cfg.peg_y[1] + 1e-3
+            assert cfg.hole_x[0] <= s['hole_pos'][0] <= cfg.hole_x[1] and cfg.hole_y[0] <= s['hole_pos'][1] <= cfg.hole_y[1]
+        # The expert still inserts the peg with the wider clearance.
+        expert = ScriptedExpert()
+        narrow.reset(3)
+        for _ in range(150):
+            ts = narrow.task_state()
+            narrow.step(expert.act(narrow.joint_positions(), ts['peg_pos'], ts['peg_quat'], ts['hole_pos'], ts['hole_quat']))
+            if narrow.success():
+                break
+        assert narrow.success()
+    finally:
+        narrow.close()

@@ -1,0 +1,47 @@
+"""The synchronous loop the learning benchmark runs: real sim, simulated human, policy and trainer
+cores stepped in one process; episodes come out as the dataset library's Episode objects."""
+import numpy as np
+import torch
+
+from hiors.sync_loop import EpisodeStore, PolicyActor, SyncWorld
+from hiors_policy.config import make_config
+from hiors_policy.modeling import Pi0Policy
+from hiors_policy.processing import NormStats
+from hiors_trainer.core import Trainer, TrainerConfig
+
+
+def test_demo_and_policy_episodes_feed_the_trainer(tmp_path):
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    config = make_config('tiny', image_size=64, vision_patch_size=32)
+    demo = SyncWorld(task='peg_insert_narrow', mode='demo', image_size=64)
+    r = demo.episode(seed=7)
+    ep = r.episode
+    assert r.outcome == 'success' and ep.info.outcome == 'success'
+    T = len(ep.state)
+    assert 20 < T < 150 and ep.action.shape == (T, 7) and ep.intervention.all()
+    assert ep.images['front'].shape == (T, 64, 64, 3) and ep.images['wrist'].dtype == np.uint8
+    # The recorded action at step k is the command sent after observing state k: the arm follows it.
+    assert np.abs(ep.state[1:, :6] - ep.action[:-1, :6]).max() < 0.2
+
+    # A random-init policy alone: it fails; every step is its own (no takeover in label_only).
+    actor = PolicyActor(Pi0Policy(config), NormStats.from_arrays(ep.state, ep.action))
+    alone = SyncWorld(task='peg_insert_narrow', mode='label_only', episode_timeout_s=2.0, image_size=64)
+    f = alone.episode(seed=8, actor=actor)
+    assert f.outcome == 'failure' and not f.episode.intervention.any()
+    assert np.all(np.isfinite(f.episode.action)) and len(f.episode.state) >= 15
+
+    # The trainer reads both through its lister/loader hooks: the success is accepted, the failure
+    # rejected by the threshold, and a train step runs on the accepted samples.
+    store = EpisodeStore()
+    store.add('online', ep)
+    store.add('online', f.episode)
+    tr = Trainer(TrainerConfig(episode_dir='online', out_dir=str(tmp_path), batch_size=4, intake_interval_s=1e9),
+                 loader=store.loader, lister=store.lister)
+    tr._build(config=config)
+    assert tr.ingest() == 2
+    rep = tr.report()
+    assert rep['accepted_episodes'] == 1 and rep['rejected_episodes'] == {'below_threshold': 1}
+    assert np.isfinite(tr.train_step()['loss'])
+    actor.load(tr.model_state(), tr.norm_stats)                 # the hot swap of the benchmark
+    assert actor.chunk is None
