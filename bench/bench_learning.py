@@ -132,11 +132,15 @@ def core_evaluate(args, weights, norm_stats, config, seed):
     actor = PolicyActor(policy, norm_stats)
     world = SyncWorld(task=args.task, mode='label_only', episode_timeout_s=args.episode_timeout,
                       cameras=config.camera_names, image_size=config.image_size)
-    outcomes = []
+    outcomes, failures = [], {}
     for i in range(args.eval_instances):
         for _ in range(args.trials):
-            outcomes.append(world.episode(900000 + 1000 * seed + i, actor, record=False).outcome == 'success')
-    return _success_at(outcomes, args.trials)
+            r = world.episode(900000 + 1000 * seed + i, actor, record=False)
+            outcomes.append(r.outcome == 'success')
+            if r.outcome != 'success':
+                mode = 'peg knocked over' if r.end_phase == 'fallen' else f'timeout in {r.end_phase}'
+                failures[mode] = failures.get(mode, 0) + 1
+    return dict(_success_at(outcomes, args.trials), failures=failures)
 
 
 def core_seed(args, out, seed, budgets, results):

@@ -67,6 +67,7 @@ class EpisodeResult:
     episode: Episode | None
     takeovers: int = 0
     ticks: int = 0
+    end_phase: str = ''          # the expert's reading of the last state: 'fallen' = peg knocked over
 
 
 @dataclass
@@ -143,6 +144,7 @@ class SyncWorld:
             ticks += 1
         if outcome is None:
             outcome = 'abort'
+        end_phase = human.expert.phase
         # Home the arm (the human's homing phase) so the next reset starts from rest.
         for _ in range(int(4.0 / self.dt)):
             out = human.tick(self.now, sim.joint_positions(), sim.task_state(), False, None)
@@ -163,7 +165,7 @@ class SyncWorld:
                          images={c: np.asarray(v) for c, v in rec['images'].items()},
                          action_source=np.where(human_steps, 'human', 'policy'),
                          intervention_flag=human_steps.copy())
-        return EpisodeResult(outcome, ep, human.takeovers, ticks)
+        return EpisodeResult(outcome, ep, human.takeovers, ticks, end_phase)
 
 
 class EpisodeStore:
