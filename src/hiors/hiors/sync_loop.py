@@ -79,9 +79,10 @@ class SyncWorld:
     cameras: tuple = ('front', 'wrist')
     image_size: int = 224
     human_overrides: dict = field(default_factory=dict)
+    sim_overrides: dict = field(default_factory=dict)    # SimConfig fields over the task's
 
     def __post_init__(self):
-        cfg = SimConfig(**task_config(self.task))
+        cfg = SimConfig(**dict(task_config(self.task), **self.sim_overrides))
         cfg.camera_width = cfg.camera_height = self.image_size
         self.sim = PegInsertionSim(cfg)
         self.dt = 1.0 / cfg.control_rate_hz
