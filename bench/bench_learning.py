@@ -146,7 +146,7 @@ def core_evaluate(args, weights, norm_stats, config, seed):
 def core_seed(args, out, seed, budgets, results):
     import torch
     from hiors.sync_loop import EpisodeStore, PolicyActor, SyncWorld
-    from hiors_policy.checkpoint import save_checkpoint
+    from hiors_policy.checkpoint import load_checkpoint, save_checkpoint
     from hiors_trainer.core import FullWeights, Trainer, TrainerConfig
     torch.set_num_threads(args.threads)
     torch.manual_seed(seed)
@@ -172,13 +172,17 @@ def core_seed(args, out, seed, budgets, results):
         return tr
 
     t0 = time.time()
-    tr = trainer('bc', os.path.join(work, 'base_trainer'), steps=args.base_steps, batch_size=args.base_batch_size)
-    for _ in range(args.base_steps):
-        tr.train_step()
     base = os.path.join(work, 'base.safetensors')
-    save_checkpoint(base, FullWeights(tr.model_state()), tr.config, tr.norm_stats, 'base')
-    config = tr.config
-    r = core_evaluate(args, tr.model_state(), tr.norm_stats, config, seed)
+    if os.path.exists(base):                 # a re-run with other methods reuses the base policy
+        policy, config, norm_stats, _ = load_checkpoint(base)
+        weights = policy.state_dict()
+    else:
+        tr = trainer('bc', os.path.join(work, 'base_trainer'), steps=args.base_steps, batch_size=args.base_batch_size)
+        for _ in range(args.base_steps):
+            tr.train_step()
+        save_checkpoint(base, FullWeights(tr.model_state()), tr.config, tr.norm_stats, 'base')
+        weights, config, norm_stats = tr.model_state(), tr.config, tr.norm_stats
+    r = core_evaluate(args, weights, norm_stats, config, seed)
     results.setdefault('base', {}).setdefault(0, {})[seed] = r
     say(f'seed {seed}: base policy ({args.base_steps} steps, {time.time() - t0:.0f} s): {r}')
     max_budget = max(budgets)
@@ -247,8 +251,14 @@ def main():
     ap.add_argument('--episode-timeout', type=float, default=30.0)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', default='runs/learning')
+    ap.add_argument('--report-only', action='store_true', help='re-draw the table and plot from <out>/results.json')
     args = ap.parse_args()
     out = os.path.abspath(args.out)
+    if args.report_only:
+        with open(os.path.join(out, 'results.json')) as f:
+            results = json.load(f)
+        report(out, results, int(results.get('args', {}).get('trials', args.trials)))
+        return
     os.makedirs(out, exist_ok=True)
     ensure_checkpoint_key(out)
     budgets = [int(b) for b in args.budgets.split(',')]
@@ -315,12 +325,13 @@ def report(out, results, trials):
     axes[0].set_xlabel('online frames')
     axes[0].set_ylabel('success, policy alone (%)')
     axes[0].set_title('policy alone vs online frames (mean, band = seeds)')
+    axes[1].set_xticks(list(ks))
     axes[1].set_xlabel('trials of the same task instance')
     axes[1].set_ylabel('success within k trials (%)')
     axes[1].set_title('test-time scaling, largest budget')
     axes[2].set_xlabel('online frames')
     axes[2].set_ylabel('online success, last 10 episodes (%)')
-    axes[2].set_title('online episodes (with the human where the method has one)')
+    axes[2].set_title('online episodes, success of the last 10')
     for ax in axes:
         ax.set_ylim(0, 105)
         ax.legend(fontsize=7)
