@@ -252,11 +252,20 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', default='runs/learning')
     ap.add_argument('--report-only', action='store_true', help='re-draw the table and plot from <out>/results.json')
+    ap.add_argument('--merge', default='', help='with --report-only: comma list of other --out dirs (same seeds '
+                                                'and base policies) whose methods join the report')
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     if args.report_only:
         with open(os.path.join(out, 'results.json')) as f:
             results = json.load(f)
+        for other in filter(None, args.merge.split(',')):
+            with open(os.path.join(other, 'results.json')) as f:
+                more = json.load(f)
+            for method in METHOD_KEYS:
+                if method in more and method not in results:
+                    results[method] = more[method]
+                    results.setdefault('online', {})[method] = more.get('online', {}).get(method, {})
         report(out, results, int(results.get('args', {}).get('trials', args.trials)))
         return
     os.makedirs(out, exist_ok=True)
