@@ -12,6 +12,9 @@ import json
 import os
 import time
 
+from hiors_common.ros_env import use_local_ros_network
+
+use_local_ros_network()          # no DDS is used here; set anyway, like every bench
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
 import numpy as np  # noqa: E402
