@@ -1,9 +1,13 @@
 """Entry-point helper: init rclpy, spin a node, and shut down cleanly on Ctrl-C or SIGTERM."""
+import faulthandler
 import signal
 import sys
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+
+SHUTDOWN_TRACE_AFTER_S = 6.0
 
 
 def run_node(node_factory, args=None, threads: int = 1) -> int:
@@ -44,6 +48,11 @@ def run_node(node_factory, args=None, threads: int = 1) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # A stop should take a second or two. If it hangs (a thread stuck in native code at
+        # exit, say), every thread's stack goes to stderr - the node's log - before the
+        # supervisor's SIGKILL, so the log says where it hung. Never cancelled: it also
+        # covers interpreter finalization after this function returns.
+        faulthandler.dump_traceback_later(SHUTDOWN_TRACE_AFTER_S, exit=False)
         if node is not None:
             close = getattr(node, 'close', None)
             if close is not None:

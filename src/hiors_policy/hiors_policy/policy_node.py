@@ -220,6 +220,8 @@ class PolicyNode(Node):
             self.stats['chunks'] += 1
             with self._chunk_lock:
                 self._new_chunk = (chunk, obs_tick)
+            if self._stop.is_set():              # shutting down: the publishers may be gone
+                return
             self._publish_chunk(chunk)
 
     def _publish_chunk(self, chunk):
@@ -257,6 +259,8 @@ class PolicyNode(Node):
                 with self._busy(spare):                     # waits for an inference still on it
                     config, stats, version = load_state_into(spare, data)
                 spare.eval()
+                if self._stop.is_set():          # shutting down: do not swap or publish
+                    return
                 processor = PolicyProcessor(config, stats)
                 with self._model_lock:                       # swap between ticks
                     self.policy, self.processor, self.version = spare, processor, version
@@ -266,6 +270,8 @@ class PolicyNode(Node):
                 self.pub_version.publish(String(data=version))
                 self.get_logger().info(f'swapped in checkpoint {version} ({manifest["size"] / 1e6:.1f} MB)')
             except Exception as exc:  # noqa: BLE001 - any bad checkpoint: keep the running policy
+                if self._stop.is_set():
+                    return
                 self.stats['rejected_checkpoints'] += 1
                 self.stats['last_error'] = f'checkpoint rejected: {exc}'
                 self.get_logger().error(f'checkpoint rejected, keeping {self.version}: {exc}')
@@ -278,9 +284,15 @@ class PolicyNode(Node):
                                               intervention=self.intervention))
 
     def close(self):
+        # Wait for both threads before the node's handles are destroyed: a thread still inside
+        # torch or a publisher when the interpreter finalizes can hang the exit (a supervisor
+        # then has to SIGKILL the node). Each loop checks _stop at least every 0.2 s; an
+        # inference or a checkpoint load in flight finishes first (seconds at most).
         self._stop.set()
-        self._worker.join(timeout=2)
-        self._loader.join(timeout=2)
+        for thread in (self._worker, self._loader):
+            thread.join(timeout=8.0)
+            if thread.is_alive():
+                self.get_logger().warning(f'{thread.name} thread still busy at shutdown')
 
 
 def main(args=None):
