@@ -138,7 +138,8 @@ def core_evaluate(args, weights, norm_stats, config, seed):
             r = world.episode(900000 + 1000 * seed + i, actor, record=False)
             outcomes.append(r.outcome == 'success')
             if r.outcome != 'success':
-                mode = 'peg knocked over' if r.end_phase == 'fallen' else f'timeout in {r.end_phase}'
+                mode = (f'peg knocked over in {r.fell_in}' if r.fell_in
+                        else f'timeout in {r.end_phase}')
                 failures[mode] = failures.get(mode, 0) + 1
     return dict(_success_at(outcomes, args.trials), failures=failures)
 

@@ -68,6 +68,8 @@ class EpisodeResult:
     takeovers: int = 0
     ticks: int = 0
     end_phase: str = ''          # the expert's reading of the last state: 'fallen' = peg knocked over
+    fell_in: str = ''            # the expert's phase just before the peg fell ('' = it did not fall)
+    fell_under: str = ''         # who was driving when it fell: 'policy' or 'human'
 
 
 @dataclass
@@ -102,6 +104,8 @@ class SyncWorld:
         rec = None
         ticks = 0
         outcome = None
+        fell_in = fell_under = ''
+        last_phase = 'start'
         max_ticks = int((self.episode_timeout_s + 20.0) / self.dt)
         while ticks < max_ticks:
             q, task = sim.joint_positions(), sim.task_state()
@@ -110,7 +114,13 @@ class SyncWorld:
             if rec is not None and actor is not None and not human.in_control:
                 images = self.images()
                 policy_cmd = actor.command(q, images)
+            driving = 'human' if human.in_control else 'policy'
             out = human.tick(self.now, q, task, sim.success(), policy_cmd)
+            if rec is not None and not fell_in:
+                if human.expert.phase == 'fallen':
+                    fell_in, fell_under = last_phase, driving
+                else:
+                    last_phase = human.expert.phase
             if out['reset']:
                 sim.reset(seed)
                 human.reset_done(self.now)
@@ -166,7 +176,7 @@ class SyncWorld:
                          images={c: np.asarray(v) for c, v in rec['images'].items()},
                          action_source=np.where(human_steps, 'human', 'policy'),
                          intervention_flag=human_steps.copy())
-        return EpisodeResult(outcome, ep, human.takeovers, ticks, end_phase)
+        return EpisodeResult(outcome, ep, human.takeovers, ticks, end_phase, fell_in, fell_under)
 
 
 class EpisodeStore:
