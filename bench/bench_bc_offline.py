@@ -106,7 +106,7 @@ def main():
                         seed=a.seed, intake_interval_s=1e9)
     tr = Trainer(cfg, loader=lambda info, rate_hz=None: by_id[info.episode_id],
                  lister=lambda root: [e.info for e in eps])
-    tr._build(config=config)
+    tr.resume_or_init(config=config)
     tr.ingest()
     t0 = time.time()
     losses = []

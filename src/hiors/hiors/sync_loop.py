@@ -99,8 +99,7 @@ class SyncWorld:
     def episode(self, seed: int, actor: PolicyActor | None = None, record: bool = True) -> EpisodeResult:
         """Reset to the task instance `seed`, run until the human labels it, bring the arm home."""
         sim, human = self.sim, self.human
-        human.cfg.num_episodes = human.episodes_done + 1
-        human.state = 'need_reset'
+        human.run_one_more()
         rec = None
         ticks = 0
         outcome = None

@@ -38,10 +38,37 @@ def test_demo_and_policy_episodes_feed_the_trainer(tmp_path):
     store.add('online', f.episode)
     tr = Trainer(TrainerConfig(episode_dir='online', out_dir=str(tmp_path), batch_size=4, intake_interval_s=1e9),
                  loader=store.loader, lister=store.lister)
-    tr._build(config=config)
+    tr.resume_or_init(config=config)
     assert tr.ingest() == 2
     rep = tr.report()
     assert rep['accepted_episodes'] == 1 and rep['rejected_episodes'] == {'below_threshold': 1}
     assert np.isfinite(tr.train_step()['loss'])
     actor.load(tr.model_state(), tr.norm_stats)                 # the hot swap of the benchmark
     assert actor.chunk is None
+
+
+class _Sweeper:
+    """A bad 'policy': sweeps the closed hand through the standing peg at its mid height."""
+
+    def __init__(self, world):
+        self.world, self.t = world, 0
+
+    def reset(self):
+        pass
+
+    def command(self, q, images):
+        from hiors_sim.kinematics import quat_from_yaw_down
+        peg = self.world.sim.task_state()['peg_pos']
+        self.t += 1
+        goal = peg + np.array([0.0, -0.10 + 0.01 * self.t, 0.01])
+        arm = self.world.human.expert.kin.ik(goal, quat_from_yaw_down(0.0), np.asarray(q)[:6])
+        return np.concatenate([arm, [0.0]])
+
+
+def test_knocked_over_peg_is_labelled_with_the_phase_and_driver():
+    world = SyncWorld(task='peg_insert_narrow', mode='label_only', episode_timeout_s=6.0, image_size=64)
+    r = world.episode(seed=3, actor=_Sweeper(world), record=False)
+    assert r.outcome == 'failure' and r.end_phase == 'fallen'
+    assert r.fell_under == 'policy' and r.fell_in in ('approach', 'retreat', 'descend')
+    ok = SyncWorld(task='peg_insert_narrow', mode='demo', image_size=64).episode(seed=3, record=False)
+    assert ok.outcome == 'success' and ok.fell_in == ''

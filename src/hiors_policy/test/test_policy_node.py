@@ -4,7 +4,6 @@ import json
 import time
 
 import numpy as np
-import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy

@@ -42,6 +42,7 @@ class SimHuman:
         self.expert = expert or ScriptedExpert()
         self.state = 'need_reset'             # need_reset -> settling -> running -> need_reset / done
         self.episodes_done = 0
+        self.episode_limit = config.num_episodes    # 0 = forever
         self.outcomes: list[str] = []
         self.in_control = False
         self.takeovers = 0
@@ -54,6 +55,16 @@ class SimHuman:
         self._success_since = None
         self._last_tcp = None
         self._released = False
+
+    def run_one_more(self):
+        """Run exactly one more episode from here (reset, run, label, home), then stop: for a
+        driver that steps episodes one at a time."""
+        self.episode_limit = self.episodes_done + 1
+        self.state = 'need_reset'
+
+    def retry_reset(self):
+        """The reset could not be requested (no sim yet): ask again on the next tick."""
+        self.state = 'need_reset'
 
     # Events returned by tick(): dict(command=array|None, intervention=bool, events=[...], reset=bool)
     def reset_done(self, now: float):
@@ -83,7 +94,7 @@ class SimHuman:
             out['intervention'] = True
             out['command'] = np.array(HOME_Q, float)
         if self.state == 'need_reset':
-            if self.cfg.num_episodes and self.episodes_done >= self.cfg.num_episodes:
+            if self.episode_limit and self.episodes_done >= self.episode_limit:
                 self.state = 'done'
                 out['command'] = None
                 out['intervention'] = self.in_control = False

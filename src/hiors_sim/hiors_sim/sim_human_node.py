@@ -135,7 +135,7 @@ class SimHumanNode(Node):
         if out['reset']:
             if not self.reset_client.wait_for_service(timeout_sec=0.0):
                 self.get_logger().warning(f'waiting for {self.cfg.reset_service}', throttle_duration_sec=5.0)
-                self.human.state = 'need_reset'
+                self.human.retry_reset()
                 return
             self._reset_future = self.reset_client.call_async(Trigger.Request())
             return

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -269,9 +270,10 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.loss_module.parameters(), lr=o['lr'], betas=o['betas'],
                                            weight_decay=o['weight_decay'])
 
-    def resume_or_init(self) -> bool:
+    def resume_or_init(self, config=None) -> bool:
         """Resume model, optimizer, step and the episode ledger from the last checkpoint in
-        out_dir; else start from init_checkpoint or random init. True if resumed."""
+        out_dir; else start from init_checkpoint or random init (from `config`, a PolicyConfig,
+        default: the policy_preset's). True if resumed."""
         latest = os.path.join(self.out_dir, 'latest.json')
         if os.path.exists(latest):
             with open(latest) as f:
@@ -301,7 +303,7 @@ class Trainer:
             config, norm_stats, _, _ = read_metadata(self.cfg.init_checkpoint)
             self._build(st_load_file(self.cfg.init_checkpoint), config, norm_stats)
         else:
-            self._build()
+            self._build(config=config)
         return False
 
     # ------------------------------------------------------------------ intake
@@ -529,7 +531,9 @@ class Trainer:
         bar = None
         if progress and self.rank == 0:
             from tqdm import tqdm
-            bar = tqdm(total=max_steps or None, initial=self.step, unit='step', dynamic_ncols=True)
+            # In a log file (no terminal) a bar redrawn 10x a second is noise: every 30 s there.
+            bar = tqdm(total=max_steps or None, initial=self.step, unit='step', dynamic_ncols=True,
+                       mininterval=1.0 if sys.stderr.isatty() else 30.0)
         last_intake = 0.0
         last_ckpt_t, last_ckpt_step = time.time(), self.step
         t_rate, n_rate, rate = time.time(), 0, 0.0
