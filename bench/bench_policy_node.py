@@ -2,7 +2,7 @@
 checkpoint hot swap under load (missed control ticks, time from manifest to first command
 computed with the new weights).
 
-  .venv/bin/python bench/bench_policy_node.py [--seconds 60] [--preset tiny]
+  .venv/bin/python bench/bench_policy_node.py [--seconds 60] [--preset tiny] [--swaps 3]
 """
 import argparse
 import json
@@ -39,6 +39,8 @@ def main():
     ap.add_argument('--seconds', type=float, default=60.0)
     ap.add_argument('--preset', default='tiny')
     ap.add_argument('--rate', type=float, default=10.0)
+    ap.add_argument('--swaps', type=int, default=3, help='checkpoints hot-swapped in a row')
+    ap.add_argument('--swap-window', type=float, default=6.0, help='seconds observed after each swap')
     ap.add_argument('--inline-limit-mb', type=float, default=None,
                     help='checkpoints above this travel by file:// URI (default: the transport default)')
     args = ap.parse_args()
@@ -82,33 +84,38 @@ def main():
     print(f'command jitter over {args.seconds:.0f} s at {args.rate:.0f} Hz ({len(stamps)} commands): '
           f'period error mean {err.mean():+.2f} ms, std {err.std():.2f} ms, max |err| {np.abs(err).max():.2f} ms')
 
-    # Hot swap under load.
+    # Hot swaps under load: the first one also builds the node's spare model; later ones reuse
+    # the retired model as the spare.
     config = make_config(args.preset)
-    path = os.path.join(tmp, 'swap.safetensors')
-    # The new weights' action mean is offset by +OFFSET, so their commands are recognisable
-    # (cross-fade included) among the random-init ones (|a| of a few units at most).
-    stats = NormStats.identity(7, 7)
-    stats.action_mean = stats.action_mean + OFFSET
-    save_checkpoint(path, Pi0Policy(config), config, stats, 'bench-v1')
-    size = os.path.getsize(path)
-    kw = {} if args.inline_limit_mb is None else {'inline_limit_bytes': int(args.inline_limit_mb * 1e6)}
-    manifest = build_manifest(path, 'bench-v1', b'bench-key', **kw)
-    how = 'inline' if manifest['inline_b64'] else 'by file:// URI'
-    stamps.clear()
-    commands.clear()
-    t_pub = time.monotonic()
-    pub_ckpt.publish(String(data=json.dumps(manifest)))
-    run_for(5.0)
-    swapped = [t for t, v in versions if v == 'bench-v1']
-    gaps = np.diff([s for s in stamps])
-    missed = int(np.sum(np.round(gaps / target) - 1).clip(min=0)) if len(gaps) else -1
-    if swapped:
-        first_new = next((t for t, v in commands if v > OFFSET / 5), float('nan'))
-        print(f'hot swap of a {size / 1e6:.1f} MB checkpoint ({how}): version live {1000 * (swapped[0] - t_pub):.0f} ms '
-              f'after publish; first command from the new weights {1000 * (first_new - t_pub):.0f} ms after publish; '
-              f'missed control ticks during the 5 s around the swap: {missed}')
-    else:
-        print('hot swap: the new version never went live')
+    for n in range(1, args.swaps + 1):
+        version = f'bench-v{n}'
+        sign = 1.0 if n % 2 else -1.0
+        path = os.path.join(tmp, f'swap{n}.safetensors')
+        # Each version's action mean is offset by +-OFFSET, so its commands are recognisable
+        # (cross-fade included) among the previous weights' (|a| of a few units at most).
+        stats = NormStats.identity(7, 7)
+        stats.action_mean = stats.action_mean + sign * OFFSET
+        save_checkpoint(path, Pi0Policy(config), config, stats, version)
+        size = os.path.getsize(path)
+        kw = {} if args.inline_limit_mb is None else {'inline_limit_bytes': int(args.inline_limit_mb * 1e6)}
+        manifest = build_manifest(path, version, b'bench-key', **kw)
+        how = 'inline' if manifest['inline_b64'] else 'by file:// URI'
+        stamps.clear()
+        commands.clear()
+        t_pub = time.monotonic()
+        pub_ckpt.publish(String(data=json.dumps(manifest)))
+        run_for(args.swap_window)
+        swapped = [t for t, v in versions if v == version]
+        gaps = np.diff([s for s in stamps])
+        missed = int(np.sum(np.round(gaps / target) - 1).clip(min=0)) if len(gaps) else -1
+        if swapped:
+            first_new = next((t for t, v in commands if sign * v > OFFSET / 5), float('nan'))
+            print(f'hot swap {n} of a {size / 1e6:.1f} MB checkpoint ({how}): version live '
+                  f'{1000 * (swapped[0] - t_pub):.0f} ms after publish; first command from the new weights '
+                  f'{1000 * (first_new - t_pub):.0f} ms after publish; missed control ticks in the '
+                  f'{args.swap_window:.0f} s around the swap: {missed}', flush=True)
+        else:
+            print(f'hot swap {n}: the new version never went live within {args.swap_window:.0f} s', flush=True)
     proc.stop()
     rclpy.shutdown()
 
