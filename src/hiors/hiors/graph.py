@@ -45,6 +45,7 @@ class NodeSpec:
     remappings: list = field(default_factory=list)
     restart: str = 'on-failure'           # 'always' | 'on-failure' | 'never'
     required: bool = False                # the whole graph stops when this node exits
+    stop_timeout_s: float = 10.0          # after SIGINT, before the supervisor's SIGKILL
 
 
 def _bool(value: str) -> bool:
@@ -120,7 +121,9 @@ def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
                                'rate_hz': rate,    # samples on the policy's control grid
                                **({'init_checkpoint': os.path.expanduser(a['checkpoint'])}
                                   if a['checkpoint'] else {})},
-                              restart='always'))
+                              # A stop finishes the train step in flight (<= 30 s) and saves
+                              # the steps since the last checkpoint: large models need time.
+                              restart='always', stop_timeout_s=120.0))
     if _bool(a['dashboard']):
         nodes.append(NodeSpec('dashboard', 'hiors', 'dashboard_node', 'hiors.dashboard_node', 'dashboard.yaml',
                               {'port': int(a['dashboard_port'])}, restart='on-failure'))

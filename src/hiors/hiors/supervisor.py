@@ -65,7 +65,6 @@ class Supervisor:
         self.exit_codes: dict[str, int] = {}
         self.restart_counts: dict[str, int] = {}
         self._stop = False
-        self._stop_timeout = 10.0   # seconds a node gets to stop on SIGINT before SIGKILL
         self.failed: list[str] = []
         self.interrupted = False          # Ctrl-C / SIGTERM ended run()
         os.makedirs(log_dir, exist_ok=True)
@@ -138,7 +137,8 @@ class Supervisor:
         return 1 if self.failed else 0
 
     def shutdown(self, timeout: float | None = None):
-        timeout = self._stop_timeout if timeout is None else timeout
+        """SIGINT every node; SIGKILL those still running after their spec's stop_timeout_s
+        (or `timeout` for all)."""
         self._stop = True
         for r in self.running.values():
             if r.proc.poll() is None:
@@ -146,8 +146,11 @@ class Supervisor:
                     os.killpg(r.proc.pid, signal.SIGINT)
                 except ProcessLookupError:
                     pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(r.proc.poll() is None for r in self.running.values()):
+        t0 = time.monotonic()
+        deadlines = {name: t0 + (r.spec.stop_timeout_s if timeout is None else timeout)
+                     for name, r in self.running.items()}
+        while any(r.proc.poll() is None and time.monotonic() < deadlines[name]
+                  for name, r in self.running.items()):
             time.sleep(0.1)
         for name, r in self.running.items():
             if r.proc.poll() is None:

@@ -30,6 +30,7 @@ def _nodes(context):
             package=spec.package, executable=spec.executable, name=spec.name, output='screen',
             parameters=params, remappings=[r for r in spec.remappings if r[0] != r[1]],
             respawn=spec.restart != 'never', respawn_delay=1.0,
+            sigterm_timeout=str(spec.stop_timeout_s),     # SIGINT first, as the pip runner does
             on_exit=Shutdown() if spec.required else None))
     if values['rviz'].lower() == 'true':
         share = get_package_share_directory('hiors')

@@ -62,11 +62,10 @@ def test_required_node_ends_the_graph_and_stubborn_nodes_are_killed(worker):
     tmp_path, env = worker
     env.update(WORKER_MODE_done='finish', WORKER_MODE_stuck='stubborn')
     specs = [NodeSpec('done', 'x', 'x', 'fake_worker', required=True),
-             NodeSpec('stuck', 'x', 'x', 'fake_worker', restart='always')]
+             NodeSpec('stuck', 'x', 'x', 'fake_worker', restart='always', stop_timeout_s=1.0)]
     sup = Supervisor(specs, str(tmp_path / 'logs'), env=env, echo=lambda m: None)
     t0 = time.monotonic()
     sup.start()
-    sup._stop_timeout = 1.0
     code = sup.run(duration=30.0)
     assert code == 0
     assert time.monotonic() - t0 < 25            # ended by the required node, not the duration

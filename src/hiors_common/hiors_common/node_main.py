@@ -10,11 +10,13 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 SHUTDOWN_TRACE_AFTER_S = 6.0
 
 
-def run_node(node_factory, args=None, threads: int = 1) -> int:
+def run_node(node_factory, args=None, threads: int = 1,
+             shutdown_trace_after_s: float = SHUTDOWN_TRACE_AFTER_S) -> int:
     """Create the node with `node_factory()` after rclpy.init and spin until shutdown.
 
     SIGTERM is turned into a normal shutdown (rclpy raises inside spin otherwise), and the
-    node's `close()` runs if it has one, so a supervisor's stop leaves files consistent.
+    node's `close()` runs if it has one, so a supervisor's stop leaves files consistent. A stop
+    that takes longer than `shutdown_trace_after_s` dumps every thread's stack to stderr.
     """
     rclpy.init(args=sys.argv if args is None else args)
     node = None
@@ -52,7 +54,7 @@ def run_node(node_factory, args=None, threads: int = 1) -> int:
         # exit, say), every thread's stack goes to stderr - the node's log - before the
         # supervisor's SIGKILL, so the log says where it hung. Never cancelled: it also
         # covers interpreter finalization after this function returns.
-        faulthandler.dump_traceback_later(SHUTDOWN_TRACE_AFTER_S, exit=False)
+        faulthandler.dump_traceback_later(shutdown_trace_after_s, exit=False)
         if node is not None:
             close = getattr(node, 'close', None)
             if close is not None:

@@ -92,7 +92,8 @@ class TrainerNode(Node):
 
 
 def main(args=None):
-    run_node(lambda: TrainerNode(), args)
+    # Its stop may finish a train step and save a checkpoint (the supervisor allows 120 s).
+    run_node(lambda: TrainerNode(), args, shutdown_trace_after_s=100.0)
 
 
 if __name__ == '__main__':
