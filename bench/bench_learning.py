@@ -45,7 +45,8 @@ from hiors.supervisor import Supervisor  # noqa: E402
 ROBOT_SIDE = {'hiors': ('intervene', 'hiors'), 'hg_dagger': ('intervene', 'hg_dagger'),
               'hiors_no_human': ('label_only', 'hiors'), 'bc': ('demo', 'hiors'),
               'hiors_fixed_threshold': ('intervene', 'hiors_fixed_threshold'),
-              'hiors_no_filters': ('intervene', 'hiors_no_filters')}
+              'hiors_no_filters': ('intervene', 'hiors_no_filters'),
+              'hiors_fixed_frequency': ('intervene', 'hiors_fixed_frequency')}
 
 
 def graph_online(out, seed, method, base, demo_dir, budgets, common):

@@ -47,7 +47,8 @@ METHODS = {
     'hiors_no_human': dict(human_steps='none'),                          # no human correction
     'hiors_fixed_threshold': dict(fixed_threshold=True),                 # no rising schedule
     'hiors_no_filters': dict(use_filters=False),                         # no short/no-op filters
-}
+    'hiors_fixed_frequency': dict(fixed_frequency=True),                 # human steps at the replan
+}                                                                        # stride too (not dense)
 
 
 @dataclass
@@ -112,7 +113,8 @@ class TrainerConfig:
         return FilterConfig(min_steps=self.min_steps, noop_threshold=self.noop_threshold,
                             use_filters=m.get('use_filters', True),
                             use_rejection=m.get('use_rejection', True),
-                            human_steps=m.get('human_steps', 'all'), replan_stride=self.replan_stride or 1)
+                            human_steps=m.get('human_steps', 'all'), replan_stride=self.replan_stride or 1,
+                            human_stride=(self.replan_stride or 1) if m.get('fixed_frequency') else 1)
 
     def schedule(self) -> ThresholdSchedule:
         if METHODS[self.method].get('fixed_threshold'):
@@ -246,6 +248,8 @@ class Trainer:
         if not self.cfg.replan_stride:
             # Varied frequency: autonomous segments are sampled where the policy re-planned.
             self.fcfg.replan_stride = self.config.n_action_steps
+            if self.method.get('fixed_frequency'):
+                self.fcfg.human_stride = self.fcfg.replan_stride
         self.policy = Pi0Policy(self.config).to(self.device)
         if state_dict is not None:
             self.policy.load_state_dict(state_dict, strict=True)

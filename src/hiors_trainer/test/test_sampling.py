@@ -56,6 +56,26 @@ def test_varied_frequency_indices():
     assert none.transition_rejects[S.REASON_NO_HUMAN] == 6
 
 
+def test_fixed_frequency_ablation_samples_human_steps_at_the_replan_stride():
+    from hiors_trainer.core import TrainerConfig
+    varied = TrainerConfig(method='hiors', replan_stride=5).filter_config()
+    fixed = TrainerConfig(method='hiors_fixed_frequency', replan_stride=5).filter_config()
+    assert varied.human_stride == 1 and fixed.human_stride == 5 and fixed.replan_stride == 5
+    d = S.episode_filter(ep(T=30, human=((10, 22),)), fixed)
+    # every 5th step from each segment's start, whoever drives
+    assert d.indices.tolist() == [0, 5, 10, 15, 20, 22, 27]
+
+
+def test_replan_stride_zero_follows_the_policy_for_both_strides(tmp_path):
+    from hiors_trainer.core import Trainer, TrainerConfig
+    for method, human_stride in (('hiors', 1), ('hiors_fixed_frequency', None)):
+        tr = Trainer(TrainerConfig(method=method, out_dir=str(tmp_path / method), episode_dir=str(tmp_path)))
+        tr.resume_or_init()
+        k = tr.config.n_action_steps
+        assert k > 1 and tr.fcfg.replan_stride == k
+        assert tr.fcfg.human_stride == (human_stride or k)
+
+
 def test_action_chunk_from_executed_actions_padded():
     a = np.arange(10 * 7, dtype=np.float32).reshape(10, 7)
     c, pad = S.action_chunk(a, 7, 5)
