@@ -21,7 +21,7 @@ from hiors_common.diagnostics import DiagnosticsPublisher
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
 
-from .mux import HOLD, HUMAN, POLICY, CommandMux, MuxConfig
+from .mux import HOLD, HUMAN, POLICY, WAITING, CommandMux, MuxConfig
 from .ros_episode import EVENT_QOS, EpisodeControl
 
 # Plain ints: hiors_common.diagnostics.OK/WARN/ERROR are bytes in rclpy and its publish() wants ints.
@@ -155,7 +155,7 @@ class CommandMuxNode(Node):
         now = self.now()
         st = self.mux.status(now)
         self._publish_status(now)
-        if st['source'] == HOLD and st['reason'] not in ('no policy command yet',):
+        if st['source'] == HOLD and st['reason'] not in WAITING:
             level = ERROR if st['estop'] else WARN
         elif st['dropped']:
             level = WARN

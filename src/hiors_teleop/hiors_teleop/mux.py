@@ -101,6 +101,13 @@ class Output:
     reason: str = ''     # why hold (empty otherwise)
 
 
+# Hold reasons that are a normal part of a switch (info, not warnings).
+NO_POLICY_YET = 'no policy command yet'
+TAKEOVER_WAIT = 'takeover: waiting for the first teleop command'
+HANDBACK_WAIT = "hand-back: waiting for the policy's first command"
+WAITING = (NO_POLICY_YET, TAKEOVER_WAIT, HANDBACK_WAIT)
+
+
 class CommandMux:
     def __init__(self, cfg: MuxConfig):
         self.cfg = cfg.validate()
@@ -112,6 +119,7 @@ class CommandMux:
         self._cmd = {s: None for s in SOURCES}       # latest accepted command per source
         self._cmd_t = {s: -math.inf for s in SOURCES}
         self.intervention = False
+        self._flip_t = -math.inf      # when the intervention flag last changed
         self.estop = False
         self.measured = None
         self.measured_t = -math.inf
@@ -158,6 +166,8 @@ class CommandMux:
         return True, ''
 
     def set_intervention(self, flag: bool, now: float):
+        if bool(flag) != self.intervention:
+            self._flip_t = now
         self.intervention = bool(flag)
 
     def set_estop(self, flag: bool, now: float):
@@ -191,7 +201,16 @@ class CommandMux:
 
     # ---- selection ----------------------------------------------------------------------------
     def fresh(self, source: str, now: float) -> bool:
-        return self._cmd[source] is not None and now - self._cmd_t[source] <= self.cfg.watchdog_timeout_s
+        if self._cmd[source] is None or now - self._cmd_t[source] > self.cfg.watchdog_timeout_s:
+            return False
+        # The policy is silent while a human has control: after a hand-back only what it sent
+        # since counts (a pre-takeover command may still be within the watchdog, and following
+        # it would steer the arm back to where it was before the human moved it).
+        return source != POLICY or self._cmd_t[POLICY] >= self._flip_t
+
+    def _awaiting_first(self, source: str, now: float) -> bool:
+        """Just switched to `source` and nothing from it since: waiting, not (yet) silent."""
+        return self._cmd_t[source] < self._flip_t and now - self._flip_t <= self.cfg.watchdog_timeout_s
 
     def desired(self, now: float) -> tuple[str, str]:
         """(mode, reason) the mux wants now."""
@@ -200,14 +219,16 @@ class CommandMux:
         if self.intervention:
             if self.fresh(HUMAN, now):
                 return HUMAN, ''
-            if self._cmd[HUMAN] is None:
-                return HOLD, 'takeover: waiting for the first teleop command'
+            if self._cmd[HUMAN] is None or self._awaiting_first(HUMAN, now):
+                return HOLD, TAKEOVER_WAIT
             return HOLD, (f'teleop device silent > {self.cfg.watchdog_timeout_s:g} s during takeover '
                           '(unplugged or frozen?): holding, NOT returning to the policy')
         if self.fresh(POLICY, now):
             return POLICY, ''
         if self._cmd[POLICY] is None:
-            return HOLD, 'no policy command yet'
+            return HOLD, NO_POLICY_YET
+        if self._awaiting_first(POLICY, now):
+            return HOLD, HANDBACK_WAIT
         return HOLD, f'policy silent > {self.cfg.watchdog_timeout_s:g} s: holding'
 
     def active_source(self, now: float) -> str:
@@ -230,7 +251,7 @@ class CommandMux:
             if mode != self.mode:
                 self._switch(mode, reason, ref, now)
             self.reason = reason
-            level = 'warn' if mode == HOLD and reason != 'no policy command yet' else 'info'
+            level = 'warn' if mode == HOLD and reason not in WAITING else 'info'
             self.events.append((level, f'source -> {mode}' + (f' ({reason})' if reason else '')))
         if mode == HOLD:
             target = self._hold_target

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from hiors_teleop.mux import HOLD, HUMAN, POLICY, CommandMux, MuxConfig
+from hiors_teleop.mux import HANDBACK_WAIT, HOLD, HUMAN, POLICY, TAKEOVER_WAIT, CommandMux, MuxConfig
 
 HOME = np.array([0.0, 0.3, -0.3, 0.0, 0.5, 0.0, 0.02])
 
@@ -120,6 +120,43 @@ def test_frozen_device_mid_takeover_holds_not_policy_and_recovers():
     assert out.source == HOLD and 'NOT returning to the policy' in out.reason
     mux.submit(HUMAN, HOME + 0.02, 1.0)   # replug
     assert mux.step(1.0).source == HUMAN
+
+
+def test_hand_back_waits_for_a_new_policy_command_not_a_stale_one():
+    mux = make(watchdog_timeout_s=0.5, blend_time_s=0.0, velocity_limit=[100.0] * 7)
+    old = HOME + 0.05
+    mux.submit(POLICY, old, 0.0)                 # the policy's last command before the takeover
+    assert mux.step(0.0).source == POLICY
+    mux.set_intervention(True, 0.05)
+    mux.submit(HUMAN, HOME, 0.1)
+    assert mux.step(0.1).source == HUMAN
+    mux.set_intervention(False, 0.2)             # short takeover: `old` is 0.2 s old, within the watchdog
+    out = mux.step(0.2)
+    assert out.source == HOLD and out.reason == HANDBACK_WAIT and np.allclose(out.command, HOME)
+    assert mux.events[-1][0] == 'info', 'a normal hand-back is not a warning'
+    new = HOME + 0.01
+    mux.submit(POLICY, new, 0.25)
+    out = mux.step(0.25)
+    assert out.source == POLICY and np.allclose(out.command, new)
+    # Nothing from the policy within the watchdog after a hand-back: now it is a silent policy.
+    mux.set_intervention(True, 0.3)
+    mux.submit(HUMAN, HOME, 0.3)
+    mux.step(0.3)
+    mux.set_intervention(False, 0.4)
+    assert mux.step(0.6).reason == HANDBACK_WAIT
+    out = mux.step(0.95)
+    assert out.source == HOLD and 'policy silent' in out.reason and mux.events[-1][0] == 'warn'
+
+
+def test_takeover_waits_for_the_device_then_warns_when_it_stays_silent():
+    mux = make(watchdog_timeout_s=0.5)
+    mux.submit(HUMAN, HOME, 0.0)                 # the device published once, long ago
+    mux.submit(POLICY, HOME, 1.0)
+    mux.step(1.0)
+    mux.set_intervention(True, 1.0)
+    assert mux.step(1.1).reason == TAKEOVER_WAIT and mux.events[-1][0] == 'info'
+    out = mux.step(1.6)
+    assert out.source == HOLD and 'NOT returning to the policy' in out.reason
 
 
 def test_estop_overrides_everything():
