@@ -12,6 +12,7 @@ than asynchronously. `hiors demo` and `bench/bench_learning.py --engine graph` r
 from __future__ import annotations
 
 import copy
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,6 +83,9 @@ class SyncWorld:
     image_size: int = 224
     human_overrides: dict = field(default_factory=dict)
     sim_overrides: dict = field(default_factory=dict)    # SimConfig fields over the task's
+    # Ticks between a command's decision and the arm receiving it (the ROS graph has ~1-3:
+    # DDS hops through the mux, inference time). 0 = the lock-step ideal.
+    command_delay_ticks: int = 0
 
     def __post_init__(self):
         cfg = SimConfig(**dict(task_config(self.task), **self.sim_overrides))
@@ -105,6 +109,7 @@ class SyncWorld:
         outcome = None
         fell_in = fell_under = ''
         last_phase = 'start'
+        in_flight = deque()
         max_ticks = int((self.episode_timeout_s + 20.0) / self.dt)
         while ticks < max_ticks:
             q, task = sim.joint_positions(), sim.task_state()
@@ -141,6 +146,11 @@ class SyncWorld:
                 cmd = policy_cmd
             if cmd is None:
                 cmd = sim.target                  # nothing valid: hold the last target
+            if self.command_delay_ticks:
+                in_flight.append(np.asarray(cmd, float).copy())
+                applied = in_flight.popleft() if len(in_flight) > self.command_delay_ticks else sim.target
+            else:
+                applied = cmd
             if rec is not None and human.state == 'running':
                 if record:
                     images = images if images is not None else self.images()
@@ -149,7 +159,7 @@ class SyncWorld:
                 rec['state'].append(q)
                 rec['action'].append(np.asarray(cmd, float).copy())
                 rec['human'].append(bool(out['intervention']))
-            sim.step(cmd)
+            sim.step(applied)
             self.now += self.dt
             ticks += 1
         if outcome is None:

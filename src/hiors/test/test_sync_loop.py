@@ -72,3 +72,14 @@ def test_knocked_over_peg_is_labelled_with_the_phase_and_driver():
     assert r.fell_under == 'policy' and r.fell_in in ('approach', 'retreat', 'descend')
     ok = SyncWorld(task='peg_insert_narrow', mode='demo', image_size=64).episode(seed=3, record=False)
     assert ok.outcome == 'success' and ok.fell_in == ''
+
+
+def test_command_delay_reaches_the_arm_late():
+    still, late = (SyncWorld(task='peg_insert_narrow', mode='demo', image_size=64, command_delay_ticks=d)
+                   for d in (0, 2))
+    a, b = still.episode(seed=5, record=True).episode, late.episode(seed=5, record=True).episode
+    def first_move(ep):
+        return int(np.argmax(np.abs(ep.state[:, :6] - ep.state[0, :6]).max(axis=1) > 1e-3))
+    assert first_move(a) >= 1
+    assert first_move(b) == first_move(a) + 2, 'the same commands reach the arm two ticks later'
+    assert late.episode(seed=6, record=False).outcome == 'success'   # the expert copes with 0.2 s
