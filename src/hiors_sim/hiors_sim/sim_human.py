@@ -29,6 +29,10 @@ class SimHumanConfig:
     stall_time_s: float = 4.0             # no phase progress and little motion this long -> take over
     min_takeover_s: float = 1.5
     max_takeover_s: float = 8.0
+    # A person sees where the arm is heading: the "about to hit the peg" check also runs on the
+    # policy's command extrapolated this many ticks ahead (its last step repeated). Through the
+    # ROS graph commands reach the arm 1-3 ticks after the decision; 0 = judge the command alone.
+    lookahead_ticks: int = 0
     success_hold_s: float = 0.3
     settle_s: float = 0.5                 # after a reset, before 'start'
     homing_timeout_s: float = 4.0         # after an episode, arm home before the reset
@@ -55,6 +59,7 @@ class SimHuman:
         self._success_since = None
         self._last_tcp = None
         self._released = False
+        self._prev_policy_command = None
 
     def run_one_more(self):
         """Run exactly one more episode from here (reset, run, label, home), then stop: for a
@@ -175,13 +180,24 @@ class SimHuman:
         else:
             self._drift_since = None
         stalled = now - self._progress_t >= self.cfg.stall_time_s
-        danger = policy_command is not None and self._heading_into_peg(policy_command, task)
+        danger = policy_command is not None and any(
+            self._heading_into_peg(c, task) for c in self._anticipated(policy_command))
         if danger or stalled or (self._drift_since is not None
                                  and now - self._drift_since >= self.cfg.drift_time_s):
             self.in_control = True
             self.takeovers += 1
             self._takeover_t = now
             self._takeover_phase = phase
+            self._prev_policy_command = None     # motion is judged afresh after a hand-back
+
+    def _anticipated(self, policy_command) -> list:
+        """The policy's command and, with lookahead, where its current motion leads."""
+        pol = np.asarray(policy_command, float)
+        prev, self._prev_policy_command = self._prev_policy_command, pol
+        out = [pol]
+        if self.cfg.lookahead_ticks and prev is not None and prev.shape == pol.shape:
+            out.append(pol + self.cfg.lookahead_ticks * (pol - prev))
+        return out
 
     def _heading_into_peg(self, policy_command, task) -> bool:
         """A person grabs control at once when the arm is about to hit the standing peg: the
@@ -208,6 +224,7 @@ class SimHuman:
         self._best_phase = 0
         self._success_since = None
         self._last_tcp = None
+        self._prev_policy_command = None
 
     def _end(self, out, outcome, now):
         self.episodes_done += 1

@@ -29,6 +29,7 @@ class SimHumanNodeConfig:
     stall_time_s: float = 4.0
     min_takeover_s: float = 1.5
     max_takeover_s: float = 8.0
+    lookahead_ticks: int = 0      # also judge the policy's command extrapolated this far ahead
     settle_s: float = 0.5
     seed: int = 0
     reset_service: str = '/hiors/sim/reset'

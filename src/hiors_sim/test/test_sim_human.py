@@ -82,6 +82,27 @@ def test_human_holds_between_episodes_and_stops_a_crash_into_the_peg():
     assert out['intervention'] and human.takeovers == 1
 
 
+@pytest.mark.parametrize('lookahead,expected', [(0, False), (2, True)])
+def test_lookahead_sees_a_descent_heading_into_the_peg(lookahead, expected):
+    from hiors_sim.kinematics import quat_from_yaw_down
+    sim = PegInsertionSim()
+    human = SimHuman(SimHumanConfig(mode='intervene', num_episodes=1, episode_timeout_s=10.0,
+                                    drift_time_s=5.0, stall_time_s=20.0, lookahead_ticks=lookahead))
+    sim.reset(0)
+    human.tick(0.0, sim.joint_positions(), sim.task_state(), False, None)
+    human.reset_done(0.0)
+    human.tick(1.0, sim.joint_positions(), sim.task_state(), False, None)
+    assert human.tick(1.05, sim.joint_positions(), sim.task_state(), False, None)['events'] == ['start']
+    # Two commands of a descent straight down onto the peg, both still above the danger zone
+    # (fingertips 10 cm, then 8 cm above the peg's top): only a look ahead sees where it goes.
+    peg, q = sim.task_state()['peg_pos'], sim.joint_positions()
+    cmds = [list(human.expert.kin.ik(peg + [0, 0, z], quat_from_yaw_down(0.0), q[:6])) + [0.035]
+            for z in (0.14, 0.12)]
+    for t, cmd in zip((1.1, 1.2), cmds):
+        out = human.tick(t, q, sim.task_state(), False, cmd)
+    assert out['intervention'] is expected and human.takeovers == int(expected)
+
+
 def test_bad_mode_is_rejected():
     with pytest.raises(ValueError):
         SimHuman(SimHumanConfig(mode='sometimes'))
