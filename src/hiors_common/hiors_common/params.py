@@ -1,6 +1,7 @@
 """Parameters are declared once, from a config dataclass, and filled from the ROS parameter
 server (which reads the YAML given with `--ros-args --params-file`)."""
 import dataclasses
+import math
 import typing
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -44,10 +45,21 @@ def declare_config(node, config_cls, prefix: str = ''):
         node.declare_parameter(name, default, descriptor)
         value = node.get_parameter(name).value
         if isinstance(default, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                value = _number_from_text(value)   # ROS reads `3e-4` (no dot) as a string
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
                 raise TypeError(f'parameter {name!r} must be a number, got {value!r}')
             value = float(value)
         if isinstance(value, (list, tuple)) or hasattr(value, 'tolist'):
             value = list(value)
         values[field.name] = value
     return config_cls(**values)
+
+
+def _number_from_text(text: str):
+    """'3e-4' -> 0.0003; anything that is not a finite number comes back unchanged."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text

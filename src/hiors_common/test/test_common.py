@@ -85,3 +85,18 @@ def test_declare_config_empty_list_from_yaml(rclpy_context, tmp_path):
         assert cfg.limits == [] and cfg.rate_hz == 5.0
     finally:
         node.destroy_node()
+
+
+@pytest.mark.parametrize('text,expected', [('3e-4', 3e-4), ('abc', None), ('nan', None)])
+def test_float_parameter_given_as_exponent_text(rclpy_context, text, expected):
+    import rclpy
+    # `-p rate_hz:=3e-4` reaches the node as a string (no dot): accepted when it is a number.
+    node = rclpy.create_node('cfg_exp', cli_args=['--ros-args', '-p', f'rate_hz:={text}'])
+    try:
+        if expected is None:
+            with pytest.raises(TypeError, match='must be a number'):
+                declare_config(node, _Cfg)
+        else:
+            assert declare_config(node, _Cfg).rate_hz == pytest.approx(expected)
+    finally:
+        node.destroy_node()
