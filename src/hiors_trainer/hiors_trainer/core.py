@@ -108,13 +108,15 @@ class TrainerConfig:
         if self.keep_last < 1:
             raise ValueError('keep_last must be >= 1')
 
-    def filter_config(self) -> FilterConfig:
+    def filter_config(self, policy_stride: int = 1) -> FilterConfig:
+        """`policy_stride` (the policy's n_action_steps) stands in for replan_stride 0."""
         m = METHODS[self.method]
+        stride = self.replan_stride or policy_stride
         return FilterConfig(min_steps=self.min_steps, noop_threshold=self.noop_threshold,
                             use_filters=m.get('use_filters', True),
                             use_rejection=m.get('use_rejection', True),
-                            human_steps=m.get('human_steps', 'all'), replan_stride=self.replan_stride or 1,
-                            human_stride=(self.replan_stride or 1) if m.get('fixed_frequency') else 1)
+                            human_steps=m.get('human_steps', 'all'), replan_stride=stride,
+                            human_stride=stride if m.get('fixed_frequency') else 1)
 
     def schedule(self) -> ThresholdSchedule:
         if METHODS[self.method].get('fixed_threshold'):
@@ -247,9 +249,7 @@ class Trainer:
         self.config = config or make_config(self.cfg.policy_preset)
         if not self.cfg.replan_stride:
             # Varied frequency: autonomous segments are sampled where the policy re-planned.
-            self.fcfg.replan_stride = self.config.n_action_steps
-            if self.method.get('fixed_frequency'):
-                self.fcfg.human_stride = self.fcfg.replan_stride
+            self.fcfg = self.cfg.filter_config(policy_stride=self.config.n_action_steps)
         self.policy = Pi0Policy(self.config).to(self.device)
         if state_dict is not None:
             self.policy.load_state_dict(state_dict, strict=True)
