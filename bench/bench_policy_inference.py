@@ -18,13 +18,17 @@ import os
 import statistics
 import time
 
-import numpy as np
-import torch
+from hiors_common.ros_env import use_local_ros_network
 
-from hiors_policy.config import PRESETS, make_config
-from hiors_policy.modeling import Pi0Policy
-from hiors_policy.processing import NormStats, PolicyProcessor
-from hiors_policy.synthetic import random_observation
+use_local_ros_network()          # no DDS is used here; set anyway, like every bench
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from hiors_policy.config import PRESETS, make_config  # noqa: E402
+from hiors_policy.modeling import Pi0Policy  # noqa: E402
+from hiors_policy.processing import NormStats, PolicyProcessor  # noqa: E402
+from hiors_policy.synthetic import random_observation  # noqa: E402
 
 
 def stats_ms(ts):

@@ -18,7 +18,11 @@ import logging
 import tempfile
 import time
 
-import torch
+from hiors_common.ros_env import use_local_ros_network
+
+use_local_ros_network()          # no DDS is used here; set anyway, like every bench
+
+import torch  # noqa: E402
 
 
 def model_step_rate(preset: str, device: str, batch: int, steps: int, grad_ckpt: bool = False) -> float:
