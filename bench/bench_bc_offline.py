@@ -22,6 +22,7 @@ import torch  # noqa: E402
 
 from hiors.sync_loop import PolicyActor, SyncWorld  # noqa: E402
 from hiors_policy.config import make_config  # noqa: E402
+from hiors_sim.expert import ScriptedExpert  # noqa: E402
 from hiors_sim.sim_core import PegInsertionSim, SimConfig  # noqa: E402
 from hiors_sim.tasks import task_config  # noqa: E402
 from hiors_trainer.core import Trainer, TrainerConfig  # noqa: E402
@@ -35,7 +36,7 @@ def collect(task, image_size, cams, seeds, sim_overrides):
 def evaluate(sim, actor, seeds, cams, max_ticks):
     """The policy alone, stepped directly (no human): success, whether the peg was lifted 2 cm,
     and the closest the lifted peg came to the hole axis."""
-    results, lifted, best_lateral = [], [], []
+    results, lifted, best_lateral, fell = [], [], [], []
     for seed in seeds:
         sim.reset(seed)
         actor.reset()
@@ -52,10 +53,11 @@ def evaluate(sim, actor, seeds, cams, max_ticks):
                 ok = True
                 break
         results.append(ok)
+        fell.append(not ScriptedExpert.peg_upright(sim.peg_pose()[1]))
         lifted.append(lift)
         if lift:
             best_lateral.append(lat)
-    return results, lifted, best_lateral
+    return results, lifted, best_lateral, fell
 
 
 def main():
@@ -71,6 +73,9 @@ def main():
     ap.add_argument('--image-size', type=int, default=0)
     ap.add_argument('--clearance', type=float, default=0.0, help='override the hole clearance per side (m)')
     ap.add_argument('--patch', type=int, default=0, help='override vision_patch_size')
+    ap.add_argument('--vision-tower', default='', help="override vision_tower ('siglip' | 'keypoints')")
+    ap.add_argument('--keypoints', type=int, default=0, help='override vision_keypoints')
+    ap.add_argument('--vision-width', type=int, default=0, help='override vision_width')
     ap.add_argument('--max-ticks', type=int, default=200)
     ap.add_argument('--lr', type=float, default=0.0)
     ap.add_argument('--threads', type=int, default=2)
@@ -87,6 +92,12 @@ def main():
         over['image_size'] = a.image_size
     if a.patch:
         over['vision_patch_size'] = a.patch
+    if a.vision_tower:
+        over['vision_tower'] = a.vision_tower
+    if a.keypoints:
+        over['vision_keypoints'] = a.keypoints
+    if a.vision_width:
+        over['vision_width'] = a.vision_width
     config = make_config(a.preset, **over)
     sim_cfg = SimConfig(**task_config(a.task))
     sim_cfg.camera_width = sim_cfg.camera_height = config.image_size
@@ -117,13 +128,14 @@ def main():
     t_train = time.time() - t0
     actor = PolicyActor(tr.policy, tr.norm_stats)
     t0 = time.time()
-    ok, lifted, lat = evaluate(sim, actor, range(900000 + a.seed * 1000, 900000 + a.seed * 1000 + a.eval),
+    ok, lifted, lat, fell = evaluate(sim, actor, range(900000 + a.seed * 1000, 900000 + a.seed * 1000 + a.eval),
                                cams, a.max_ticks)
-    ok_train, _, _ = evaluate(sim, actor, range(a.seed * 10000, a.seed * 10000 + min(a.eval, a.demos)),
+    ok_train, _, _, _ = evaluate(sim, actor, range(a.seed * 10000, a.seed * 10000 + min(a.eval, a.demos)),
                               cams, a.max_ticks)
     res = dict(task=a.task, clearance_mm=sim_cfg.clearance_m * 1000, demos=len(eps), steps=a.steps, chunk=config.chunk_size, exec=config.n_action_steps,
                image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset, final_loss=float(np.mean(losses[-50:])),
-               success=float(np.mean(ok)), n_eval=len(ok), lifted=float(np.mean(lifted)),
+               success=float(np.mean(ok)), n_eval=len(ok), lifted=float(np.mean(lifted)), tipped=float(np.mean(fell)),
+               vision_tower=config.vision_tower, keypoints=config.vision_keypoints, vision_width=config.vision_width,
                median_lateral_mm=round(float(np.median(lat)) * 1000, 1) if lat else None,
                success_on_train_instances=float(np.mean(ok_train)), train_s=round(t_train), eval_s=round(time.time() - t0),
                collect_s=round(t_collect))

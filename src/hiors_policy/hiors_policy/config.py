@@ -43,7 +43,15 @@ class PolicyConfig:
     tokenizer: str = 'byte'         # 'byte' (built in) or a path to tokenizer.json / *.model
     tokenizer_max_length: int = 32
     vocab_size: int = 260           # byte tokenizer: 256 bytes + 4 specials
-    # Vision tower (SigLIP).
+    # Vision tower. 'siglip': ViT patch tokens (pi0's SigLIP; `vision_width` = token width).
+    # 'keypoints': conv stack with GroupNorm and a spatial softmax (robomimic / Diffusion Policy
+    # style); each camera gives `vision_keypoints` tokens, one per expected feature location
+    # (x, y), plus one pooled-appearance token. `vision_width` = conv channels of the first stage
+    # (doubled after the second stride); depth/heads/mlp/patch apply to 'siglip' only. Keypoints
+    # localise objects to sub-cell precision from few demonstrations, where ViT tokens from
+    # scratch do not (BENCHMARKS.md, offline BC).
+    vision_tower: str = 'siglip'
+    vision_keypoints: int = 16
     vision_width: int = 96
     vision_depth: int = 2
     vision_heads: int = 2
@@ -82,7 +90,11 @@ class PolicyConfig:
             raise ValueError(f'n_action_steps ({self.n_action_steps}) > chunk_size ({self.chunk_size})')
         if self.state_dim > self.max_state_dim or self.action_dim > self.max_action_dim:
             raise ValueError('state_dim/action_dim exceed max_state_dim/max_action_dim')
-        if self.image_size % self.vision_patch_size:
+        if self.vision_tower not in ('siglip', 'keypoints'):
+            raise ValueError(f"vision_tower must be 'siglip' or 'keypoints', got {self.vision_tower!r}")
+        if not isinstance(self.vision_keypoints, int) or self.vision_keypoints <= 0:
+            raise ValueError(f'PolicyConfig.vision_keypoints must be a positive int, got {self.vision_keypoints!r}')
+        if self.vision_tower == 'siglip' and self.image_size % self.vision_patch_size:
             raise ValueError(f'image_size {self.image_size} not divisible by patch {self.vision_patch_size}')
         if self.vision_width % self.vision_heads:
             raise ValueError('vision_width must be divisible by vision_heads')
@@ -102,6 +114,8 @@ class PolicyConfig:
     # -- derived sizes ------------------------------------------------------------------------
     @property
     def num_image_tokens(self) -> int:
+        if self.vision_tower == 'keypoints':
+            return self.vision_keypoints + 1
         return (self.image_size // self.vision_patch_size) ** 2
 
     @property

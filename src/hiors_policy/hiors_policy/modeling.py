@@ -29,6 +29,7 @@ from transformers import GemmaConfig, GemmaModel, SiglipVisionConfig, SiglipVisi
 
 from .config import PolicyConfig
 from .device import autocast
+from .keypoints import KeypointEncoder
 
 BATCH_KEYS = ('images', 'image_masks', 'lang_tokens', 'lang_masks', 'state')
 TRAIN_KEYS = ('action',)
@@ -84,15 +85,20 @@ class Pi0Policy(nn.Module):
         config.validate()
         self.config = config
         c = config
-        vcfg = SiglipVisionConfig(
-            hidden_size=c.vision_width, intermediate_size=c.vision_mlp_dim,
-            num_hidden_layers=c.vision_depth, num_attention_heads=c.vision_heads,
-            image_size=c.image_size, patch_size=c.vision_patch_size, vision_use_head=False,
-            hidden_act='gelu_pytorch_tanh')
-        vcfg._attn_implementation = 'sdpa'
-        self.vision = SiglipVisionModel(vcfg)
-        # PaliGemma's multi_modal_projector.linear
-        self.projector = nn.Linear(c.vision_width, c.lm_width)
+        if c.vision_tower == 'keypoints':
+            # Conv + spatial-softmax tokens, already at the LM width (no projector).
+            self.vision = KeypointEncoder(c, c.lm_width)
+            self.projector = nn.Identity()
+        else:
+            vcfg = SiglipVisionConfig(
+                hidden_size=c.vision_width, intermediate_size=c.vision_mlp_dim,
+                num_hidden_layers=c.vision_depth, num_attention_heads=c.vision_heads,
+                image_size=c.image_size, patch_size=c.vision_patch_size, vision_use_head=False,
+                hidden_act='gelu_pytorch_tanh')
+            vcfg._attn_implementation = 'sdpa'
+            self.vision = SiglipVisionModel(vcfg)
+            # PaliGemma's multi_modal_projector.linear
+            self.projector = nn.Linear(c.vision_width, c.lm_width)
 
         def gemma_cfg(width, mlp, vocab):
             g = GemmaConfig(vocab_size=vocab, hidden_size=width, intermediate_size=mlp,
@@ -137,9 +143,10 @@ class Pi0Policy(nn.Module):
         if found - known:
             # A transformers upgrade added state we would leave uninitialised: fail loudly.
             raise RuntimeError(f'unhandled non-persistent buffers {sorted(found - known)}')
-        emb = self.vision.embeddings
-        n = emb.position_ids.shape[-1]
-        emb.position_ids = torch.arange(n, device=emb.position_ids.device).expand((1, -1))
+        if self.config.vision_tower == 'siglip':
+            emb = self.vision.embeddings
+            n = emb.position_ids.shape[-1]
+            emb.position_ids = torch.arange(n, device=emb.position_ids.device).expand((1, -1))
         et = self.lm.embed_tokens
         if hasattr(et, 'embed_scale'):
             et.embed_scale = torch.tensor(float(self.config.lm_width) ** 0.5, device=et.weight.device)
@@ -154,8 +161,11 @@ class Pi0Policy(nn.Module):
         images, img_masks = batch['images'], batch['image_masks']
         B, n_cam = images.shape[:2]
         x = images.reshape(B * n_cam, *images.shape[2:])
-        x = x.to(self.projector.weight.dtype)
-        feats = self.vision(pixel_values=x).last_hidden_state      # (B*n_cam, N, Wv)
+        x = x.to(self.state_proj.weight.dtype)
+        if c.vision_tower == 'keypoints':
+            feats = self.vision(x)                                  # (B*n_cam, K+1, W_lm)
+        else:
+            feats = self.vision(pixel_values=x).last_hidden_state  # (B*n_cam, N, Wv)
         img_emb = self.projector(feats).reshape(B, n_cam * feats.shape[1], -1)
         img_pad = img_masks[:, :, None].expand(B, n_cam, feats.shape[1]).reshape(B, -1)
         tok = batch['lang_tokens']

@@ -305,3 +305,46 @@ def test_layer_math_matches_transformers_gemma(cfg):
         mine, _ = p._layers(None, x, m, pos)
         theirs = ref(inputs_embeds=x, attention_mask=m[:, None], position_ids=pos).last_hidden_state
     assert torch.allclose(mine, theirs, atol=1e-5), (mine - theirs).abs().max()
+
+
+def test_spatial_softmax_finds_the_peak():
+    """A map with one sharp peak yields that cell's (x, y) in [-1, 1] (x = column)."""
+    from hiors_policy.keypoints import SpatialSoftmax
+    ss = SpatialSoftmax()
+    maps = torch.full((1, 2, 5, 9), -50.0)
+    maps[0, 0, 1, 6] = 50.0       # row 1 of 5 -> y = -0.5; column 6 of 9 -> x = 0.5
+    maps[0, 1, 4, 0] = 50.0       # bottom-left corner
+    kp = ss(maps)
+    assert torch.allclose(kp[0, 0], torch.tensor([0.5, -0.5]), atol=1e-4)
+    assert torch.allclose(kp[0, 1], torch.tensor([-1.0, 1.0]), atol=1e-4)
+
+
+def test_keypoint_tower_tokens_and_training():
+    """The keypoint tower gives K+1 tokens per camera, follows an object in the image, and the
+    VLA built on it trains and samples like the SigLIP one."""
+    c = make_config('tiny', vision_tower='keypoints', vision_keypoints=8, vision_width=8,
+                    image_size=32, chunk_size=4, n_action_steps=2, num_inference_steps=2)
+    assert c.num_image_tokens == 9
+    torch.manual_seed(0)
+    p = Pi0Policy(c)
+    b = random_batch(c, 2, seed=0)
+    emb, pad, _ = p.embed_prefix(p._prepare(b, need_action=False))
+    assert emb.shape == (2, 2 * 9 + c.tokenizer_max_length, c.lm_width)
+    # Moving a bright square moves the keypoints (they are coordinates, not pooled features).
+    img = torch.full((2, 3, 32, 32), -1.0)
+    img[0, :, 4:8, 4:8] = 1.0
+    img[1, :, 24:28, 24:28] = 1.0
+    kp = p.vision.softmax(p.vision.to_maps(p.vision.convs(img)))
+    assert (kp[0] - kp[1]).abs().max() > 1e-3
+    opt = torch.optim.AdamW(p.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        loss = p.compute_loss(b, noise=torch.zeros(2, 4, c.max_action_dim), time=0.5).mean()
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+    assert torch.isfinite(p.eval().sample_actions({k: v for k, v in b.items() if k != 'action'})).all()
+    with pytest.raises(ValueError, match='vision_tower'):
+        make_config('tiny', vision_tower='resnet')

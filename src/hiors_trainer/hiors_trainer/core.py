@@ -39,6 +39,9 @@ PROFILES = {
                 weight_decay=1e-10, grad_clip=1.0, batch_size=8),
 }
 
+# With EMA on, the optimizer file also holds the raw (non-averaged) weights under this prefix.
+RAW_PREFIX = 'raw_weights.'
+
 # Baselines / ablations selected by config ('method').
 METHODS = {
     'hiors': {},
@@ -76,6 +79,10 @@ class TrainerConfig:
     decay_steps: int = 0
     grad_clip: float = 0.0
     batch_size: int = 0
+    # Exponential moving average of the weights (0 = off). Published checkpoints and
+    # model_state() carry the average; training continues on the raw weights. The decay warms up
+    # as min(ema_decay, (1 + step) / (10 + step)) so early averages are not stuck at init.
+    ema_decay: float = 0.0
     seed: int = 0
     device: str = 'cpu'
     num_threads: int = 1
@@ -107,6 +114,10 @@ class TrainerConfig:
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if self.keep_last < 1:
             raise ValueError('keep_last must be >= 1')
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError('ema_decay must be in [0, 1)')
+        if self.ema_decay and self.parallel == 'fsdp':
+            raise ValueError('ema_decay is not supported with parallel=fsdp (sharded weights)')
 
     def filter_config(self, policy_stride: int = 1) -> FilterConfig:
         """`policy_stride` (the policy's n_action_steps) stands in for replan_stride 0."""
@@ -270,6 +281,8 @@ class Trainer:
             # A few parameters never reach the loss (the prefix LM's last-layer outputs are not
             # read by the action expert), so DDP must look for unused ones.
             self.loss_module = DDP(self.loss_module, device_ids=ids, find_unused_parameters=True)
+        self.ema = ({k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+                    if self.cfg.ema_decay else None)
         # After sharding: the optimizer must hold the (sharded) parameters.
         self.optimizer = torch.optim.AdamW(self.loss_module.parameters(), lr=o['lr'], betas=o['betas'],
                                            weight_decay=o['weight_decay'])
@@ -289,8 +302,15 @@ class Trainer:
             with open(os.path.join(self.out_dir, ptr['state_json'])) as f:
                 st = json.load(f)
             if not st['optimizer'].get('fsdp') and not self.fsdp:
-                optimizer_from_tensors(self.optimizer, st_load_file(os.path.join(self.out_dir, ptr['optimizer'])),
-                                       st['optimizer'])
+                tensors = st_load_file(os.path.join(self.out_dir, ptr['optimizer']))
+                raw = {k[len(RAW_PREFIX):]: v for k, v in tensors.items() if k.startswith(RAW_PREFIX)}
+                if raw:
+                    # The checkpoint holds the EMA weights; training resumes on the raw ones.
+                    if self.ema is not None:
+                        self.ema = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+                    self.policy.load_state_dict(raw, strict=True)
+                optimizer_from_tensors(self.optimizer, {k: v for k, v in tensors.items()
+                                                        if not k.startswith(RAW_PREFIX)}, st['optimizer'])
             else:
                 log.warning('FSDP run: AdamW moments restart from zero on resume (weights resume)')
             self.step, self.version = st['step'], st['version']
@@ -455,13 +475,28 @@ class Trainer:
             return {'loss': float('nan'), 'lr': lr, 'grad_norm': float('nan'), 'skipped': True}
         self.nonfinite_steps = 0
         self.optimizer.step()
+        if self.ema is not None:
+            self._update_ema()
         self.step += 1
         self.samples_trained += o['batch_size'] * self.world_size
         return {'loss': loss.item(), 'lr': lr, 'grad_norm': gnorm.item()}
 
+    @torch.no_grad()
+    def _update_ema(self):
+        d = min(self.cfg.ema_decay, (1.0 + self.step) / (10.0 + self.step))
+        for k, v in self.policy.state_dict().items():
+            e = self.ema[k]
+            if e.is_floating_point():
+                e.mul_(d).add_(v.detach(), alpha=1.0 - d)
+            else:
+                e.copy_(v)
+
     # ------------------------------------------------------------------ checkpoints
     def model_state(self) -> dict:
-        """Full (unsharded, CPU) weights of the policy. Collective under FSDP: every rank calls."""
+        """Full (unsharded, CPU) weights of the policy — the EMA weights when ema_decay is on.
+        Collective under FSDP: every rank calls."""
+        if self.ema is not None:
+            return {k: v.detach().clone() for k, v in self.ema.items()}
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
             sd = get_model_state_dict(self.loss_module,
@@ -493,6 +528,9 @@ class Trainer:
             tensors, scalars = {}, {'fsdp': True, 'state': {}, 'param_groups': []}
         else:
             tensors, scalars = optimizer_to_tensors(self.optimizer)
+            if self.ema is not None:
+                tensors.update({RAW_PREFIX + k: v.detach().to('cpu').contiguous()
+                                for k, v in self.policy.state_dict().items()})
         opath = os.path.join(self.out_dir, names['optimizer'])
         tmp = opath + '.tmp'
         st_save_file(tensors, tmp)

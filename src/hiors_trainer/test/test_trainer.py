@@ -249,3 +249,30 @@ def test_training_reduces_loss_on_accepted_data(eps, tmp_path):
         tr.train_step()
     after = held_out()
     assert after < 0.85 * before, (before, after)
+
+
+def test_ema_weights_published_and_resumed(eps, tmp_path):
+    """With ema_decay the checkpoint carries the averaged weights, training goes on with the raw
+    ones, and a resume restores both exactly."""
+    out = tmp_path / 'out'
+    tr = Trainer(cfg(eps, out, ema_decay=0.9, lr=1e-2))
+    tr.resume_or_init()
+    tr.ingest()
+    init = {k: v.clone() for k, v in tr.policy.state_dict().items()}
+    for _ in range(6):
+        tr.train_step()
+    raw = {k: v.clone() for k, v in tr.policy.state_dict().items()}
+    ema = tr.model_state()
+    k = 'action_out_proj.weight'
+    # The average lies between init and the raw weights, strictly off both.
+    assert not torch.equal(ema[k], raw[k]) and not torch.equal(ema[k], init[k])
+    assert (ema[k] - init[k]).norm() < (raw[k] - init[k]).norm()
+    info = tr.save_checkpoint()
+    published, *_ = load_checkpoint(info['path'])
+    assert torch.equal(published.state_dict()[k], ema[k])
+    tr2 = Trainer(cfg(eps, out, ema_decay=0.9, lr=1e-2))
+    assert tr2.resume_or_init()
+    assert all(torch.equal(tr2.policy.state_dict()[n], v) for n, v in raw.items())
+    assert all(torch.equal(tr2.model_state()[n], v) for n, v in ema.items())
+    with pytest.raises(ValueError, match='ema_decay'):
+        TrainerConfig(ema_decay=1.0).validate()
