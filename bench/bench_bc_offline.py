@@ -27,9 +27,10 @@ from hiors_sim.sim_core import PegInsertionSim, SimConfig  # noqa: E402
 from hiors_sim.tasks import task_config  # noqa: E402
 from hiors_trainer.core import Trainer, TrainerConfig  # noqa: E402
 
-def collect(task, image_size, cams, seeds, sim_overrides):
-    """Expert episodes (successful ones only) from the simulated human in 'demo' mode."""
-    world = SyncWorld(task=task, mode='demo', cameras=cams, image_size=image_size, sim_overrides=sim_overrides)
+def collect(task, cams, seeds, sim_overrides):
+    """Expert episodes (successful ones only) from the simulated human in 'demo' mode, at the
+    sim's camera resolution (the processor resizes, as in the graph)."""
+    world = SyncWorld(task=task, mode='demo', cameras=cams, sim_overrides=sim_overrides)
     return [r.episode for r in (world.episode(seed) for seed in seeds) if r.outcome == 'success']
 
 
@@ -76,11 +77,15 @@ def main():
     ap.add_argument('--vision-tower', default='', help="override vision_tower ('siglip' | 'keypoints')")
     ap.add_argument('--keypoints', type=int, default=0, help='override vision_keypoints')
     ap.add_argument('--vision-width', type=int, default=0, help='override vision_width')
+    ap.add_argument('--ema', type=float, default=0.0, help='EMA decay of the weights (evaluated besides the raw ones)')
+    ap.add_argument('--eval-at', default='', help='comma list of extra step counts to evaluate at (EMA if on)')
+    ap.add_argument('--chamfer', type=float, default=-1.0, help='override the hole chamfer (m); -1 = the scene default')
     ap.add_argument('--max-ticks', type=int, default=200)
     ap.add_argument('--lr', type=float, default=0.0)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--json', default='')
+    ap.add_argument('--save', default='', help='write the final (EMA if on) policy checkpoint here')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     over = {}
@@ -100,49 +105,79 @@ def main():
         over['vision_width'] = a.vision_width
     config = make_config(a.preset, **over)
     sim_cfg = SimConfig(**task_config(a.task))
-    sim_cfg.camera_width = sim_cfg.camera_height = config.image_size
+    sim_over = {}
     if a.clearance:
-        sim_cfg.clearance_m = a.clearance
+        sim_over['clearance_m'] = a.clearance
+    if a.chamfer >= 0:
+        sim_over['chamfer_m'] = a.chamfer
+    for k, v in sim_over.items():
+        setattr(sim_cfg, k, v)
     sim = PegInsertionSim(sim_cfg)
     cams = config.camera_names
     t0 = time.time()
-    eps = collect(a.task, config.image_size, cams, range(a.seed * 10000, a.seed * 10000 + a.demos),
-                  {'clearance_m': a.clearance} if a.clearance else {})
+    eps = collect(a.task, cams, range(a.seed * 10000, a.seed * 10000 + a.demos),
+                  sim_over)
     t_collect = time.time() - t0
     print(f'{len(eps)}/{a.demos} expert demos, {sum(len(e.state) for e in eps)} steps, {t_collect:.0f} s', flush=True)
     by_id = {e.info.episode_id: e for e in eps}
     cfg = TrainerConfig(episode_dir='', demo_dir='demos', out_dir=f'/tmp/hiors-bc-offline-{os.getpid()}',
                         method='bc', policy_preset=a.preset, batch_size=a.batch_size, lr=a.lr,
                         decay_steps=a.steps, replan_stride=config.n_action_steps, num_threads=a.threads,
-                        seed=a.seed, intake_interval_s=1e9)
+                        seed=a.seed, intake_interval_s=1e9, ema_decay=a.ema)
     tr = Trainer(cfg, loader=lambda info, rate_hz=None: by_id[info.episode_id],
                  lister=lambda root: [e.info for e in eps])
     tr.resume_or_init(config=config)
     tr.ingest()
     t0 = time.time()
     losses = []
+    eval_at = sorted({int(x) for x in a.eval_at.split(',') if x} | {a.steps})
+    held_out = range(900000 + a.seed * 1000, 900000 + a.seed * 1000 + a.eval)
+    base = dict(task=a.task, clearance_mm=sim_cfg.clearance_m * 1000, chamfer_mm=sim_cfg.chamfer_m * 1000,
+                demos=len(eps), total_steps=a.steps, chunk=config.chunk_size, exec=config.n_action_steps,
+                image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset,
+                vision_tower=config.vision_tower, keypoints=config.vision_keypoints,
+                vision_width=config.vision_width, ema=a.ema, collect_s=round(t_collect))
+
+    def run_eval(weights, label, on_train):
+        from hiors_policy.modeling import Pi0Policy
+        policy = Pi0Policy(config)
+        policy.load_state_dict(weights)
+        actor = PolicyActor(policy, tr.norm_stats)
+        t1 = time.time()
+        ok, lifted, lat, fell = evaluate(sim, actor, held_out, cams, a.max_ticks)
+        r = dict(base, steps=tr.step, weights=label, final_loss=float(np.mean(losses[-50:])),
+                 success=float(np.mean(ok)), successes=int(sum(ok)), n_eval=len(ok),
+                 lifted=float(np.mean(lifted)), tipped=float(np.mean(fell)),
+                 median_lateral_mm=round(float(np.median(lat)) * 1000, 1) if lat else None,
+                 train_s=round(t_train))
+        if on_train:
+            ok_train, _, _, _ = evaluate(sim, actor, range(a.seed * 10000, a.seed * 10000 + min(a.eval, a.demos)),
+                                         cams, a.max_ticks)
+            r['success_on_train_instances'] = float(np.mean(ok_train))
+        r['eval_s'] = round(time.time() - t1)
+        print(json.dumps(r), flush=True)
+        if a.json:
+            with open(a.json, 'a') as f:
+                f.write(json.dumps(r) + '\n')
+        return r
+
+    t_train = 0.0
     for s in range(a.steps):
+        t1 = time.time()
         losses.append(tr.train_step()['loss'])
+        t_train += time.time() - t1
         if (s + 1) % max(1, a.steps // 10) == 0:
             print(f'step {s + 1}: loss {np.mean(losses[-50:]):.4f} ({time.time() - t0:.0f} s)', flush=True)
-    t_train = time.time() - t0
-    actor = PolicyActor(tr.policy, tr.norm_stats)
-    t0 = time.time()
-    ok, lifted, lat, fell = evaluate(sim, actor, range(900000 + a.seed * 1000, 900000 + a.seed * 1000 + a.eval),
-                               cams, a.max_ticks)
-    ok_train, _, _, _ = evaluate(sim, actor, range(a.seed * 10000, a.seed * 10000 + min(a.eval, a.demos)),
-                              cams, a.max_ticks)
-    res = dict(task=a.task, clearance_mm=sim_cfg.clearance_m * 1000, demos=len(eps), steps=a.steps, chunk=config.chunk_size, exec=config.n_action_steps,
-               image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset, final_loss=float(np.mean(losses[-50:])),
-               success=float(np.mean(ok)), n_eval=len(ok), lifted=float(np.mean(lifted)), tipped=float(np.mean(fell)),
-               vision_tower=config.vision_tower, keypoints=config.vision_keypoints, vision_width=config.vision_width,
-               median_lateral_mm=round(float(np.median(lat)) * 1000, 1) if lat else None,
-               success_on_train_instances=float(np.mean(ok_train)), train_s=round(t_train), eval_s=round(time.time() - t0),
-               collect_s=round(t_collect))
-    print(json.dumps(res), flush=True)
-    if a.json:
-        with open(a.json, 'a') as f:
-            f.write(json.dumps(res) + '\n')
+        if s + 1 in eval_at:
+            last = s + 1 == a.steps
+            run_eval(tr.model_state(), 'ema' if a.ema else 'raw', on_train=last)
+            if a.ema and last:
+                run_eval(tr.policy.state_dict(), 'raw', on_train=False)
+    if a.save:
+        from hiors_policy.checkpoint import save_checkpoint
+        from hiors_trainer.core import FullWeights
+        save_checkpoint(a.save, FullWeights(tr.model_state()), config, tr.norm_stats, 'base')
+        print(f'saved {a.save}', flush=True)
 
 
 if __name__ == '__main__':

@@ -132,7 +132,7 @@ def core_evaluate(args, weights, norm_stats, config, seed):
     policy.load_state_dict(weights)
     actor = PolicyActor(policy, norm_stats)
     world = SyncWorld(task=args.task, mode='label_only', episode_timeout_s=args.episode_timeout,
-                      cameras=config.camera_names, image_size=config.image_size)
+                      cameras=config.camera_names)
     outcomes, failures = [], {}
     for i in range(args.eval_instances):
         for _ in range(args.trials):
@@ -198,7 +198,7 @@ def core_seed(args, out, seed, budgets, results):
         actor = PolicyActor(Pi0Policy(config), tr.norm_stats)
         actor.load(tr.model_state(), tr.norm_stats)
         world = SyncWorld(task=args.task, mode=mode, episode_timeout_s=args.episode_timeout,
-                          cameras=config.camera_names, image_size=config.image_size)
+                          cameras=config.camera_names)
         pending = sorted(budgets)
         curve = []
         n = 0

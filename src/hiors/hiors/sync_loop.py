@@ -80,6 +80,8 @@ class SyncWorld:
     mode: str = 'intervene'                  # sim human: demo | intervene | label_only
     episode_timeout_s: float = 30.0
     cameras: tuple = ('front', 'wrist')
+    # Camera resolution, as the sim node renders it; the policy's processor resizes to its own
+    # image_size exactly as in the graph (rendering at the policy's size would be another image).
     image_size: int = 224
     human_overrides: dict = field(default_factory=dict)
     sim_overrides: dict = field(default_factory=dict)    # SimConfig fields over the task's

@@ -19,14 +19,53 @@ PEG_HALF = 0.010          # peg: 2 cm square, 8 cm tall
 PEG_HALF_HEIGHT = 0.040
 HOLE_DEPTH = 0.040
 WALL = 0.020              # fixture wall thickness
+# Lead-in chamfer on the hole's top inner edges (45 deg, this deep and wide per side), as on real
+# insertion fixtures: a peg that lands a few mm off slides into the clearance instead of
+# catching on the rim and pivoting out of the fingers (BENCHMARKS.md, grasp fragility).
+CHAMFER = 0.004
+CHAMFER_FRICTION = 0.3    # machined, slippery lead-in (must be < tan 45 deg = 1 for a peg to slide)
 
 
-def build_mjcf(clearance: float = 0.0015, width: int = 224, height: int = 224) -> str:
-    """MJCF text of arm + table + peg + hole fixture. `clearance` is per side, in metres."""
+def _fixture_walls(inner: float, chamfer: float) -> str:
+    """Four walls around a square hole of half side `inner`, each with a 45-degree chamfer of
+    size `chamfer` on its inner top edge: a lower box, an upper box set back by the chamfer, and a
+    box turned 45 degrees about the wall's length whose upper face is the lead-in slope."""
+    c, d = chamfer, HOLE_DEPTH
+    wall_len = inner + WALL                 # half length of the x walls (they cover the corners)
+    rgba = 'rgba="0.2 0.65 0.3 1"'
+    geoms = []
+    # (name, sign, normal axis): walls at +-x run along y, walls at +-y run along x.
+    for name, sign, axis in (('px', 1, 'x'), ('nx', -1, 'x'), ('py', 1, 'y'), ('ny', -1, 'y')):
+        along = wall_len if axis == 'x' else inner
+        lo_h = (d - c) / 2
+        up_w = (WALL - c) / 2
+        parts = [  # (suffix, offset from the hole axis, half width across, half height, z centre)
+            ('', inner + WALL / 2, WALL / 2, lo_h, lo_h)]
+        if c > 0:
+            parts.append(('_top', inner + c + up_w, up_w, c / 2, d - c / 2))
+        for suffix, off, half_w, half_h, zc in parts:
+            pos = (sign * off, 0) if axis == 'x' else (0, sign * off)
+            size = (half_w, along, half_h) if axis == 'x' else (along, half_w, half_h)
+            geoms.append(f'<geom name="wall_{name}{suffix}" type="box" size="{size[0]} {size[1]} {size[2]}" '
+                         f'pos="{pos[0]} {pos[1]} {zc}" {rgba}/>')
+        if c > 0:
+            r = c / 2 ** 0.5                  # half side of the turned box: its upper face = the slope
+            off = sign * (inner + c)
+            # Turned about the wall's length axis; the y walls' lead-ins reach into the corners.
+            if axis == 'x':
+                pos, size, euler = (off, 0), (r, along, r), '0 0.7853981634 0'
+            else:
+                pos, size, euler = (0, off), (along + c, r, r), '0.7853981634 0 0'
+            geoms.append(f'<geom name="chamfer_{name}" type="box" size="{size[0]} {size[1]} {size[2]}" '
+                         f'pos="{pos[0]} {pos[1]} {d - c}" euler="{euler}" priority="1" '
+                         f'friction="{CHAMFER_FRICTION} 0.005 0.0001" {rgba}/>')
+    return '\n      '.join(geoms)
+
+
+def build_mjcf(clearance: float = 0.0015, width: int = 224, height: int = 224, chamfer: float = CHAMFER) -> str:
+    """MJCF text of arm + table + peg + hole fixture. `clearance` (per side) and `chamfer` (the
+    lead-in's size) in metres."""
     inner = PEG_HALF + clearance            # half side of the hole
-    wall_c = inner + WALL / 2               # wall centre offset
-    wall_len = inner + WALL                 # half length of each wall
-    hz = HOLE_DEPTH / 2
     off_w, off_h = max(640, width), max(480, height)
     return f"""
 <mujoco model="hiors_peg_in_hole">
@@ -100,10 +139,7 @@ def build_mjcf(clearance: float = 0.0015, width: int = 224, height: int = 224) -
     </body>
     <body name="hole" pos="0.45 0.12 0">
       <site name="hole" pos="0 0 {HOLE_DEPTH}" size="0.003" rgba="0 1 0 0"/>
-      <geom name="wall_px" type="box" size="{WALL / 2} {wall_len} {hz}" pos="{wall_c} 0 {hz}" rgba="0.2 0.65 0.3 1"/>
-      <geom name="wall_nx" type="box" size="{WALL / 2} {wall_len} {hz}" pos="{-wall_c} 0 {hz}" rgba="0.2 0.65 0.3 1"/>
-      <geom name="wall_py" type="box" size="{inner} {WALL / 2} {hz}" pos="0 {wall_c} {hz}" rgba="0.2 0.65 0.3 1"/>
-      <geom name="wall_ny" type="box" size="{inner} {WALL / 2} {hz}" pos="0 {-wall_c} {hz}" rgba="0.2 0.65 0.3 1"/>
+      {_fixture_walls(inner, chamfer)}
     </body>
   </worldbody>
   <equality>

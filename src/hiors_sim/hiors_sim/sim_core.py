@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from .scene import (GRIPPER_JOINT, HOLE_DEPTH, HOME_Q, JOINT_LIMITS, JOINT_NAMES, PEG_HALF_HEIGHT,
+from .scene import (CHAMFER, GRIPPER_JOINT, HOLE_DEPTH, HOME_Q, JOINT_LIMITS, JOINT_NAMES, PEG_HALF_HEIGHT,
                     build_mjcf)
 
 
@@ -13,6 +13,7 @@ from .scene import (GRIPPER_JOINT, HOLE_DEPTH, HOME_Q, JOINT_LIMITS, JOINT_NAMES
 class SimConfig:
     control_rate_hz: float = 10.0
     clearance_m: float = 0.0015
+    chamfer_m: float = CHAMFER         # lead-in chamfer on the hole's rim (0 = sharp edge)
     camera_width: int = 224
     camera_height: int = 224
     # Randomisation area (world x, y) of the peg and the hole fixture, and their yaw range.
@@ -37,7 +38,8 @@ class PegInsertionSim:
     def __init__(self, config: SimConfig | None = None):
         self.config = config or SimConfig()
         self.model = mujoco.MjModel.from_xml_string(
-            build_mjcf(self.config.clearance_m, self.config.camera_width, self.config.camera_height))
+            build_mjcf(self.config.clearance_m, self.config.camera_width, self.config.camera_height,
+                       self.config.chamfer_m))
         self.data = mujoco.MjData(self.model)
         self.substeps = max(1, int(round(1.0 / (self.config.control_rate_hz * self.model.opt.timestep))))
         self.qadr = np.array([self.model.joint(j).qposadr[0] for j in JOINT_NAMES])
