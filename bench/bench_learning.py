@@ -36,7 +36,7 @@ from hiors_common.ros_env import use_local_ros_network
 use_local_ros_network()
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
-from hiors.phases import ensure_checkpoint_key, episodes, frames, run_phase, say  # noqa: E402
+from hiors.phases import ensure_checkpoint_key, episodes, frames, run_phase, say, wilson_interval  # noqa: E402
 from hiors.graph import bringup_graph  # noqa: E402
 from hiors.supervisor import Supervisor  # noqa: E402
 
@@ -86,9 +86,7 @@ def graph_evaluate(out, tag, checkpoint, seed, instances, trials, common):
                                            seed=str(seed + 1000), num_episodes=str(instances * trials),
                                            **{'sim.repeat_each': str(trials)}),
                    instances * trials, (float(common['episode_timeout_s']) + 10) * instances * trials + 120)
-    outcomes = [e['outcome'] == 'success' for e in episodes(ep_dir)]
-    groups = [outcomes[i:i + trials] for i in range(0, len(outcomes) - trials + 1, trials)]
-    return {f'success@{k}': sum(any(g[:k]) for g in groups) / max(1, len(groups)) for k in range(1, trials + 1)}
+    return _success_at([e['outcome'] == 'success' for e in episodes(ep_dir)], trials)
 
 
 def graph_seed(args, out, seed, budgets, results):
@@ -101,6 +99,8 @@ def graph_seed(args, out, seed, budgets, results):
                                                   seed=str(seed), num_episodes=str(args.demos)),
                   args.demos, (args.episode_timeout + 10) * args.demos + 60)
     base = os.path.join(out, f'seed{seed}', 'base.safetensors')
+    if args.base and not os.path.exists(base):
+        shutil.copy(args.base, base)
     if not os.path.exists(base):
         subprocess.run([sys.executable, '-m', 'hiors_trainer.train_offline', '--episodes', demo_dir,
                         '--steps', str(args.base_steps), '--out', base, '--threads', str(args.threads),
@@ -120,8 +120,12 @@ def graph_seed(args, out, seed, budgets, results):
 
 # ---------------------------------------------------------------------------- core engine
 def _success_at(outcomes, trials):
+    """success@k per task instance (`trials` consecutive outcomes each), plus the raw outcomes
+    so seeds can be pooled for an interval."""
     groups = [outcomes[i:i + trials] for i in range(0, len(outcomes) - trials + 1, trials)]
-    return {f'success@{k}': sum(any(g[:k]) for g in groups) / max(1, len(groups)) for k in range(1, trials + 1)}
+    r = {f'success@{k}': sum(any(g[:k]) for g in groups) / max(1, len(groups)) for k in range(1, trials + 1)}
+    r['outcomes'] = [bool(o) for o in outcomes]
+    return r
 
 
 def core_evaluate(args, weights, norm_stats, config, seed):
@@ -175,6 +179,9 @@ def core_seed(args, out, seed, budgets, results):
 
     t0 = time.time()
     base = os.path.join(work, 'base.safetensors')
+    if args.base:                            # one pretrained base for every seed (as pi0 is for the paper)
+        os.makedirs(work, exist_ok=True)
+        shutil.copy(args.base, base)
     if os.path.exists(base):                 # a re-run with other methods reuses the base policy
         policy, config, norm_stats, _ = load_checkpoint(base)
         weights = policy.state_dict()
@@ -243,6 +250,8 @@ def main():
     ap.add_argument('--task', default='peg_insert_narrow')
     ap.add_argument('--preset', default='tiny')
     ap.add_argument('--demos', type=int, default=20)
+    ap.add_argument('--base', default='', help='start every seed from this base checkpoint (e.g. the committed '
+                                               'pretrained one) instead of training one per seed')
     ap.add_argument('--base-steps', type=int, default=2000)
     ap.add_argument('--base-batch-size', type=int, default=16)
     ap.add_argument('--updates-per-frame', type=float, default=0.5, help='core engine: train steps per online frame')
@@ -289,60 +298,98 @@ def _mean(rows, key):
     return float(np.mean([r[key] for r in rows])) if rows else float('nan')
 
 
+def pooled(rows, trials):
+    """Seeds pooled: instances n, successes within k trials per k (None where a row lacks its
+    raw outcomes), and the 95% Wilson interval of success@1."""
+    groups = []
+    for r in rows:
+        o = r.get('outcomes')
+        if o is None:
+            return None
+        groups += [o[i:i + trials] for i in range(0, len(o) - trials + 1, trials)]
+    n = len(groups)
+    wins = {k: sum(any(g[:k]) for g in groups) for k in range(1, trials + 1)}
+    return {'n': n, 'wins': wins, 'ci95': wilson_interval(wins[1], n)}
+
+
+def cells(results, trials):
+    """(method, frames, rows) for the base and every method x budget, in report order."""
+    out = []
+    base = list(results.get('base', {}).get(0, results.get('base', {}).get('0', {})).values())
+    if base:
+        out.append(('base', 0, base))
+    for method in METHOD_KEYS:
+        for b in sorted(results.get(method) or {}, key=int):
+            out.append((method, int(b), list(results[method][b].values())))
+    return out
+
+
 def report(out, results, trials):
-    """Table (mean over seeds, and the per-seed spread) and plots: success vs online frames,
-    test-time scaling at the largest budget, and the online success / takeover rate."""
+    """Table (seeds pooled, 95% Wilson interval of success@1) and plots: success vs online
+    frames with intervals, test-time scaling at the largest budget, the online success rate.
+    Also <out>/learning.json ({"task", "cells": [{"method", "frames", "n", "success_at_1",
+    "ci95", "success_at_3"}]})."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import numpy as np
     ks = range(1, trials + 1)
-    lines = ['| method | online frames | seeds | ' + ' | '.join(f'success@{k}' for k in ks) + ' | min-max over seeds (@1) |',
-             '|---|---|---|' + '---|' * trials + '---|']
-    base = list(results.get('base', {}).get(0, results.get('base', {}).get('0', {})).values())
-    if base:
-        lines.append('| base policy (demos only) | 0 | %d | ' % len(base) +
-                     ' | '.join(f'{_mean(base, f"success@{k}"):.0%}' for k in ks) + ' | |')
+    lines = ['| method | online frames | seeds | n | success@1 [95% CI] | ' +
+             ' | '.join(f'success@{k}' for k in ks if k > 1) + ' | online success with the human |',
+             '|---|---|---|---|---|' + '---|' * (trials - 1) + '---|']
+    json_cells = []
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-    for method in METHOD_KEYS:
-        by_budget = results.get(method)
-        if not by_budget:
-            continue
-        xs = sorted(by_budget, key=int)
-        rows = {b: list(by_budget[b].values()) for b in xs}
-        y = [_mean(rows[b], 'success@1') * 100 for b in xs]
-        lo = [min(r['success@1'] for r in rows[b]) * 100 for b in xs]
-        hi = [max(r['success@1'] for r in rows[b]) * 100 for b in xs]
-        x0 = [0] + [int(b) for b in xs] if base else [int(b) for b in xs]
-        y0 = [_mean(base, 'success@1') * 100] + y if base else y
-        line, = axes[0].plot(x0, y0, marker='o', label=method)
-        axes[0].fill_between([int(b) for b in xs], lo, hi, color=line.get_color(), alpha=0.12)
-        for b in xs:
-            lines.append(f'| {method} | {b} | {len(rows[b])} | ' +
-                         ' | '.join(f'{_mean(rows[b], f"success@{k}"):.0%}' for k in ks) +
-                         f' | {min(r["success@1"] for r in rows[b]):.0%}-{max(r["success@1"] for r in rows[b]):.0%} |')
-        axes[1].plot(list(ks), [_mean(rows[xs[-1]], f'success@{k}') * 100 for k in ks], marker='o',
-                     label=f'{method} @ {xs[-1]} frames')
+    series = {}
+    for method, frames_, rows in cells(results, trials):
+        p = pooled(rows, trials)
         curves = results.get('online', {}).get(method, {})
+        online = ''
         if curves:
-            w = 10
-            for curve in curves.values():
-                succ = np.array([c['outcome'] == 'success' for c in curve], float)
-                fr = np.array([c['frames'] for c in curve])
-                if len(succ) >= w:
-                    axes[2].plot(fr[w - 1:], np.convolve(succ, np.ones(w) / w, 'valid') * 100,
-                                 color=line.get_color(), alpha=0.6,
-                                 label=method if curve is next(iter(curves.values())) else None)
+            done = [c for curve in curves.values() for c in curve]
+            online = f'{sum(c["outcome"] == "success" for c in done)}/{len(done)}'
+        if p is None:
+            at = {k: _mean(rows, f'success@{k}') for k in ks}
+            cell = f'{at[1]:.0%} [-]'
+            rest = [f'{at[k]:.0%}' for k in ks if k > 1]
+        else:
+            at = {k: p['wins'][k] / max(1, p['n']) for k in ks}
+            lo, hi = p['ci95']
+            cell = f'{at[1]:.0%} [{lo:.0%}, {hi:.0%}]'
+            rest = [f'{at[k]:.0%}' for k in ks if k > 1]
+            json_cells.append({'method': method, 'frames': frames_, 'n': p['n'], 'success_at_1': at[1],
+                               'ci95': [lo, hi], 'success_at_3': at[min(3, trials)], 'seeds': len(rows)})
+            series.setdefault(method, []).append((frames_, at[1], lo, hi, at))
+        label = 'base policy (demos only)' if method == 'base' else method
+        lines.append(f'| {label} | {frames_} | {len(rows)} | {p["n"] if p else "-"} | {cell} | ' +
+                     ' | '.join(rest) + f' | {online} |')
+    base_pt = series.pop('base', None)
+    for method, pts in series.items():
+        pts = ([base_pt[0]] if base_pt else []) + pts
+        x = [q[0] for q in pts]
+        y = np.array([q[1] for q in pts]) * 100
+        err = np.array([[q[1] - q[2], q[3] - q[1]] for q in pts]).T * 100
+        line = axes[0].errorbar(x, y, yerr=err, marker='o', capsize=3, label=method)
+        last = pts[-1]
+        axes[1].plot(list(ks), [last[4][k] * 100 for k in ks], marker='o', color=line[0].get_color(),
+                     label=f'{method} @ {last[0]} frames')
+        curves = results.get('online', {}).get(method, {})
+        w = 10
+        for i, curve in enumerate(curves.values()):
+            succ = np.array([c['outcome'] == 'success' for c in curve], float)
+            fr = np.array([c['frames'] for c in curve])
+            if len(succ) >= w:
+                axes[2].plot(fr[w - 1:], np.convolve(succ, np.ones(w) / w, 'valid') * 100,
+                             color=line[0].get_color(), alpha=0.6, label=method if i == 0 else None)
     axes[0].set_xlabel('online frames')
     axes[0].set_ylabel('success, policy alone (%)')
-    axes[0].set_title('policy alone vs online frames (mean, band = seeds)')
+    axes[0].set_title('policy alone vs online frames (seeds pooled, 95% Wilson)')
     axes[1].set_xticks(list(ks))
     axes[1].set_xlabel('trials of the same task instance')
     axes[1].set_ylabel('success within k trials (%)')
     axes[1].set_title('test-time scaling, largest budget')
     axes[2].set_xlabel('online frames')
     axes[2].set_ylabel('online success, last 10 episodes (%)')
-    axes[2].set_title('online episodes, success of the last 10')
+    axes[2].set_title('online episodes with the human')
     for ax in axes:
         ax.set_ylim(0, 105)
         ax.legend(fontsize=7)
@@ -351,6 +398,8 @@ def report(out, results, trials):
     text = '\n'.join(lines)
     with open(os.path.join(out, 'results.md'), 'w') as f:
         f.write(text + '\n')
+    with open(os.path.join(out, 'learning.json'), 'w') as f:
+        json.dump({'task': results.get('args', {}).get('task', ''), 'trials': trials, 'cells': json_cells}, f, indent=1)
     print(text)
 
 

@@ -33,6 +33,17 @@ def success_rate(episode_dir):
     return sum(e['outcome'] == 'success' for e in eps) / len(eps), len(eps)
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate (sound at small n and at 0% / 100%)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def frames(episode_dir):
     """Recorded steps (executed actions) of all finished episodes."""
     return sum(int(e.get('steps', 0)) for e in episodes(episode_dir))

@@ -72,6 +72,11 @@ class TrainerConfig:
     replan_stride: int = 0               # autonomous samples every k steps; 0 = the policy's n_action_steps
     demo_ratio: float = 0.0              # fraction of each batch from demo_dir (if any)
     rate_hz: float = 0.0                 # 0 = one step per executed action
+    # Chunk labels: 'executed' = the commands the mux sent (human corrections included);
+    # 'measured' = the joint states the robot reached on the following steps (the official
+    # Hi-ORS code's choice; on a position-controlled gripper closed on an object the measured
+    # opening is the object's width, not the squeezing command).
+    label_source: str = 'executed'
     # Optimisation (0 = take the profile's value).
     lr: float = 0.0
     end_lr: float = 0.0
@@ -114,6 +119,8 @@ class TrainerConfig:
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if self.keep_last < 1:
             raise ValueError('keep_last must be >= 1')
+        if self.label_source not in ('executed', 'measured'):
+            raise ValueError(f"label_source must be 'executed' or 'measured', got {self.label_source!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError('ema_decay must be in [0, 1)')
         if self.ema_decay and self.parallel == 'fsdp':
@@ -441,13 +448,19 @@ class Trainer:
         m = self.threshold()
         for key, k in draws:
             s = self.store[key]
-            chunk, pad = action_chunk(s.action, k, H)
+            chunk, pad = action_chunk(self._labels(s), k, H)
             samples.append({'images': {c: v[k] for c, v in s.images.items()}, 'state': s.state[k],
                             'prompt': s.prompt, 'action': chunk, 'action_is_pad': pad})
             ind.append(1.0 if s.demo else float(accepted(s.decision, m, self.fcfg)))
         batch = self.processor.prepare_batch(samples)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         return batch, torch.tensor(ind, device=self.device)
+
+    def _labels(self, s: '_Stored') -> np.ndarray:
+        """Per-step label rows: label k = the executed command at k, or the state measured at k+1."""
+        if self.cfg.label_source == 'measured':
+            return np.concatenate([s.state[1:], s.state[-1:]], axis=0)
+        return s.action
 
     def train_step(self) -> dict:
         if self.norm_stats is None:

@@ -276,3 +276,22 @@ def test_ema_weights_published_and_resumed(eps, tmp_path):
     assert all(torch.equal(tr2.model_state()[n], v) for n, v in ema.items())
     with pytest.raises(ValueError, match='ema_decay'):
         TrainerConfig(ema_decay=1.0).validate()
+
+
+def test_label_source_measured_uses_the_next_states(eps, tmp_path):
+    """label_source='measured': chunk k holds the states recorded at k+1.. (padded with the last
+    one); 'executed' holds the commands."""
+    tr = Trainer(cfg(eps, tmp_path / 'm', label_source='measured'))
+    tr.resume_or_init()
+    tr.ingest()
+    key = next(k for k, v in tr.store.items() if v.decision.indices.size)
+    s = tr.store[key]
+    T = len(s.state)
+    labels = tr._labels(s)
+    assert np.array_equal(labels[:T - 1], s.state[1:]) and np.array_equal(labels[-1], s.state[-1])
+    tr.cfg.label_source = 'executed'
+    assert np.array_equal(tr._labels(s), s.action)
+    tr.cfg.label_source = 'measured'
+    assert np.isfinite(tr.train_step()['loss'])
+    with pytest.raises(ValueError, match='label_source'):
+        TrainerConfig(label_source='commands').validate()
