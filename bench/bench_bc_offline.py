@@ -80,6 +80,7 @@ def main():
     ap.add_argument('--ema', type=float, default=0.0, help='EMA decay of the weights (evaluated besides the raw ones)')
     ap.add_argument('--eval-at', default='', help='comma list of extra step counts to evaluate at (EMA if on)')
     ap.add_argument('--chamfer', type=float, default=-1.0, help='override the hole chamfer (m); -1 = the scene default')
+    ap.add_argument('--noise-samples', type=int, default=1, help='flow-matching draws per observation and step')
     ap.add_argument('--max-ticks', type=int, default=200)
     ap.add_argument('--lr', type=float, default=0.0)
     ap.add_argument('--threads', type=int, default=2)
@@ -123,7 +124,8 @@ def main():
     cfg = TrainerConfig(episode_dir='', demo_dir='demos', out_dir=f'/tmp/hiors-bc-offline-{os.getpid()}',
                         method='bc', policy_preset=a.preset, batch_size=a.batch_size, lr=a.lr,
                         decay_steps=a.steps, replan_stride=config.n_action_steps, num_threads=a.threads,
-                        seed=a.seed, intake_interval_s=1e9, ema_decay=a.ema)
+                        seed=a.seed, intake_interval_s=1e9, ema_decay=a.ema,
+                        noise_samples=a.noise_samples)
     tr = Trainer(cfg, loader=lambda info, rate_hz=None: by_id[info.episode_id],
                  lister=lambda root: [e.info for e in eps])
     tr.resume_or_init(config=config)
@@ -136,7 +138,7 @@ def main():
                 demos=len(eps), total_steps=a.steps, chunk=config.chunk_size, exec=config.n_action_steps,
                 image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset,
                 vision_tower=config.vision_tower, keypoints=config.vision_keypoints,
-                vision_width=config.vision_width, ema=a.ema, collect_s=round(t_collect))
+                vision_width=config.vision_width, ema=a.ema, noise_samples=a.noise_samples, collect_s=round(t_collect))
 
     def run_eval(weights, label, on_train):
         from hiors_policy.modeling import Pi0Policy

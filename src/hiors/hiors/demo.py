@@ -9,13 +9,15 @@
 5. evaluation of the last online checkpoint;
 then a success-rate plot (PNG) and a table.
 """
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 
-from .phases import ensure_checkpoint_key, episodes, run_phase, say, success_rate
+from .phases import ensure_checkpoint_key, episodes, run_phase, say, success_rate, wilson_interval
 
 
 def add_arguments(parser):
@@ -23,11 +25,15 @@ def add_arguments(parser):
     parser.add_argument('--task', default='peg_insert_narrow',
                         help="simulated task variant (hiors_sim.tasks): 'peg_insert_narrow' or 'peg_insert' (wide)")
     parser.add_argument('--demos', type=int, default=20, help='scripted demonstration episodes')
-    parser.add_argument('--base-steps', type=int, default=2000, help='offline training steps for the base policy')
+    parser.add_argument('--base', default='pretrained',
+                        help="base policy: 'pretrained' (the committed checkpoint for the task, sha256 "
+                             "checked; see models/README.md), 'train' (train one on this run's demos), "
+                             "or a checkpoint path")
+    parser.add_argument('--base-steps', type=int, default=4000, help="with --base train: offline training steps")
     parser.add_argument('--base-batch-size', type=int, default=16, help='batch size of the offline training')
     parser.add_argument('--online-lr', type=float, default=3e-4,
                         help='peak learning rate of the online trainer (fine-tuning the base policy)')
-    parser.add_argument('--eval-episodes', type=int, default=8, help='evaluation episodes per policy')
+    parser.add_argument('--eval-episodes', type=int, default=16, help='evaluation episodes per policy')
     parser.add_argument('--online-episodes', type=int, default=16, help='online Hi-ORS episodes')
     parser.add_argument('--episode-timeout', type=float, default=30.0, help='episode time limit (s)')
     parser.add_argument('--preset', default='tiny', help='policy preset')
@@ -36,6 +42,22 @@ def add_arguments(parser):
 
 def _say(msg):
     say(msg, 'hiors demo')
+
+
+def pretrained_base(task: str) -> str:
+    """The committed base policy of a task (hiors/models/base_<task>.safetensors), after checking
+    its sha256 against the sidecar JSON written when it was trained."""
+    from hiors_common.paths import package_file
+    path = package_file('hiors', 'models', f'base_{task}.safetensors')
+    with open(path[:-len('.safetensors')] + '.json') as f:
+        meta = json.load(f)
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    if h.hexdigest() != meta['sha256']:
+        raise RuntimeError(f'{path}: sha256 {h.hexdigest()} does not match {meta["sha256"]} in its JSON')
+    return path
 
 
 def _evaluate(label, out, common, checkpoint, episode_dir, args, per_episode):
@@ -69,11 +91,16 @@ def run_demo(args) -> int:
 
     # 2. base policy
     base = os.path.join(out, 'base_policy.safetensors')
+    if not os.path.exists(base) and args.base != 'train':
+        src = pretrained_base(args.task) if args.base == 'pretrained' else args.base
+        _say(f'phase 2/5: base policy from {src}')
+        shutil.copy(src, base)
     if not os.path.exists(base):
         _say(f'phase 2/5: training the base policy offline ({args.base_steps} steps)')
         cmd = [sys.executable, '-m', 'hiors_trainer.train_offline', '--episodes', demo_dir,
                '--steps', str(args.base_steps), '--out', base, '--preset', args.preset,
-               '--threads', '2', '--method', 'bc', '--rate-hz', '10', '--batch-size', str(args.base_batch_size)]
+               '--threads', '2', '--method', 'bc', '--rate-hz', '10', '--batch-size', str(args.base_batch_size),
+               '--ema', '0.999']
         if subprocess.run(cmd).returncode != 0:
             _say('base policy training failed')
             return 1
@@ -118,7 +145,7 @@ def _report(out, demo_dir, eval_base, online, eval_final, final):
     for label, d in [('scripted expert (demos)', demo_dir), ('base policy alone', eval_base),
                      ('online Hi-ORS (with human)', online), ('after Hi-ORS, policy alone', eval_final)]:
         rate, n = success_rate(d) if os.path.isdir(d) else (0.0, 0)
-        rows.append((label, rate, n))
+        rows.append((label, rate, n, wilson_interval(round(rate * n), n)))
     eps = episodes(online) if os.path.isdir(online) else []
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.bar(range(len(rows)), [r[1] * 100 for r in rows], color=['grey', 'tab:blue', 'tab:orange', 'tab:green'])
@@ -126,7 +153,9 @@ def _report(out, demo_dir, eval_base, online, eval_final, final):
     ax1.set_ylabel('success rate (%)')
     ax1.set_ylim(0, 100)
     for i, r in enumerate(rows):
-        ax1.text(i, r[1] * 100 + 2, f'{r[1]:.0%} (n={r[2]})', ha='center', fontsize=8)
+        ax1.errorbar([i], [r[1] * 100], yerr=[[(r[1] - r[3][0]) * 100], [(r[3][1] - r[1]) * 100]],
+                     color='black', capsize=4)
+        ax1.text(i + 0.05, r[3][1] * 100 + 2, f'{r[1]:.0%} (n={r[2]})', ha='center', fontsize=8)
     if eps:
         import numpy as np
         succ = np.array([e['outcome'] == 'success' for e in eps], float)
@@ -143,12 +172,15 @@ def _report(out, demo_dir, eval_base, online, eval_final, final):
     fig.tight_layout()
     plot = os.path.join(out, 'success_rate.png')
     fig.savefig(plot, dpi=110)
-    table = ['| phase | success | episodes |', '|---|---|---|']
-    table += [f'| {r[0]} | {r[1]:.0%} | {r[2]} |' for r in rows]
+    table = ['| phase | success [95% CI] | episodes |', '|---|---|---|']
+    table += [f'| {r[0]} | {r[1]:.0%} [{r[3][0]:.0%}, {r[3][1]:.0%}] | {r[2]} |' for r in rows]
     text = '\n'.join(table)
     print(text)
     with open(os.path.join(out, 'results.md'), 'w') as f:
         f.write(text + f'\n\nfinal checkpoint: {final}\n')
     with open(os.path.join(out, 'results.json'), 'w') as f:
         json.dump({'rows': rows, 'final_checkpoint': final}, f, indent=1)
+    keys = ('demos', 'base_alone', 'online', 'after_alone')
+    with open(os.path.join(out, 'main_job.json'), 'w') as f:
+        json.dump({k: {'n': r[2], 'success': r[1], 'ci95': list(r[3])} for k, r in zip(keys, rows)}, f, indent=1)
     return {'plot': plot, 'rows': rows}

@@ -332,31 +332,50 @@ class Pi0Policy(nn.Module):
         return self.action_out_proj(out[:, -self.config.chunk_size:])
 
     def compute_loss(self, batch: dict, noise: torch.Tensor | None = None, time: torch.Tensor | None = None,
-                     sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+                     sample_weight: torch.Tensor | None = None, noise_samples: int = 1) -> torch.Tensor:
         """Per-sample flow-matching loss (B,): mean squared error between v_theta and
-        u = noise - actions over real chunk steps and real action dims, times sample_weight."""
+        u = noise - actions over real chunk steps and real action dims, times sample_weight.
+
+        noise_samples N > 1: each observation is encoded once and its chunk noised N times (own
+        noise and time per draw), the loss averaged over the draws — N flow-matching targets for
+        about the price of one prefix pass (the prefix never attends to the suffix, so reusing
+        its K/V is exact). `noise` / `time` then have N * B rows (draw-major per sample)."""
         c = self.config
         b = self._prepare(batch, need_action=True)
         actions = b['action']
         B = actions.shape[0]
+        n = int(noise_samples)
+        if n < 1:
+            raise ValueError('noise_samples must be >= 1')
+        rep = actions.repeat_interleave(n, dim=0) if n > 1 else actions
         if noise is None:
-            noise = torch.randn_like(actions)
+            noise = torch.randn_like(rep)
         if time is None:
-            time = self.sample_time(B, actions.device)
+            time = self.sample_time(B * n, actions.device)
         noise = noise.to(actions.device, torch.float32)
         time = torch.as_tensor(time, dtype=torch.float32, device=actions.device).reshape(-1)
         if time.numel() == 1:
-            time = time.expand(B)
-        if time.shape != (B,):
-            raise ValueError(f'time must be a scalar or ({B},), got {tuple(time.shape)}')
+            time = time.expand(B * n)
+        if time.shape != (B * n,):
+            raise ValueError(f'time must be a scalar or ({B * n},), got {tuple(time.shape)}')
         te = time[:, None, None]
-        x_t = te * noise + (1 - te) * actions
-        u_t = noise - actions
+        x_t = te * noise + (1 - te) * rep
+        u_t = noise - rep
         with autocast(actions.device, c.dtype):
-            v_t = self.velocity(b, x_t, time)
+            if n == 1:
+                v_t = self.velocity(b, x_t, time)
+            else:
+                kv, p_pad = self.encode_prefix(b)
+                kv = [(k.repeat_interleave(n, dim=0), v.repeat_interleave(n, dim=0)) for k, v in kv]
+                v_t = self.denoise_step(b['state'].repeat_interleave(n, dim=0), kv,
+                                        p_pad.repeat_interleave(n, dim=0), x_t, time)
         err = (v_t.float() - u_t) ** 2
-        m = (b['action_mask'].bool()[:, :, None] & b['action_dim_mask'].bool()[:, None, :]).to(err.dtype)
+        am = b['action_mask'].bool().repeat_interleave(n, dim=0)
+        dm = b['action_dim_mask'].bool().repeat_interleave(n, dim=0)
+        m = (am[:, :, None] & dm[:, None, :]).to(err.dtype)
         loss = (err * m).sum(dim=(1, 2)) / m.sum(dim=(1, 2)).clamp_min(1.0)
+        if n > 1:
+            loss = loss.view(B, n).mean(dim=1)
         if sample_weight is not None:
             w = torch.as_tensor(sample_weight, dtype=loss.dtype, device=loss.device).reshape(-1)
             if w.shape[0] != B:

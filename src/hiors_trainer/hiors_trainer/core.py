@@ -88,6 +88,9 @@ class TrainerConfig:
     # model_state() carry the average; training continues on the raw weights. The decay warms up
     # as min(ema_decay, (1 + step) / (10 + step)) so early averages are not stuck at init.
     ema_decay: float = 0.0
+    # Flow-matching draws (noise, time) per observation and step; the observation is encoded
+    # once, so N draws cost far less than N times the step (see Pi0Policy.compute_loss).
+    noise_samples: int = 1
     seed: int = 0
     device: str = 'cpu'
     num_threads: int = 1
@@ -119,6 +122,8 @@ class TrainerConfig:
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if self.keep_last < 1:
             raise ValueError('keep_last must be >= 1')
+        if self.noise_samples < 1:
+            raise ValueError('noise_samples must be >= 1')
         if self.label_source not in ('executed', 'measured'):
             raise ValueError(f"label_source must be 'executed' or 'measured', got {self.label_source!r}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -151,11 +156,13 @@ def cosine_lr(step: int, lr: float, end_lr: float, warmup_steps: int, decay_step
     return end_lr + (lr - end_lr) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def hiors_loss(policy, batch: dict, indicator: torch.Tensor, noise=None, time=None) -> torch.Tensor:
+def hiors_loss(policy, batch: dict, indicator: torch.Tensor, noise=None, time=None,
+               noise_samples: int = 1) -> torch.Tensor:
     """L = E[ 1[R(tau) >= m] * || v_theta(u, s, x^u) - (x1 - x0) ||^2 ] over a batch: the
     per-sample flow-matching loss (time u ~ Beta(1.5, 1), every denoising time) weighted by the
     rejection indicator, averaged over the batch."""
-    per = policy.compute_loss(batch, noise=noise, time=time, sample_weight=indicator)
+    per = policy.compute_loss(batch, noise=noise, time=time, sample_weight=indicator,
+                              noise_samples=noise_samples)
     return per.mean()
 
 
@@ -172,12 +179,13 @@ class FullWeights:
 class _LossModule(torch.nn.Module):
     """DDP needs forward(); this routes it to the policy's loss."""
 
-    def __init__(self, policy):
+    def __init__(self, policy, noise_samples: int = 1):
         super().__init__()
         self.policy = policy
+        self.noise_samples = noise_samples
 
     def forward(self, batch, indicator):
-        return hiors_loss(self.policy, batch, indicator)
+        return hiors_loss(self.policy, batch, indicator, noise_samples=self.noise_samples)
 
 
 # ------------------------------------------------------------------------- file helpers
@@ -275,7 +283,7 @@ class Trainer:
         self.norm_stats = norm_stats
         self.processor = PolicyProcessor(self.config, norm_stats)
         o = self.opt_cfg
-        self.loss_module = _LossModule(self.policy)
+        self.loss_module = _LossModule(self.policy, self.cfg.noise_samples)
         if self.fsdp:
             # FSDP2, one group at the root: parameters, gradients and AdamW moments are sharded
             # across ranks and gathered for the step (the joint layers call sub-modules directly,
