@@ -164,6 +164,7 @@ def main():
         return r
 
     t_train = 0.0
+    evaluations = []
     for s in range(a.steps):
         t1 = time.time()
         losses.append(tr.train_step()['loss'])
@@ -172,14 +173,22 @@ def main():
             print(f'step {s + 1}: loss {np.mean(losses[-50:]):.4f} ({time.time() - t0:.0f} s)', flush=True)
         if s + 1 in eval_at:
             last = s + 1 == a.steps
-            run_eval(tr.model_state(), 'ema' if a.ema else 'raw', on_train=last)
+            evaluations.append(run_eval(tr.model_state(), 'ema' if a.ema else 'raw', on_train=last))
             if a.ema and last:
-                run_eval(tr.policy.state_dict(), 'raw', on_train=False)
+                evaluations.append(run_eval(tr.policy.state_dict(), 'raw', on_train=False))
     if a.save:
+        # The shipped base policy: checkpoint + a sidecar JSON with its sha256 (checked at load by
+        # the main job), the command that made it and its offline figures.
+        import sys
         from hiors_policy.checkpoint import save_checkpoint
         from hiors_trainer.core import FullWeights
-        save_checkpoint(a.save, FullWeights(tr.model_state()), config, tr.norm_stats, 'base')
-        print(f'saved {a.save}', flush=True)
+        info = save_checkpoint(a.save, FullWeights(tr.model_state()), config, tr.norm_stats, 'base')
+        side = os.path.splitext(a.save)[0] + '.json'
+        with open(side, 'w') as f:
+            json.dump({'sha256': info['sha256'], 'size': info['size'], 'created': time.strftime('%Y-%m-%d'),
+                       'command': 'MUJOCO_GL=egl .venv/bin/python ' + ' '.join(sys.argv),
+                       'evaluations': evaluations}, f, indent=1)
+        print(f'saved {a.save} and {side}', flush=True)
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         (os.path.join('share', PACKAGE, 'launch'), glob('launch/*.py')),
         (os.path.join('share', PACKAGE, 'config'), glob('config/*')),
+        (os.path.join('share', PACKAGE, 'models'), glob('models/*')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,

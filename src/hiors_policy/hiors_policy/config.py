@@ -5,7 +5,9 @@ attending jointly layer by layer); they differ only in sizes:
   'pi0'   PaliGemma 3B (SigLIP so400m/14 + gemma_2b) + gemma_300m expert, as in pi0.
   'small' a few tens of millions of parameters, for a workstation.
   'tiny'  CPU default: trains on a 2-core CPU, one chunk (10 Euler steps, 2 cameras) well under
-          100 ms on 2 cores. Large patches, few layers, narrow widths.
+          100 ms on 2 cores. A keypoint vision tower (conv + spatial softmax) at 96 px instead of
+          SigLIP (ViT patch tokens from scratch did not localise the peg from tens of demos),
+          few layers, narrow widths, re-planning every 2 steps.
 """
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ FORMAT_VERSION = 1
 class PolicyConfig:
     name: str = 'tiny'
     # Action chunking / flow matching. Hi-ORS/pi0 at 50 Hz: H=50, k=20 (1 s predicted, 0.4 s
-    # executed; preset 'pi0'). The simulated arm runs at 10 Hz: H=10, k=5 keep those horizons
-    # (a 2 s open-loop stretch cannot place a peg within millimetres).
+    # executed; preset 'pi0'). The simulated arm runs at 10 Hz: H=10 keeps the 1 s horizon; the
+    # tiny preset re-plans every k=2 steps (0.2 s: closed-loop enough to place a peg within
+    # millimetres; BENCHMARKS.md, offline BC).
     chunk_size: int = 10            # H: actions predicted per inference
-    n_action_steps: int = 5         # k: actions executed before re-planning
+    n_action_steps: int = 2         # k: actions executed before re-planning
     num_inference_steps: int = 10   # Euler steps from t=1 (noise) to t=0 (actions)
     time_beta_alpha: float = 1.5    # training time t ~ Beta(alpha, beta) * scale + offset (pi0)
     time_beta_beta: float = 1.0
@@ -38,7 +41,7 @@ class PolicyConfig:
     max_state_dim: int = 32
     max_action_dim: int = 32
     camera_names: tuple = ('front', 'wrist')
-    image_size: int = 224
+    image_size: int = 96            # square input of the vision tower (resized with padding)
     # Language.
     tokenizer: str = 'byte'         # 'byte' (built in) or a path to tokenizer.json / *.model
     tokenizer_max_length: int = 32
@@ -50,9 +53,9 @@ class PolicyConfig:
     # (doubled after the second stride); depth/heads/mlp/patch apply to 'siglip' only. Keypoints
     # localise objects to sub-cell precision from few demonstrations, where ViT tokens from
     # scratch do not (BENCHMARKS.md, offline BC).
-    vision_tower: str = 'siglip'
+    vision_tower: str = 'keypoints'
     vision_keypoints: int = 16
-    vision_width: int = 96
+    vision_width: int = 32
     vision_depth: int = 2
     vision_heads: int = 2
     vision_mlp_dim: int = 192
@@ -152,15 +155,18 @@ class PolicyConfig:
 
 # Sizes per preset. pi0 values follow openpi's gemma_2b / gemma_300m / SigLIP so400m/14.
 _PRESETS: dict[str, dict[str, Any]] = {
-    # ~1.2M parameters: ~25 ms per chunk and ~0.3 s per batch-32 training step on 2 CPU cores.
+    # ~0.8M parameters: ~40 ms per chunk and ~0.27 s per batch-16 training step on 2 CPU cores.
     'tiny': dict(
+        n_action_steps=2, image_size=96,
         tokenizer_max_length=32, vocab_size=260,
-        vision_width=96, vision_depth=2, vision_heads=2, vision_mlp_dim=192, vision_patch_size=32,
+        vision_tower='keypoints', vision_keypoints=16,
+        vision_width=32, vision_depth=2, vision_heads=2, vision_mlp_dim=192, vision_patch_size=32,
         num_heads=4, num_kv_heads=1, head_dim=32,
         lm_width=128, lm_depth=3, lm_mlp_dim=256,
         expert_width=96, expert_mlp_dim=192,
     ),
     'small': dict(
+        n_action_steps=5, image_size=224, vision_tower='siglip',
         tokenizer_max_length=48, vocab_size=260,
         vision_width=384, vision_depth=6, vision_heads=6, vision_mlp_dim=1536, vision_patch_size=16,
         num_heads=8, num_kv_heads=1, head_dim=64,
@@ -168,7 +174,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         expert_width=256, expert_mlp_dim=1024,
     ),
     'pi0': dict(
-        chunk_size=50, n_action_steps=20,
+        chunk_size=50, n_action_steps=20, image_size=224, vision_tower='siglip',
         tokenizer='', tokenizer_max_length=48, vocab_size=257152,
         vision_width=1152, vision_depth=27, vision_heads=16, vision_mlp_dim=4304, vision_patch_size=14,
         num_heads=8, num_kv_heads=1, head_dim=256,

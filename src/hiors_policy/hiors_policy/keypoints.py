@@ -26,7 +26,7 @@ class SpatialSoftmax(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.log_temperature = nn.Parameter(torch.zeros(1))     # 1-d: FSDP shards no scalars
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         n, k, h, w = maps.shape

@@ -37,6 +37,8 @@ def test_blend_and_nan_rejection_and_reset():
     ex.submit(_chunk(10), 2)
     first = ex.command(2)[0]
     assert 1 < first < 10                           # cross-faded, not a jump to 10
+    # The fade is capped at the stride (k - 1 = 1 tick): the next tick is the plan itself.
+    assert ex.blend == 1 and ex.command(3)[0] == _chunk(10)[1, 0]
     bad = _chunk(0)
     bad[3, 2] = np.nan
     assert not ex.submit(bad, 3) and ex.rejected == 1

@@ -13,11 +13,13 @@ def test_presets_build_and_round_trip():
     for name in PRESETS:
         c = make_config(name)
         assert PolicyConfig.from_json(c.to_json()) == c
-        # 1 s predicted, ~0.4-0.5 s executed: pi0 at 50 Hz, the small presets at the sim's 10 Hz.
-        want = (50, 20, 10) if name == 'pi0' else (10, 5, 10)
+        # 1 s predicted: pi0 at 50 Hz (0.4 s executed), the small presets at the sim's 10 Hz
+        # (small 0.5 s executed; tiny re-plans every 0.2 s).
+        want = {'pi0': (50, 20, 10), 'small': (10, 5, 10), 'tiny': (10, 2, 10)}[name]
         assert (c.chunk_size, c.n_action_steps, c.num_inference_steps) == want
         assert (c.max_state_dim, c.max_action_dim, c.state_dim, c.action_dim) == (32, 32, 7, 7)
-        assert c.camera_names == ('front', 'wrist') and c.image_size == 224
+        assert c.camera_names == ('front', 'wrist')
+        assert (c.vision_tower, c.image_size) == (('keypoints', 96) if name == 'tiny' else ('siglip', 224))
         assert (c.time_beta_alpha, c.time_beta_beta) == (1.5, 1.0)
 
 
@@ -41,7 +43,7 @@ def test_overrides_and_validation():
     with pytest.raises(ValueError, match='n_action_steps'):
         make_config('tiny', n_action_steps=11)
     with pytest.raises(ValueError, match='divisible'):
-        make_config('tiny', image_size=100)
+        make_config('tiny', vision_tower='siglip', image_size=100)
     with pytest.raises(ValueError, match='dtype'):
         make_config('tiny', dtype='float64')
     with pytest.raises(ValueError, match='positive int'):

@@ -65,8 +65,9 @@ def test_images_resized_scaled_and_masked(cfg):
     assert r.shape == (224, 224, 3) and r[0, 0, 0] == 0 and r[112, 112, 0] == 255   # letterboxed
     obs = proc.prepare_observation({'front': img}, np.zeros(7), 'pick')
     im = obs['images']
-    assert im.shape == (1, 2, 3, 224, 224) and im.dtype == torch.float32
-    assert im.min() >= -1 and im.max() <= 1 and im[0, 0, :, 112, 112].eq(1).all()
+    S = cfg.image_size
+    assert im.shape == (1, 2, 3, S, S) and im.dtype == torch.float32
+    assert im.min() >= -1 and im.max() <= 1 and im[0, 0, :, S // 2, S // 2].eq(1).all()
     assert obs['image_masks'].tolist() == [[True, False]] and im[0, 1].eq(-1).all()
     with pytest.raises(ValueError, match='unknown cameras'):
         proc.prepare_observation({'top': img}, np.zeros(7), 'x')
@@ -114,7 +115,7 @@ def test_prepare_batch_list_and_stacked_agree(cfg, stats):
     samples = random_samples(cfg, 3, image_hw=(96, 128))
     samples[1]['action'] = samples[1]['action'][:5]          # episode end: short chunk
     b = proc.prepare_batch(samples)
-    assert b['images'].shape == (3, 2, 3, 224, 224)
+    assert b['images'].shape == (3, 2, 3, cfg.image_size, cfg.image_size)
     assert b['action'].shape == (3, cfg.chunk_size, cfg.max_action_dim)
     assert b['action_mask'][1].tolist() == [True] * 5 + [False] * (cfg.chunk_size - 5)
     assert b['action_mask'][0].all() and b['action_dim_mask'][:, :7].all() and not b['action_dim_mask'][:, 7:].any()
