@@ -157,3 +157,22 @@ class ScriptedExpert:
         q_arm = self.kin.ik(ref_tcp + delta, quat_from_yaw_down(target_yaw), base_q)
         self._last_cmd = np.concatenate([q_arm, [gripper]])
         return self._last_cmd.copy()
+
+
+def run_expert(sim, seed: int, aim_offset_m: float = 0.0, max_ticks: int = 300) -> str:
+    """One task instance driven by the expert alone, straight on a PegInsertionSim (no human, no
+    rendering): 'success' | 'tipped' | 'stuck'. With `aim_offset_m` it aims that far beside the
+    true hole (random direction per seed): a stand-in for a policy's placement error."""
+    sim.reset(seed)
+    expert = ScriptedExpert()
+    ang = np.random.default_rng(seed).uniform(0, 2 * np.pi)
+    off = np.array([np.cos(ang), np.sin(ang), 0.0]) * aim_offset_m
+    for _ in range(max_ticks):
+        ts = sim.task_state()
+        sim.step(expert.act(sim.joint_positions(), ts['peg_pos'], ts['peg_quat'], ts['hole_pos'] + off,
+                            ts['hole_quat']))
+        if sim.success():
+            return 'success'
+        if not ScriptedExpert.peg_upright(sim.peg_pose()[1]):
+            return 'tipped'
+    return 'stuck'
