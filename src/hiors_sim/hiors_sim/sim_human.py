@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .expert import ScriptedExpert
-from .scene import HOME_Q
+from .scene import HOME_Q, PEG_HALF_HEIGHT
 
 PHASE_ORDER = {'start': 0, 'retreat': 1, 'approach': 1, 'descend': 2, 'close': 3, 'lift': 4,
                'carry': 5, 'insert': 6, 'fallen': -1}
@@ -33,6 +33,11 @@ class SimHumanConfig:
     # policy's command extrapolated this many ticks ahead (its last step repeated). Through the
     # ROS graph commands reach the arm 1-3 ticks after the decision; 0 = judge the command alone.
     lookahead_ticks: int = 0
+    # A person also sees a held peg being lowered onto the fixture beside the hole and takes over
+    # (the expert then lifts, re-aligns and retries): peg bottom within `misaligned_height_m` of
+    # the fixture top, more than `misaligned_m` off the hole axis, the policy still going down.
+    misaligned_m: float = 0.005
+    misaligned_height_m: float = 0.015
     success_hold_s: float = 0.3
     settle_s: float = 0.5                 # after a reset, before 'start'
     homing_timeout_s: float = 4.0         # after an episode, arm home before the reset
@@ -205,13 +210,23 @@ class SimHuman:
         pol = np.asarray(policy_command, float)
         if pol.shape != (7,) or not np.all(np.isfinite(pol)):
             return False
+        tcp = self.expert.kin.fk(pol[:6])[0]
         if self.expert.phase in ('lift', 'carry', 'insert'):
-            return bool(pol[6] > 0.02)        # about to drop the peg it holds
+            if pol[6] > 0.02:
+                return True                   # about to drop the peg it holds
+            return self._lowering_beside_hole(tcp, task)
         if self.expert.phase in ('descend', 'close'):
             return False
-        tcp = self.expert.kin.fk(pol[:6])[0]
         rel = tcp - task['peg_pos']
         return bool(np.linalg.norm(rel[:2]) < 0.07 and rel[2] < 0.09)
+
+    def _lowering_beside_hole(self, commanded_tcp, task) -> bool:
+        peg, hole = np.asarray(task['peg_pos'], float), np.asarray(task['hole_pos'], float)
+        peg_bottom = peg[2] - PEG_HALF_HEIGHT
+        lateral = np.linalg.norm(peg[:2] - hole[:2])
+        going_down = self._last_tcp is not None and commanded_tcp[2] < self._last_tcp[2] - 1e-3
+        return bool(going_down and lateral > self.cfg.misaligned_m
+                    and peg_bottom < hole[2] + self.cfg.misaligned_height_m)
 
     def _start(self, now):
         self.state = 'running'

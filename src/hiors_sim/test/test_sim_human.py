@@ -106,3 +106,25 @@ def test_lookahead_sees_a_descent_heading_into_the_peg(lookahead, expected):
 def test_bad_mode_is_rejected():
     with pytest.raises(ValueError):
         SimHuman(SimHumanConfig(mode='sometimes'))
+
+
+@pytest.mark.parametrize('misaligned_m, outcome', [(0.005, 'success'), (1.0, 'failure')])
+def test_takes_over_a_peg_lowered_beside_the_hole(misaligned_m, outcome):
+    """A 'policy' that grasps and carries well but lowers the peg 9 mm beside the hole (beyond
+    clearance + chamfer): the human sees it and takes over; the expert lifts, re-aligns and
+    inserts. With the check off (1 m) the human notices too late and the episode fails."""
+    from hiors_sim.expert import ScriptedExpert
+    from hiors_sim.tasks import task_config
+    from hiors_sim.sim_core import SimConfig
+    sim = PegInsertionSim(SimConfig(**task_config('peg_insert_narrow')))
+    off_expert = ScriptedExpert()
+    off = np.array([0.009, 0.0, 0.0])
+
+    def policy(q):
+        ts = sim.task_state()
+        return off_expert.act(q, ts['peg_pos'], ts['peg_quat'], ts['hole_pos'] + off, ts['hole_quat'])
+    human = SimHuman(SimHumanConfig(mode='intervene', num_episodes=1, episode_timeout_s=25.0,
+                                    misaligned_m=misaligned_m))
+    events, trace = _run(human, sim, policy)
+    assert events[-1] == outcome
+    assert outcome == 'failure' or human.takeovers >= 1
