@@ -20,21 +20,22 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hiors.sync_loop import PolicyActor, SyncWorld  # noqa: E402
+from hiors.sync_loop import PolicyActor, SyncWorld, privileged_state  # noqa: E402
 from hiors_policy.config import make_config  # noqa: E402
 from hiors_sim.expert import ScriptedExpert  # noqa: E402
 from hiors_sim.sim_core import PegInsertionSim, SimConfig  # noqa: E402
 from hiors_sim.tasks import task_config  # noqa: E402
 from hiors_trainer.core import Trainer, TrainerConfig  # noqa: E402
 
-def collect(task, cams, seeds, sim_overrides):
+def collect(task, cams, seeds, sim_overrides, privileged=False):
     """Expert episodes (successful ones only) from the simulated human in 'demo' mode, at the
     sim's camera resolution (the processor resizes, as in the graph)."""
-    world = SyncWorld(task=task, mode='demo', cameras=cams, sim_overrides=sim_overrides)
+    world = SyncWorld(task=task, mode='demo', cameras=cams, sim_overrides=sim_overrides,
+                      privileged_state=privileged)
     return [r.episode for r in (world.episode(seed) for seed in seeds) if r.outcome == 'success']
 
 
-def evaluate(sim, actor, seeds, cams, max_ticks):
+def evaluate(sim, actor, seeds, cams, max_ticks, privileged=False):
     """The policy alone, stepped directly (no human): success, whether the peg was lifted 2 cm,
     and the closest the lifted peg came to the hole axis."""
     results, lifted, best_lateral, fell = [], [], [], []
@@ -44,7 +45,9 @@ def evaluate(sim, actor, seeds, cams, max_ticks):
         ok, lift, lat = False, False, 1.0
         z0 = sim.peg_pose()[0][2]
         for _ in range(max_ticks):
-            cmd = actor.command(sim.joint_positions(), {c: sim.render(c) for c in cams})
+            q = sim.joint_positions()
+            state = privileged_state(q, sim.task_state()) if privileged else q
+            cmd = actor.command(state, {c: sim.render(c) for c in cams})
             sim.step(cmd)
             peg = sim.peg_pose()[0]
             lift = lift or peg[2] > z0 + 0.02
@@ -81,6 +84,8 @@ def main():
     ap.add_argument('--eval-at', default='', help='comma list of extra step counts to evaluate at (EMA if on)')
     ap.add_argument('--chamfer', type=float, default=-1.0, help='override the hole chamfer (m); -1 = the scene default')
     ap.add_argument('--noise-samples', type=int, default=1, help='flow-matching draws per observation and step')
+    ap.add_argument('--privileged', action='store_true',
+                    help='upper bound: true peg/hole (x, y, yaw) appended to the state (perfect perception)')
     ap.add_argument('--max-ticks', type=int, default=200)
     ap.add_argument('--lr', type=float, default=0.0)
     ap.add_argument('--threads', type=int, default=2)
@@ -104,6 +109,8 @@ def main():
         over['vision_keypoints'] = a.keypoints
     if a.vision_width:
         over['vision_width'] = a.vision_width
+    if a.privileged:
+        over['state_dim'] = 13
     config = make_config(a.preset, **over)
     sim_cfg = SimConfig(**task_config(a.task))
     sim_over = {}
@@ -117,7 +124,7 @@ def main():
     cams = config.camera_names
     t0 = time.time()
     eps = collect(a.task, cams, range(a.seed * 10000, a.seed * 10000 + a.demos),
-                  sim_over)
+                  sim_over, a.privileged)
     t_collect = time.time() - t0
     print(f'{len(eps)}/{a.demos} expert demos, {sum(len(e.state) for e in eps)} steps, {t_collect:.0f} s', flush=True)
     by_id = {e.info.episode_id: e for e in eps}
@@ -138,7 +145,7 @@ def main():
                 demos=len(eps), total_steps=a.steps, chunk=config.chunk_size, exec=config.n_action_steps,
                 image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset,
                 vision_tower=config.vision_tower, keypoints=config.vision_keypoints,
-                vision_width=config.vision_width, ema=a.ema, noise_samples=a.noise_samples, collect_s=round(t_collect))
+                vision_width=config.vision_width, privileged=a.privileged, ema=a.ema, noise_samples=a.noise_samples, collect_s=round(t_collect))
 
     def run_eval(weights, label, on_train):
         from hiors_policy.modeling import Pi0Policy
@@ -146,7 +153,7 @@ def main():
         policy.load_state_dict(weights)
         actor = PolicyActor(policy, tr.norm_stats)
         t1 = time.time()
-        ok, lifted, lat, fell = evaluate(sim, actor, held_out, cams, a.max_ticks)
+        ok, lifted, lat, fell = evaluate(sim, actor, held_out, cams, a.max_ticks, a.privileged)
         r = dict(base, steps=tr.step, weights=label, final_loss=float(np.mean(losses[-50:])),
                  success=float(np.mean(ok)), successes=int(sum(ok)), n_eval=len(ok),
                  lifted=float(np.mean(lifted)), tipped=float(np.mean(fell)),
@@ -154,7 +161,7 @@ def main():
                  train_s=round(t_train))
         if on_train:
             ok_train, _, _, _ = evaluate(sim, actor, range(a.seed * 10000, a.seed * 10000 + min(a.eval, a.demos)),
-                                         cams, a.max_ticks)
+                                         cams, a.max_ticks, a.privileged)
             r['success_on_train_instances'] = float(np.mean(ok_train))
         r['eval_s'] = round(time.time() - t1)
         print(json.dumps(r), flush=True)

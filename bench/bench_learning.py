@@ -255,7 +255,7 @@ def main():
     ap.add_argument('--base-steps', type=int, default=2000)
     ap.add_argument('--base-batch-size', type=int, default=16)
     ap.add_argument('--updates-per-frame', type=float, default=0.5, help='core engine: train steps per online frame')
-    ap.add_argument('--online-lr', type=float, default=3e-4, help='core engine: peak lr of the online fine-tuning')
+    ap.add_argument('--online-lr', type=float, default=1e-4, help='core engine: peak lr of the online fine-tuning')
     ap.add_argument('--demo-ratio', type=float, default=0.25)
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)

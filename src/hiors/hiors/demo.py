@@ -31,7 +31,7 @@ def add_arguments(parser):
                              "or a checkpoint path")
     parser.add_argument('--base-steps', type=int, default=4000, help="with --base train: offline training steps")
     parser.add_argument('--base-batch-size', type=int, default=16, help='batch size of the offline training')
-    parser.add_argument('--online-lr', type=float, default=3e-4,
+    parser.add_argument('--online-lr', type=float, default=1e-4,
                         help='peak learning rate of the online trainer (fine-tuning the base policy)')
     parser.add_argument('--eval-episodes', type=int, default=16, help='evaluation episodes per policy')
     parser.add_argument('--online-episodes', type=int, default=16, help='online Hi-ORS episodes')

@@ -88,6 +88,9 @@ class SyncWorld:
     # Ticks between a command's decision and the arm receiving it (the ROS graph has ~1-3:
     # DDS hops through the mux, inference time). 0 = the lock-step ideal.
     command_delay_ticks: int = 0
+    # Upper-bound studies only: the policy's state also holds the true peg and hole (x, y, yaw),
+    # as if perception were perfect (state_dim 13 instead of 7). Never on the robot.
+    privileged_state: bool = False
 
     def __post_init__(self):
         cfg = SimConfig(**dict(task_config(self.task), **self.sim_overrides))
@@ -115,11 +118,12 @@ class SyncWorld:
         max_ticks = int((self.episode_timeout_s + 20.0) / self.dt)
         while ticks < max_ticks:
             q, task = sim.joint_positions(), sim.task_state()
+            obs_state = privileged_state(q, task) if self.privileged_state else q
             images = None
             policy_cmd = None
             if rec is not None and actor is not None and not human.in_control:
                 images = self.images()
-                policy_cmd = actor.command(q, images)
+                policy_cmd = actor.command(obs_state, images)
             driving = 'human' if human.in_control else 'policy'
             out = human.tick(self.now, q, task, sim.success(), policy_cmd)
             if rec is not None and not fell_in:
@@ -158,7 +162,7 @@ class SyncWorld:
                     images = images if images is not None else self.images()
                     for c in self.cameras:
                         rec['images'][c].append(images[c])
-                rec['state'].append(q)
+                rec['state'].append(obs_state)
                 rec['action'].append(np.asarray(cmd, float).copy())
                 rec['human'].append(bool(out['intervention']))
             sim.step(applied)
@@ -190,6 +194,13 @@ class SyncWorld:
         return EpisodeResult(outcome, ep, human.takeovers, ticks, end_phase, fell_in, fell_under)
 
 
+def privileged_state(q, task) -> np.ndarray:
+    """Joints + true peg and hole (x, y, yaw): the perfect-perception state of upper-bound runs."""
+    from hiors_sim.sim_core import _quat_yaw
+    obj = [*task['peg_pos'][:2], _quat_yaw(task['peg_quat']), *task['hole_pos'][:2], _quat_yaw(task['hole_quat'])]
+    return np.concatenate([np.asarray(q, float), obj])
+
+
 class EpisodeStore:
     """In-memory episode directories for the trainer (its lister/loader hooks)."""
 
@@ -218,4 +229,4 @@ def policy_copy(trainer) -> tuple[dict, object]:
     return copy.deepcopy(trainer.model_state()), trainer.norm_stats
 
 
-__all__ = ['PolicyActor', 'SyncWorld', 'EpisodeResult', 'EpisodeStore', 'policy_copy', 'PROMPT']
+__all__ = ['PolicyActor', 'SyncWorld', 'privileged_state', 'EpisodeResult', 'EpisodeStore', 'policy_copy', 'PROMPT']
