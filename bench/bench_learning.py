@@ -15,6 +15,8 @@ count (recorded steps) passes a budget; every snapshot is evaluated with the pol
   hiors_no_filters / hiors_fixed_threshold   ablations of the sampling filters / schedule
   bc              the simulated human demonstrates every online episode; the trainer clones them
                   (every demonstration succeeds, so the same loss is plain BC on the growing set)
+  bc_matched      the same, but only as many demonstrated frames as Hi-ORS's human drove by each
+                  budget (reported under that budget; needs hiors earlier in --methods)
 Engines:
   core   (default) the nodes' cores in one process, stepped in simulated time (hiors.sync_loop):
          same sim, simulated human, policy and trainer code, no DDS; `--updates-per-frame` train
@@ -44,6 +46,7 @@ from hiors.supervisor import Supervisor  # noqa: E402
 # episodes (the human's demonstrations) like Hi-ORS: the 'bc' trainer method only reads demo_dir.
 ROBOT_SIDE = {'hiors': ('intervene', 'hiors'), 'hg_dagger': ('intervene', 'hg_dagger'),
               'hiors_no_human': ('label_only', 'hiors'), 'bc': ('demo', 'hiors'),
+              'bc_matched': ('demo', 'hiors'),
               'hiors_fixed_threshold': ('intervene', 'hiors_fixed_threshold'),
               'hiors_no_filters': ('intervene', 'hiors_no_filters'),
               'hiors_fixed_frequency': ('intervene', 'hiors_fixed_frequency')}
@@ -207,22 +210,34 @@ def core_seed(args, out, seed, budgets, results):
         world = SyncWorld(task=args.task, mode=mode, episode_timeout_s=args.episode_timeout,
                           cameras=config.camera_names)
         pending = sorted(budgets)
+        # BC at matched human frames: it gets as many demonstrated frames as Hi-ORS's human drove
+        # by each budget (its cell is reported under that Hi-ORS budget).
+        matched = {}
+        if method == 'bc_matched':
+            hiors_curve = results.get('online', {}).get('hiors', {}).get(seed)
+            if not hiors_curve:
+                raise SystemExit('bc_matched needs the hiors method earlier in --methods (same seed)')
+            for b in budgets:
+                reached = [c for c in hiors_curve if c['frames'] >= b] or hiors_curve[-1:]
+                matched[b] = max(1, reached[0]['human_frames'])
         curve = []
         n = 0
+        human_frames = 0
         while pending:
             res = world.episode(100000 * seed + 50000 + n, actor if mode != 'demo' else None)
             n += 1
             if res.episode is not None:
                 store.add('online', res.episode)
+                human_frames += int(res.episode.intervention.sum())
             tr.ingest()
             frames_now = store.frames('online')
             if tr.ready():
                 for _ in range(int(round(args.updates_per_frame * len(res.episode.state) if res.episode else 0))):
                     tr.train_step()
                 actor.load(tr.model_state(), tr.norm_stats)      # the hot swap
-            curve.append({'frames': frames_now, 'outcome': res.outcome, 'takeovers': res.takeovers,
-                          'train_step': tr.step})
-            while pending and frames_now >= pending[0]:
+            curve.append({'frames': frames_now, 'human_frames': human_frames, 'outcome': res.outcome,
+                          'takeovers': res.takeovers, 'train_step': tr.step})
+            while pending and (frames_now >= matched[pending[0]] if matched else frames_now >= pending[0]):
                 ev = core_evaluate(args, tr.model_state(), tr.norm_stats, config, seed)
                 results.setdefault(method, {}).setdefault(pending[0], {})[seed] = ev
                 say(f'seed {seed} {method} @ {pending[0]} frames ({n} episodes, '
