@@ -4,7 +4,9 @@ import collections
 import threading
 import time
 
-TRAINER_KEYS = ('loss', 'accepted', 'rejected', 'step', 'samples_per_s', 'version')
+from hiors_trainer.telemetry import STATUS_NAME as TRAINER_STATUS
+from hiors_trainer.telemetry import TELEMETRY_KEYS as TRAINER_KEYS
+
 OUTCOMES = ('success', 'failure', 'abort')
 
 
@@ -78,7 +80,7 @@ class DashboardState:
                     if f != f:   # NaN: keep last good value
                         continue
                     vals[k] = f
-                    if k in TRAINER_KEYS:
+                    if k in TRAINER_KEYS and str(name) == TRAINER_STATUS:
                         self.series[k].append((t, f))
 
     def snapshot(self) -> dict:
@@ -94,11 +96,9 @@ class DashboardState:
             for e in eps:
                 window.append(e['outcome'] == 'success')
                 rate_series.append((e['t'], sum(window) / len(window)))
-            trainer = {}
-            for name, vals in self.diag.items():
-                for k in TRAINER_KEYS:
-                    if k in vals:
-                        trainer[k] = vals[k]
+            # Only the trainer's status: the policy's 'version' is another number.
+            vals = self.diag.get(TRAINER_STATUS, {})
+            trainer = {k: vals[k] for k in TRAINER_KEYS if k in vals}
             return {
                 'time': t,
                 'episodes': {'total': n, **self.counts, 'open': self._ep_open,

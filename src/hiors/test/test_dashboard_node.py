@@ -50,7 +50,7 @@ def test_dashboard_node_over_dds_and_browser(test_node):
                 iv.publish(Bool(data=True)); time.sleep(0.1); iv.publish(Bool(data=False))
             time.sleep(0.05)
             ev.publish(String(data=outcome)); time.sleep(0.05)
-        st = DiagnosticStatus(name='hiors_trainer', values=[
+        st = DiagnosticStatus(name='trainer', values=[
             KeyValue(key='loss', value='0.125'), KeyValue(key='accepted', value='2'),
             KeyValue(key='rejected', value='1'), KeyValue(key='version', value='4')])
         dg.publish(DiagnosticArray(status=[st]))
@@ -79,3 +79,44 @@ def test_dashboard_node_over_dds_and_browser(test_node):
             assert '33.3%' in dom
             subprocess.run(common + [f'--screenshot={shot}', url], capture_output=True, timeout=45)
             assert os.path.getsize(shot) > 1000
+
+
+def test_dashboard_shows_the_real_trainer(tmp_path):
+    """The real trainer node on recorded episodes (2 successes, 1 failure) and the real dashboard
+    node: the dashboard's HTTP state carries a finite loss, accepted / rejected episodes and a
+    loss series (the telemetry contract, hiors_trainer.telemetry)."""
+    import math
+
+    from hiors_recorder.synthetic import write_synthetic_episode
+    from hiors_trainer.telemetry import TELEMETRY_KEYS
+    eps = tmp_path / 'eps'
+    for i, outcome in enumerate(['success', 'success', 'failure']):
+        write_synthetic_episode(str(eps), steps=20, outcome=outcome, seed=i, start_ns=int(1e18) + i * int(1e10))
+    port = _free_port()
+    url = f'http://127.0.0.1:{port}/api/state'
+    yaml_path = os.path.join(os.path.dirname(__file__), '..', '..', 'hiors_trainer', 'config', 'trainer.yaml')
+    trainer = NodeProcess('hiors_trainer.trainer_node', env={'OMP_NUM_THREADS': '1'},
+                          log_path=str(tmp_path / 'trainer.log'),
+                          ros_args=['--params-file', yaml_path, '-p', f'episode_dir:={eps}',
+                                    '-p', f'out_dir:={tmp_path / "out"}', '-p', 'batch_size:=2',
+                                    '-p', 'checkpoint_every_steps:=5', '-p', 'replan_stride:=4'])
+    dashboard = NodeProcess('hiors.dashboard_node', ros_args=['-p', f'port:={port}'],
+                            log_path=str(tmp_path / 'dashboard.log'))
+    with trainer, dashboard:
+        deadline = time.monotonic() + 90
+        while True:
+            assert trainer.alive(), trainer.log()[-3000:]
+            assert dashboard.alive(), dashboard.log()[-3000:]
+            try:
+                s = _get(url)
+                t = s['trainer']
+                if (t.get('step', 0) >= 3 and t.get('version', 0) >= 1 and len(s['series'].get('loss', [])) >= 2
+                        and t.get('accepted') == 2):
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (trainer.log()[-2000:], dashboard.log()[-2000:])
+            time.sleep(0.3)
+    assert set(t) == set(TELEMETRY_KEYS), t
+    assert math.isfinite(t['loss']) and t['loss'] > 0 and t['rejected'] == 1 and t['samples_per_s'] >= 0
+    assert len(s['series']['accepted']) >= 1 and len(s['series']['rejected']) >= 1

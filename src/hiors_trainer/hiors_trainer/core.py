@@ -263,6 +263,8 @@ class Trainer:
         self.elapsed_before = 0.0            # training seconds before a resume (time schedule)
         self.rng = np.random.default_rng(cfg.seed + 1000 * rank)
         self.policy = None
+        self.last_loss = float('nan')
+        self.samples_per_s = 0.0
 
     # ------------------------------------------------------------------ model
     def _build(self, state_dict=None, config=None, norm_stats=None):
@@ -428,6 +430,13 @@ class Trainer:
                 'accepted_samples': len(online), 'demo_samples': len(demo),
                 'samples_trained': self.samples_trained, 'version': self.version}
 
+    def telemetry(self) -> dict:
+        """The numbers of the telemetry contract (hiors_trainer.telemetry.TELEMETRY_KEYS)."""
+        r = self.report()
+        return {'loss': self.last_loss, 'accepted': r['accepted_episodes'],
+                'rejected': sum(r['rejected_episodes'].values()), 'step': self.step,
+                'samples_per_s': self.samples_per_s, 'version': self.version}
+
     def norm_stats_from_data(self):
         from hiors_policy.processing import NormStats
         s = [x.state for x in self.store.values()]
@@ -495,6 +504,7 @@ class Trainer:
                 raise FloatingPointError(f'{self.nonfinite_steps} non-finite steps in a row at step {self.step}')
             return {'loss': float('nan'), 'lr': lr, 'grad_norm': float('nan'), 'skipped': True}
         self.nonfinite_steps = 0
+        self.last_loss = loss.item()
         self.optimizer.step()
         if self.ema is not None:
             self._update_ema()
@@ -620,6 +630,7 @@ class Trainer:
                 if time.time() - t_rate >= 2.0:
                     rate = n_rate / (time.time() - t_rate)
                     t_rate, n_rate = time.time(), 0
+                    self.samples_per_s = rate
                 out['samples_per_s'] = rate
                 if bar is not None:
                     bar.update(1)

@@ -11,6 +11,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from hiors_common.diagnostics import ERROR, OK, WARN, DiagnosticsPublisher
+from hiors_trainer.telemetry import STATUS_NAME
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
 from hiors_common.signing import SigningKeyMissing, load_key
@@ -40,7 +41,7 @@ class TrainerNode(Node):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub = self.create_publisher(String, '/hiors/checkpoint', latched)
         self.create_subscription(String, '/hiors/episode/event', self._on_event, 10)
-        self.diag = DiagnosticsPublisher(self, 'trainer')
+        self.diag = DiagnosticsPublisher(self, STATUS_NAME)
         self.trainer = Trainer(self.core_cfg)
         resumed = self.trainer.resume_or_init()
         self.get_logger().info(f'{"resumed at step %d" % self.trainer.step if resumed else "fresh start"}; '
@@ -76,6 +77,7 @@ class TrainerNode(Node):
     def _report(self):
         r = self.trainer.report()
         values = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()}
+        values.update(self.trainer.telemetry())        # the dashboard's keys (telemetry contract)
         level = ERROR if self.error else (OK if r['accepted_samples'] else WARN)
         self.diag.publish(level, self.error or ('training' if r['accepted_samples'] else 'waiting for accepted episodes'),
                           values)
