@@ -63,6 +63,7 @@ class SimHumanNode(Node):
         self.diag = DiagnosticsPublisher(self, 'sim_human')
         self._reset_future = None
         self._last_intervention = None
+        self._intervention_sent_t = 0.0
         # Without joint states (sim not up yet, or stopped) the episode logic still advances.
         self.create_timer(1.0, self._tick_if_idle)
         self._last_tick = 0.0
@@ -149,9 +150,13 @@ class SimHumanNode(Node):
                 done = self.human.episodes_done
                 self.get_logger().info(f'episode {done}: {event} (takeovers: {self.human.takeovers}, '
                                        f'expert phase: {self.human.expert.phase})')
-        if out['intervention'] != self._last_intervention:
+        # On every change, and again each second: a subscriber that matched after the latched
+        # sample went out (the mux subscribes volatile) would otherwise never learn a flag that
+        # does not change, e.g. 'human in control' through a whole demonstration.
+        if out['intervention'] != self._last_intervention or now - self._intervention_sent_t >= 1.0:
             self.pub_intervention.publish(Bool(data=bool(out['intervention'])))
             self._last_intervention = out['intervention']
+            self._intervention_sent_t = now
         if out['command'] is not None:
             self.pub_cmd.publish(Float64MultiArray(data=[float(v) for v in out['command']]))
         if self.human.state == 'done':
