@@ -94,21 +94,11 @@ def main():
     ap.add_argument('--save', default='', help='write the final (EMA if on) policy checkpoint here')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    over = {}
-    if a.chunk:
-        over['chunk_size'] = a.chunk
-    if a.exec:
-        over['n_action_steps'] = a.exec
-    if a.image_size:
-        over['image_size'] = a.image_size
-    if a.patch:
-        over['vision_patch_size'] = a.patch
-    if a.vision_tower:
-        over['vision_tower'] = a.vision_tower
-    if a.keypoints:
-        over['vision_keypoints'] = a.keypoints
-    if a.vision_width:
-        over['vision_width'] = a.vision_width
+    # Policy config overrides: command-line option -> PolicyConfig field (0 / '' = the preset's).
+    fields = {'chunk': 'chunk_size', 'exec': 'n_action_steps', 'image_size': 'image_size',
+              'patch': 'vision_patch_size', 'vision_tower': 'vision_tower', 'keypoints': 'vision_keypoints',
+              'vision_width': 'vision_width'}
+    over = {field: getattr(a, opt) for opt, field in fields.items() if getattr(a, opt)}
     if a.privileged:
         over['state_dim'] = 13
     config = make_config(a.preset, **over)
