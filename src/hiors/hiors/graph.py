@@ -6,6 +6,8 @@ parameter file from its own package, overrides, remappings and restart policy.
 """
 from dataclasses import dataclass, field
 
+from hiors_common.contracts import DEFAULT_PROMPT
+
 # name: (default, description). Values arrive as strings (launch arguments / name:=value).
 ARGUMENTS = {
     'robot': ('sim', "'sim' (embedded MuJoCo arm) or 'real' (a ros2_control arm via remappings)"),
@@ -19,7 +21,7 @@ ARGUMENTS = {
     'policy': ('true', 'run the policy node'),
     'preset': ('tiny', "policy preset when no checkpoint is given: 'tiny', 'small', 'pi0'"),
     'checkpoint': ('', 'policy checkpoint (.safetensors) to start from'),
-    'prompt': ('insert the peg into the hole', 'task instruction for the policy'),
+    'prompt': (DEFAULT_PROMPT, 'task instruction: the policy conditions on it, the recorder stores it for training'),
     'trainer': ('true', 'run the Hi-ORS trainer node'),
     'trainer_method': ('hiors', "training method: 'hiors', 'bc', 'hg_dagger', ..."),
     'recorder': ('true', 'record every episode as a rosbag2'),
@@ -112,7 +114,7 @@ def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
     if _bool(a['recorder']):
         nodes.append(NodeSpec('recorder', 'hiors_recorder', 'recorder_node',
                               'hiors_recorder.recorder_node', 'recorder.yaml',
-                              {'episode_dir': episode_dir}, restart='always'))
+                              {'episode_dir': episode_dir, 'task': a['prompt']}, restart='always'))
     if _bool(a['trainer']):
         nodes.append(NodeSpec('trainer', 'hiors_trainer', 'trainer_node', 'hiors_trainer.trainer_node',
                               'trainer.yaml',

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hiors_common.contracts import DEFAULT_PROMPT
 from hiors_policy.processing import PolicyProcessor
 from hiors_recorder.dataset import Episode
 from hiors_recorder.episode import EpisodeInfo
@@ -25,7 +26,7 @@ from hiors_sim.sim_core import PegInsertionSim, SimConfig
 from hiors_sim.sim_human import SimHuman, SimHumanConfig
 from hiors_sim.tasks import task_config
 
-PROMPT = 'insert the peg into the hole'
+PROMPT = DEFAULT_PROMPT
 
 
 class PolicyActor:

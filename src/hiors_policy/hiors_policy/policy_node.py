@@ -14,6 +14,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
 from visualization_msgs.msg import MarkerArray
 
+from hiors_common.contracts import DEFAULT_PROMPT
 from hiors_common.diagnostics import DiagnosticsPublisher, ERROR, OK, WARN
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
@@ -35,7 +36,7 @@ class PolicyNodeConfig:
     control_rate_hz: float = 10.0
     preset: str = 'tiny'
     checkpoint: str = ''
-    prompt: str = 'insert the peg into the hole'
+    prompt: str = DEFAULT_PROMPT
     n_action_steps: int = 0             # k executed per chunk; 0 = the policy config's own
     lead_ticks: int = 2
     blend_ticks: int = 3

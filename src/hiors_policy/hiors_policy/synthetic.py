@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hiors_common.contracts import DEFAULT_PROMPT
+
 from .config import PolicyConfig
 
 
@@ -13,7 +15,7 @@ def random_observation(config: PolicyConfig, seed: int = 0, image_hw: tuple[int,
     h, w = image_hw or (config.image_size, config.image_size)
     images = {n: rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for n in config.camera_names}
     state = rng.normal(size=config.state_dim)
-    return images, state, 'insert the peg into the hole'
+    return images, state, DEFAULT_PROMPT
 
 
 def random_samples(config: PolicyConfig, n: int, seed: int = 0, image_hw=None) -> list[dict]:

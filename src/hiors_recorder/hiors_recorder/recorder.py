@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from hiors_common.contracts import DEFAULT_PROMPT
 
 from . import __version__ as RECORDER_VERSION
 from . import bagio
@@ -35,7 +36,7 @@ END_EVENTS = ('success', 'failure', 'abort')
 class RecorderConfig:
     episode_dir: str = field(default='~/.hiors/episodes', metadata={'doc': 'root of the episode directories'})
     robot: str = field(default='hiors_sim_arm', metadata={'doc': 'robot name stored with each episode'})
-    task: str = field(default='insert the peg into the hole', metadata={'doc': 'task stored with each episode'})
+    task: str = field(default=DEFAULT_PROMPT, metadata={'doc': 'task stored with each episode'})
     joint_states_topic: str = '/joint_states'
     cameras: list[str] = field(default_factory=lambda: ['front', 'wrist'],
                                metadata={'doc': 'camera names; topic from camera_topic_format'})
