@@ -106,7 +106,9 @@ def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
                           remappings=[('/forward_position_controller/commands', a['command_topic'])],
                           restart='always'))
     if _bool(a['policy']):
-        params = {'control_rate_hz': rate, 'preset': a['preset'], 'prompt': a['prompt']}
+        params = {'control_rate_hz': rate, 'preset': a['preset'], 'prompt': a['prompt'],
+                  # signed manifests may point only into the trainer's checkpoint directory
+                  'checkpoint_dirs': [checkpoint_dir]}
         if a['checkpoint']:
             params['checkpoint'] = os.path.expanduser(a['checkpoint'])
         nodes.append(NodeSpec('policy', 'hiors_policy', 'policy_node', 'hiors_policy.policy_node',

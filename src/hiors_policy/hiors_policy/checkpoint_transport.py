@@ -45,8 +45,20 @@ def parse_manifest(text: str) -> dict:
     return manifest
 
 
-def verify_and_fetch(text: str, key: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict, bytes]:
-    """Return (manifest, checkpoint bytes) or raise TransportError."""
+def _inside(path: str, dirs) -> bool:
+    real = os.path.realpath(path)
+    for d in dirs:
+        root = os.path.realpath(os.path.expanduser(d))
+        if os.path.commonpath([real, root]) == root:
+            return True
+    return False
+
+
+def verify_and_fetch(text: str, key: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
+                     allowed_dirs=None) -> tuple[dict, bytes]:
+    """Return (manifest, checkpoint bytes) or raise TransportError. A file:// URI is opened only
+    when its real path (symlinks and '..' resolved) lies inside one of `allowed_dirs` (None = no
+    restriction: tests and offline tools), and only after its size was checked."""
     manifest = parse_manifest(text)
     if not verify_manifest(manifest, key):
         raise TransportError(f"bad signature on checkpoint {manifest['version']!r} (unsigned or wrong key)")
@@ -62,6 +74,8 @@ def verify_and_fetch(text: str, key: bytes, max_bytes: int = DEFAULT_MAX_BYTES) 
         if uri.scheme != 'file':
             raise TransportError(f"only file:// checkpoint URIs are fetched, not {manifest['uri']!r}")
         path = unquote(uri.path)
+        if allowed_dirs is not None and not _inside(path, allowed_dirs):
+            raise TransportError(f'{path} is outside the allowed checkpoint directories {list(allowed_dirs)}')
         try:
             if os.path.getsize(path) != manifest['size']:
                 raise TransportError(f'{path}: size {os.path.getsize(path)} != manifest size {manifest["size"]}')

@@ -1,6 +1,7 @@
 """Policy node: observations in, joint commands out at the control rate; inference in a worker
 thread; signed checkpoints from /hiors/checkpoint swapped in between ticks."""
 import copy
+import os
 import queue
 import threading
 import time
@@ -45,6 +46,9 @@ class PolicyNodeConfig:
     observation_timeout_s: float = 1.0
     checkpoint_key_file: str = ''
     max_checkpoint_bytes: int = 4 << 30
+    # A signed manifest's file:// URI is opened only inside these directories (real paths);
+    # empty = the start checkpoint's directory and ~/.hiors/checkpoints.
+    checkpoint_dirs: list[str] = field(default_factory=lambda: [''])
     torch_threads: int = 1
     seed: int = 0
     frame_id: str = 'world'
@@ -56,6 +60,9 @@ class PolicyNode(Node):
         self.cfg = declare_config(self, PolicyNodeConfig)
         torch.set_num_threads(max(1, self.cfg.torch_threads))
         torch.manual_seed(self.cfg.seed)
+        self.checkpoint_dirs = [d for d in self.cfg.checkpoint_dirs if d] or (
+            ['~/.hiors/checkpoints'] + ([os.path.dirname(os.path.abspath(self.cfg.checkpoint))]
+                                        if self.cfg.checkpoint else []))
         if self.cfg.checkpoint:
             policy, config, stats, version = load_checkpoint(self.cfg.checkpoint)
             self.get_logger().info(f'loaded checkpoint {self.cfg.checkpoint} (version {version})')
@@ -249,7 +256,8 @@ class PolicyNode(Node):
                 if self.key is None:
                     raise TransportError('no checkpoint key configured (checkpoint_key_file / '
                                          'HIORS_CHECKPOINT_KEY_FILE)')
-                manifest, data = verify_and_fetch(text, self.key, self.cfg.max_checkpoint_bytes)
+                manifest, data = verify_and_fetch(text, self.key, self.cfg.max_checkpoint_bytes,
+                                                  allowed_dirs=self.checkpoint_dirs)
                 if manifest['version'] == self.version:
                     continue
                 with self._model_lock:

@@ -1,4 +1,5 @@
 import base64
+import hashlib
 import json
 
 import numpy as np
@@ -157,3 +158,29 @@ def test_replan_after_a_swap_takes_over_early():
     ex.submit(_chunk(500), obs_tick=1)
     assert ex.command(3)[0] == 502                   # adopted at once, not after 20 actions
     assert not ex.needs_request(4)
+
+
+def test_file_uri_only_inside_allowed_dirs(tmp_path):
+    """A validly signed manifest pointing outside the allowed checkpoint directories is refused
+    before any file is opened: absolute paths elsewhere, '..' escapes and symlinks out."""
+    allowed = tmp_path / 'ckpts'
+    allowed.mkdir()
+    inside = allowed / 'c.safetensors'
+    inside.write_bytes(b'y' * 100)
+    outside = tmp_path / 'secret.bin'
+    outside.write_bytes(b's' * 100)
+    (allowed / 'link.safetensors').symlink_to(outside)
+
+    def signed(uri_path, payload=b's' * 100):
+        """A manifest the trainer's key signed for `payload` at `uri_path` (the forger has the key)."""
+        m = build_manifest(str(inside), '1', KEY, inline_limit_bytes=10)
+        m['uri'] = 'file://' + str(uri_path)
+        m['sha256'] = hashlib.sha256(payload).hexdigest()
+        m['signature'] = sign_manifest(m, KEY)
+        return json.dumps(m)
+    assert verify_and_fetch(signed(inside, b'y' * 100), KEY, allowed_dirs=[str(allowed)])[1] == b'y' * 100
+    for bad in (outside, allowed / '..' / 'secret.bin', allowed / 'link.safetensors', '/etc/passwd'):
+        with pytest.raises(TransportError, match='outside the allowed'):
+            verify_and_fetch(signed(bad), KEY, allowed_dirs=[str(allowed)])
+    # Without a restriction (offline tools) the same symlink is followed.
+    assert verify_and_fetch(signed(allowed / 'link.safetensors'), KEY)[1] == b's' * 100
