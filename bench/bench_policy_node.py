@@ -49,7 +49,7 @@ def main():
     open(key, 'w').write('bench-key')
     proc = NodeProcess('hiors_policy.policy_node', ros_args=[
         '-r', '__node:=policy', '-p', f'checkpoint_key_file:={key}', '-p', f'preset:={args.preset}',
-        '-p', f'control_rate_hz:={args.rate}']).start()
+        '-p', f'control_rate_hz:={args.rate}', '-p', f'checkpoint_dirs:=[{tmp}]']).start()
     rclpy.init()
     node = rclpy.create_node('bench_policy_node')
     stamps, versions = [], []
