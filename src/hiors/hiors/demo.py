@@ -116,7 +116,7 @@ def run_demo(args) -> int:
     run_phase('online', out, dict(common, teleop='sim_human', sim_human_mode='intervene',
                                    checkpoint=base, trainer='true', episode_dir=online,
                                    **{'trainer.demo_dir': demo_dir, 'trainer.demo_ratio': '0.25',
-                                      'trainer.lr': str(args.online_lr)},
+                                      'trainer.lr': str(args.online_lr), 'trainer.noise_samples': '4'},
                                    seed=str(args.seed + 2000), num_episodes=str(args.online_episodes)),
                args.online_episodes, per_episode * args.online_episodes + 120, echo=_say)
     latest = os.path.join(out, 'checkpoints', 'latest.json')
