@@ -174,6 +174,7 @@ def core_seed(args, out, seed, budgets, results):
         cfg = TrainerConfig(batch_size=batch_size, episode_dir='online', demo_dir='demos', out_dir=out_dir, method=method,
                             policy_preset=args.preset, init_checkpoint=init, demo_ratio=demo_ratio,
                             decay_steps=steps, lr=args.online_lr if init else 0.0, seed=seed,
+                            ema_decay=args.online_ema if init else 0.0, noise_samples=args.noise_samples,
                             num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0)
         tr = Trainer(cfg, loader=store.loader, lister=store.lister)
         tr.resume_or_init()
@@ -272,6 +273,8 @@ def main():
     ap.add_argument('--updates-per-frame', type=float, default=0.5, help='core engine: train steps per online frame')
     ap.add_argument('--online-lr', type=float, default=1e-4, help='core engine: peak lr of the online fine-tuning')
     ap.add_argument('--demo-ratio', type=float, default=0.25)
+    ap.add_argument('--online-ema', type=float, default=0.0, help='core engine: EMA decay of the online weights (0 = off)')
+    ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)
     ap.add_argument('--episode-timeout', type=float, default=30.0)
