@@ -9,7 +9,6 @@
 5. evaluation of the last online checkpoint;
 then a success-rate plot (PNG) and a table.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -48,15 +47,13 @@ def pretrained_base(task: str) -> str:
     """The committed base policy of a task (hiors/models/base_<task>.safetensors), after checking
     its sha256 against the sidecar JSON written when it was trained."""
     from hiors_common.paths import package_file
+    from hiors_common.signing import sha256_file
     path = package_file('hiors', 'models', f'base_{task}.safetensors')
     with open(path[:-len('.safetensors')] + '.json') as f:
         meta = json.load(f)
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    if h.hexdigest() != meta['sha256']:
-        raise RuntimeError(f'{path}: sha256 {h.hexdigest()} does not match {meta["sha256"]} in its JSON')
+    digest = sha256_file(path)
+    if digest != meta['sha256']:
+        raise RuntimeError(f'{path}: sha256 {digest} does not match {meta["sha256"]} in its JSON')
     return path
 
 

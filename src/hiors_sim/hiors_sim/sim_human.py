@@ -210,13 +210,13 @@ class SimHuman:
         pol = np.asarray(policy_command, float)
         if pol.shape != (7,) or not np.all(np.isfinite(pol)):
             return False
-        tcp = self.expert.kin.fk(pol[:6])[0]
         if self.expert.phase in ('lift', 'carry', 'insert'):
             if pol[6] > 0.02:
                 return True                   # about to drop the peg it holds
-            return self._lowering_beside_hole(tcp, task)
+            return self._lowering_beside_hole(self.expert.kin.fk(pol[:6])[0], task)
         if self.expert.phase in ('descend', 'close'):
             return False
+        tcp = self.expert.kin.fk(pol[:6])[0]
         rel = tcp - task['peg_pos']
         return bool(np.linalg.norm(rel[:2]) < 0.07 and rel[2] < 0.09)
 
