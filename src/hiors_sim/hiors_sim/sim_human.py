@@ -12,8 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .expert import ScriptedExpert
-from .scene import HOME_Q, PEG_HALF_HEIGHT
+from .expert import ScriptedExpert, quat_yaw, wrap_quarter
+from .kinematics import tool_yaw
+from .scene import HOME_Q, PEG_HALF, PEG_HALF_HEIGHT
+
+FINGER_MARGIN_M = 0.002     # a finger passing closer than this to the peg counts as hitting it
+FINGER_HALF_WIDTH = 0.012   # finger geometry (scene.py): half width along tool x, thickness along y
+FINGER_THICKNESS = 0.010
+OFF_CENTRE_GRASP_M = 0.010  # fingers closing a peg half-width off its axis push it rather than grip it
 
 PHASE_ORDER = {'start': 0, 'retreat': 1, 'approach': 1, 'descend': 2, 'close': 3, 'lift': 4,
                'carry': 5, 'insert': 6, 'fallen': -1}
@@ -34,10 +40,13 @@ class SimHumanConfig:
     # ROS graph commands reach the arm 1-3 ticks after the decision; 0 = judge the command alone.
     lookahead_ticks: int = 0
     # A person also sees a held peg being lowered onto the fixture beside the hole and takes over
-    # (the expert then lifts, re-aligns and retries): peg bottom within `misaligned_height_m` of
-    # the fixture top, more than `misaligned_m` off the hole axis, the policy still going down.
+    # (the expert then lifts, re-aligns and retries): the policy's command takes the peg bottom
+    # within `misaligned_height_m` of the fixture top while more than `misaligned_m` off the hole
+    # axis (beyond what clearance and chamfer catch) and within `fixture_reach_m` of it (over
+    # the fixture, not across the table).
     misaligned_m: float = 0.005
-    misaligned_height_m: float = 0.015
+    misaligned_height_m: float = 0.005
+    fixture_reach_m: float = 0.05
     success_hold_s: float = 0.3
     settle_s: float = 0.5                 # after a reset, before 'start'
     homing_timeout_s: float = 4.0         # after an episode, arm home before the reset
@@ -55,6 +64,7 @@ class SimHuman:
         self.outcomes: list[str] = []
         self.in_control = False
         self.takeovers = 0
+        self.takeover_log: list[tuple[str, str]] = []   # this episode's (reason, expert phase) per takeover
         self._t_state = 0.0
         self._drift_since = None
         self._progress_t = 0.0
@@ -185,12 +195,13 @@ class SimHuman:
         else:
             self._drift_since = None
         stalled = now - self._progress_t >= self.cfg.stall_time_s
-        danger = policy_command is not None and any(
-            self._heading_into_peg(c, task) for c in self._anticipated(policy_command))
-        if danger or stalled or (self._drift_since is not None
-                                 and now - self._drift_since >= self.cfg.drift_time_s):
+        danger = '' if policy_command is None else next(
+            (d for d in map(lambda c: self._danger(c, task, q[6]), self._anticipated(policy_command)) if d), '')
+        drifted = self._drift_since is not None and now - self._drift_since >= self.cfg.drift_time_s
+        if danger or stalled or drifted:
             self.in_control = True
             self.takeovers += 1
+            self.takeover_log.append((danger or ('stall' if stalled else 'drift'), self.expert.phase))
             self._takeover_t = now
             self._takeover_phase = phase
             self._prev_policy_command = None     # motion is judged afresh after a hand-back
@@ -204,29 +215,57 @@ class SimHuman:
             out.append(pol + self.cfg.lookahead_ticks * (pol - prev))
         return out
 
-    def _heading_into_peg(self, policy_command, task) -> bool:
-        """A person grabs control at once when the arm is about to hit the standing peg: the
-        commanded fingertips low and near the peg while the expert is not grasping it."""
+    def _danger(self, policy_command, task, opening) -> str:
+        """What a person grabs control for at once ('' = nothing): the arm about to hit the
+        standing peg (commanded fingertips low and near it while the expert is not grasping),
+        about to drop the held peg, or lowering it onto the fixture beside the hole. `opening`:
+        the fingers' measured opening (closing them around an aligned peg is a grasp)."""
         pol = np.asarray(policy_command, float)
         if pol.shape != (7,) or not np.all(np.isfinite(pol)):
-            return False
+            return ''
         if self.expert.phase in ('lift', 'carry', 'insert'):
             if pol[6] > 0.02:
-                return True                   # about to drop the peg it holds
-            return self._lowering_beside_hole(self.expert.kin.fk(pol[:6])[0], task)
+                return 'dropping'
+            return 'misaligned' if self._lowering_beside_hole(self.expert.kin.fk(pol[:6])[0], task) else ''
         if self.expert.phase in ('descend', 'close'):
-            return False
-        tcp = self.expert.kin.fk(pol[:6])[0]
+            return ''
+        tcp, tcp_quat = self.expert.kin.fk(pol[:6])
         rel = tcp - task['peg_pos']
-        return bool(np.linalg.norm(rel[:2]) < 0.07 and rel[2] < 0.09)
+        near_and_low = np.linalg.norm(rel[:2]) < 0.07 and rel[2] < 0.09
+        closing = pol[6] < opening - 0.005
+        return 'into_peg' if near_and_low and self._fingers_hit_peg(
+            rel, tool_yaw(tcp_quat), quat_yaw(task['peg_quat']), opening, closing) else ''
+
+    @staticmethod
+    def _fingers_hit_peg(rel, yaw, peg_yaw, opening, closing) -> bool:
+        """Would the fingers, brought low, come down on the peg, or close on it off-centre (and
+        push it over)? Coming down around it ahead of the expert's plan is fine. `rel`: commanded
+        tcp minus peg centre (world); tool x runs along the finger width, tool y is the closing
+        axis (inner faces at +-`opening`); the square peg, turned by its yaw relative to the
+        tool, reaches PEG_HALF * (|cos| + |sin|) along either axis."""
+        tool_x = np.array([np.cos(yaw), np.sin(yaw)])
+        tool_y = np.array([np.sin(yaw), -np.cos(yaw)])
+        dx, dy = abs(float(tool_x @ rel[:2])), abs(float(tool_y @ rel[:2]))
+        turn = wrap_quarter(peg_yaw - yaw)
+        reach = PEG_HALF * (abs(np.cos(turn)) + abs(np.sin(turn)))
+        m = FINGER_MARGIN_M
+        on_a_finger = (dy + reach > opening - m and dy - reach < opening + FINGER_THICKNESS + m
+                       and dx - reach < FINGER_HALF_WIDTH + m)
+        return bool(on_a_finger or (closing and max(dx, dy) > OFF_CENTRE_GRASP_M))
 
     def _lowering_beside_hole(self, commanded_tcp, task) -> bool:
+        """The command brings the held peg's bottom within `misaligned_height_m` of the fixture
+        top, going down, with the peg (moved with the hand) still off the hole by more than
+        `misaligned_m` but over the fixture: it would land on the rim, not in the hole. A peg
+        still converging onto the hole on its way down is left alone."""
+        if self._last_tcp is None:
+            return False
         peg, hole = np.asarray(task['peg_pos'], float), np.asarray(task['hole_pos'], float)
-        peg_bottom = peg[2] - PEG_HALF_HEIGHT
-        lateral = np.linalg.norm(peg[:2] - hole[:2])
-        going_down = self._last_tcp is not None and commanded_tcp[2] < self._last_tcp[2] - 1e-3
-        return bool(going_down and lateral > self.cfg.misaligned_m
-                    and peg_bottom < hole[2] + self.cfg.misaligned_height_m)
+        motion = np.asarray(commanded_tcp, float) - self._last_tcp
+        peg_next = peg + motion
+        lateral = np.linalg.norm(peg_next[:2] - hole[:2])
+        return bool(motion[2] < -1e-3 and self.cfg.misaligned_m < lateral < self.cfg.fixture_reach_m
+                    and peg_next[2] - PEG_HALF_HEIGHT < hole[2] + self.cfg.misaligned_height_m)
 
     def _start(self, now):
         self.state = 'running'
@@ -234,6 +273,7 @@ class SimHuman:
         self.expert.reset()
         self.in_control = self.cfg.mode == 'demo'
         self.takeovers = 0
+        self.takeover_log = []
         self._drift_since = None
         self._progress_t = now
         self._best_phase = 0

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from hiors_sim.expert import quat_yaw, wrap_quarter
 from hiors_sim.sim_core import PegInsertionSim
 from hiors_sim.sim_human import SimHuman, SimHumanConfig
 
@@ -74,29 +75,56 @@ def test_human_holds_between_episodes_and_stops_a_crash_into_the_peg():
     assert out['events'] == [] and not out['intervention']          # lets go just before the start
     out = human.tick(1.05, sim.joint_positions(), sim.task_state(), False, None)
     assert out['events'] == ['start'] and not out['intervention']
-    # The policy commands the fingers right onto the standing peg: immediate takeover.
+    # The policy commands a finger right onto the standing peg (3 cm off its axis across the
+    # fingers, fingertips below its top): immediate takeover.
     peg = sim.task_state()['peg_pos']
     from hiors_sim.kinematics import quat_from_yaw_down
-    q_bad = human.expert.kin.ik(peg + [0, 0, 0.03], quat_from_yaw_down(0.0), sim.joint_positions()[:6])
+    q_bad = human.expert.kin.ik(peg + [0.0, 0.03, 0.05], quat_from_yaw_down(0.0), sim.joint_positions()[:6])
     out = human.tick(1.1, sim.joint_positions(), sim.task_state(), False, list(q_bad) + [0.035])
     assert out['intervention'] and human.takeovers == 1
+    assert human.takeover_log == [('into_peg', human.expert.phase)]
+
+
+def _started_human(sim, **overrides):
+    human = SimHuman(SimHumanConfig(mode='intervene', num_episodes=1, episode_timeout_s=10.0,
+                                    drift_time_s=5.0, stall_time_s=20.0, **overrides))
+    sim.reset(0)
+    human.tick(0.0, sim.joint_positions(), sim.task_state(), False, None)
+    human.reset_done(0.0)
+    human.tick(1.0, sim.joint_positions(), sim.task_state(), False, None)
+    assert human.tick(1.05, sim.joint_positions(), sim.task_state(), False, None)['events'] == ['start']
+    return human
+
+
+@pytest.mark.parametrize('along_width, along_closing, gripper, takeover', [
+    (0.0, 0.0, 0.035, False),     # open fingers coming down around the peg, ahead of the expert
+    (0.0, 0.0, 0.0, False),       # closing them around it at grasp height: a grasp
+    (0.0, 0.028, 0.035, True),    # a finger would land on the peg
+    (0.012, 0.0, 0.0, True),      # closing 12 mm off its axis: pushes it rather than grips it
+])
+def test_a_descent_onto_the_peg_is_judged_by_where_the_fingers_go(along_width, along_closing, gripper, takeover):
+    from hiors_sim.kinematics import quat_from_yaw_down, tool_yaw
+    sim = PegInsertionSim()
+    human = _started_human(sim)
+    ts, q = sim.task_state(), sim.joint_positions()
+    yaw = tool_yaw(human.expert.kin.fk(q[:6])[1])
+    yaw += wrap_quarter(quat_yaw(ts['peg_quat']) - yaw)                 # fingers square to the peg
+    width_axis, closing_axis = np.array([np.cos(yaw), np.sin(yaw), 0]), np.array([np.sin(yaw), -np.cos(yaw), 0])
+    target = ts['peg_pos'] + [0, 0, 0.045] + along_width * width_axis + along_closing * closing_axis
+    cmd = list(human.expert.kin.ik(target, quat_from_yaw_down(yaw), q[:6])) + [gripper]
+    out = human.tick(1.1, q, ts, False, cmd)
+    assert out['intervention'] is takeover and human.takeovers == int(takeover)
 
 
 @pytest.mark.parametrize('lookahead,expected', [(0, False), (2, True)])
 def test_lookahead_sees_a_descent_heading_into_the_peg(lookahead, expected):
     from hiors_sim.kinematics import quat_from_yaw_down
     sim = PegInsertionSim()
-    human = SimHuman(SimHumanConfig(mode='intervene', num_episodes=1, episode_timeout_s=10.0,
-                                    drift_time_s=5.0, stall_time_s=20.0, lookahead_ticks=lookahead))
-    sim.reset(0)
-    human.tick(0.0, sim.joint_positions(), sim.task_state(), False, None)
-    human.reset_done(0.0)
-    human.tick(1.0, sim.joint_positions(), sim.task_state(), False, None)
-    assert human.tick(1.05, sim.joint_positions(), sim.task_state(), False, None)['events'] == ['start']
-    # Two commands of a descent straight down onto the peg, both still above the danger zone
-    # (fingertips 10 cm, then 8 cm above the peg's top): only a look ahead sees where it goes.
+    human = _started_human(sim, lookahead_ticks=lookahead)
+    # Two commands of a descent onto the peg (a finger over it), both still above the danger
+    # zone (fingertips 10 cm, then 8 cm above the peg's top): only a look ahead sees where it goes.
     peg, q = sim.task_state()['peg_pos'], sim.joint_positions()
-    cmds = [list(human.expert.kin.ik(peg + [0, 0, z], quat_from_yaw_down(0.0), q[:6])) + [0.035]
+    cmds = [list(human.expert.kin.ik(peg + [0.0, 0.03, z], quat_from_yaw_down(0.0), q[:6])) + [0.035]
             for z in (0.14, 0.12)]
     for t, cmd in zip((1.1, 1.2), cmds):
         out = human.tick(t, q, sim.task_state(), False, cmd)
