@@ -27,6 +27,7 @@ REASON_LOAD_ERROR = 'load_error'        # corrupt / unreadable episode
 REASON_NO_OP = 'no_op'                  # transition level: state change below threshold
 REASON_NO_HUMAN = 'no_human_steps'      # transition level, ablation 'no human correction'
 REASON_NOT_HUMAN = 'not_intervention'   # transition level, HG-DAgger keeps human steps only
+REASON_BEFORE_TAKEOVER = 'before_takeover'  # transition level: autonomous steps the human then took over from
 REASON_NO_SAMPLES = 'no_samples'        # every transition was dropped
 REASON_NON_FINITE = 'non_finite'        # NaN/inf in states or actions
 REASON_NO_IMAGES = 'no_images'          # none of the policy's cameras was recorded
@@ -73,12 +74,19 @@ class FilterConfig:
     human_steps: str = 'all'            # 'all' | 'none' (ablation: no human correction) | 'only' (HG-DAgger)
     replan_stride: int = 20             # autonomous segments sampled every k steps (paper: 20 of 50)
     human_stride: int = 1               # intervention segments: dense
+    # Autonomous steps less than this many steps before a takeover are dropped (a filter: off
+    # with use_filters=False). The human took over because those actions were heading for a
+    # failure; kept, they are cloned as if right, and their chunk labels splice the policy's
+    # motion onto the human's reversal (hovering). 0 keeps them (the paper keeps every step).
+    pre_takeover_steps: int = 0
 
     def __post_init__(self):
         if self.human_steps not in ('all', 'none', 'only'):
             raise ValueError(f"human_steps must be 'all', 'none' or 'only', got {self.human_steps!r}")
         if self.replan_stride < 1 or self.human_stride < 1:
             raise ValueError('sampling strides must be >= 1')
+        if self.pre_takeover_steps < 0:
+            raise ValueError('pre_takeover_steps must be >= 0')
 
 
 def episode_return(ep, success_classifier=None) -> float:
@@ -135,6 +143,13 @@ def sample_indices(ep, cfg: FilterConfig) -> tuple[np.ndarray, dict]:
     # Motion of each transition k -> k+1 (the last step uses k-1 -> k).
     diff = np.abs(np.diff(state, axis=0)).max(axis=1) if T > 1 else np.full(1, np.inf)
     motion = np.append(diff, diff[-1])
+    # Steps to the next policy -> human hand-over (inf where none follows).
+    to_takeover = np.full(T, np.inf)
+    next_takeover = np.inf
+    for k in range(T - 1, -1, -1):
+        if k > 0 and human[k] and not human[k - 1]:
+            next_takeover = k
+        to_takeover[k] = next_takeover - k
     keep = []
     seg_start = 0
     for k in range(T):
@@ -148,6 +163,9 @@ def sample_indices(ep, cfg: FilterConfig) -> tuple[np.ndarray, dict]:
             continue
         if not human[k] and cfg.human_steps == 'only':
             rejects[REASON_NOT_HUMAN] += 1
+            continue
+        if cfg.use_filters and not human[k] and to_takeover[k] <= cfg.pre_takeover_steps:
+            rejects[REASON_BEFORE_TAKEOVER] += 1
             continue
         if cfg.use_filters and motion[k] < cfg.noop_threshold:
             rejects[REASON_NO_OP] += 1

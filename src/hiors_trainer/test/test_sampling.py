@@ -56,6 +56,28 @@ def test_varied_frequency_indices():
     assert none.transition_rejects[S.REASON_NO_HUMAN] == 6
 
 
+def test_autonomous_steps_just_before_a_takeover_are_dropped():
+    """The human took over at 25: the policy's steps 21..24 (within 4 of it) led there and are
+    not cloned; the human's steps and the later autonomous segment are kept."""
+    cfg = S.FilterConfig(replan_stride=1, pre_takeover_steps=4)
+    d = S.episode_filter(ep(T=40, human=((25, 31),)), cfg)
+    assert d.indices.tolist() == list(range(0, 21)) + list(range(25, 40))
+    assert d.transition_rejects[S.REASON_BEFORE_TAKEOVER] == 4
+    # A demonstration (human throughout) has no takeover; the ablation without filters keeps all.
+    assert S.episode_filter(ep(T=40, human=((0, 40),)), cfg).indices.tolist() == list(range(40))
+    nofilter = S.episode_filter(ep(T=40, human=((25, 31),)), S.FilterConfig(replan_stride=1, use_filters=False,
+                                                                           pre_takeover_steps=4))
+    assert nofilter.indices.tolist() == list(range(40))
+
+
+def test_pre_takeover_window_defaults_to_the_policy_chunk(tmp_path):
+    from hiors_trainer.core import Trainer, TrainerConfig
+    tr = Trainer(TrainerConfig(method='hiors', out_dir=str(tmp_path / 'tr'), episode_dir=str(tmp_path)))
+    tr.resume_or_init()
+    assert tr.fcfg.pre_takeover_steps == tr.config.chunk_size > 0
+    assert TrainerConfig(pre_takeover_steps=0).filter_config(chunk_size=10).pre_takeover_steps == 0
+
+
 def test_fixed_frequency_ablation_samples_human_steps_at_the_replan_stride():
     from hiors_trainer.core import TrainerConfig
     varied = TrainerConfig(method='hiors', replan_stride=5).filter_config()
