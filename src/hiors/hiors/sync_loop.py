@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from hiors_common.contracts import DEFAULT_PROMPT
+from hiors_policy.chunk_executor import ChunkExecutor
 from hiors_policy.processing import PolicyProcessor
 from hiors_recorder.dataset import Episode
 from hiors_recorder.episode import EpisodeInfo
@@ -30,18 +31,23 @@ PROMPT = DEFAULT_PROMPT
 
 
 class PolicyActor:
-    """The policy acting alone: a chunk from the current observation, its first k actions
-    executed, then the next (what the policy node does, without inference latency)."""
+    """The policy acting alone through the policy node's chunk executor
+    (hiors_policy.chunk_executor): a chunk from the current observation, its first k actions
+    executed, then the next. Inference here takes no simulated time, so the default
+    `lead_ticks` 0 / `blend_ticks` 0 is the lock-step ideal; the node's values (2 / 3) model its
+    inference lead and cross-fade."""
 
-    def __init__(self, policy, norm_stats, prompt: str = PROMPT):
+    def __init__(self, policy, norm_stats, prompt: str = PROMPT, lead_ticks: int = 0, blend_ticks: int = 0):
         self.policy = policy.eval()
         self.config = policy.config
         self.processor = PolicyProcessor(policy.config, norm_stats)
         self.prompt = prompt
+        self.executor = ChunkExecutor(self.config.n_action_steps, lead_ticks, blend_ticks)
+        self.tick = 0
         self.reset()
 
     def reset(self):
-        self.chunk, self.i = None, 0
+        self.executor.reset()
 
     def load(self, state_dict, norm_stats):
         """Hot swap: new weights from the next chunk on."""
@@ -50,17 +56,15 @@ class PolicyActor:
         self.reset()
 
     def command(self, state, images):
-        if self.chunk is None or self.i >= self.config.n_action_steps:
+        """The command for this tick (None = hold, as the node does on a NaN chunk)."""
+        self.tick += 1
+        if self.executor.needs_request(self.tick):
+            self.executor.mark_requested()
             batch = self.processor.prepare_observation(images, state, self.prompt)
             with torch.no_grad():
-                self.chunk = self.processor.unnormalize_actions(self.policy.sample_actions(batch)[0])
-            self.i = 0
-            if not np.all(np.isfinite(self.chunk)):
-                self.chunk = None
-                return None                       # hold, as the node does on a NaN chunk
-        cmd = self.chunk[self.i]
-        self.i += 1
-        return cmd
+                chunk = self.processor.unnormalize_actions(self.policy.sample_actions(batch)[0])
+            self.executor.submit(chunk, self.tick)
+        return self.executor.command(self.tick)
 
 
 @dataclass

@@ -44,7 +44,7 @@ def test_demo_and_policy_episodes_feed_the_trainer(tmp_path):
     assert rep['accepted_episodes'] == 1 and rep['rejected_episodes'] == {'below_threshold': 1}
     assert np.isfinite(tr.train_step()['loss'])
     actor.load(tr.model_state(), tr.norm_stats)                 # the hot swap of the benchmark
-    assert actor.chunk is None
+    assert actor.executor.chunk is None and actor.executor.needs_request(actor.tick + 1)
 
 
 class _Sweeper:

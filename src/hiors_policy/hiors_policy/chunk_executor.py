@@ -14,7 +14,9 @@ class ChunkExecutor:
         if n_action_steps < 1:
             raise ValueError('n_action_steps must be >= 1')
         self.k = n_action_steps
-        self.lead = max(1, min(lead_ticks, n_action_steps))
+        # 0 = ask when the chunk runs out and execute the new one from its first action: only
+        # for a caller whose inference takes no ticks (the lock-step engine, hiors.sync_loop).
+        self.lead = max(0, min(lead_ticks, n_action_steps))
         # A cross-fade longer than the stride would never finish: every command would stay a mix
         # lagging behind the newest chunk (k=2 with a 3-tick blend never reaches the plan).
         self.blend = max(0, min(blend_ticks, n_action_steps - 1))
