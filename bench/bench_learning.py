@@ -173,6 +173,7 @@ def core_seed(args, out, seed, budgets, results):
     def trainer(method, out_dir, init='', demo_ratio=0.0, steps=0, batch_size=0):
         cfg = TrainerConfig(batch_size=batch_size, episode_dir='online', demo_dir='demos', out_dir=out_dir, method=method,
                             policy_preset=args.preset, init_checkpoint=init, demo_ratio=demo_ratio,
+                            demo_mix=args.demo_mix if init else 'ratio',
                             decay_steps=steps, lr=args.online_lr if init else 0.0, seed=seed,
                             ema_decay=args.online_ema if init else 0.0, noise_samples=args.noise_samples,
                             num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0)
@@ -273,6 +274,8 @@ def main():
     ap.add_argument('--updates-per-frame', type=float, default=0.5, help='core engine: train steps per online frame')
     ap.add_argument('--online-lr', type=float, default=1e-4, help='core engine: peak lr of the online fine-tuning')
     ap.add_argument('--demo-ratio', type=float, default=0.25)
+    ap.add_argument('--demo-mix', default='ratio', choices=['ratio', 'pooled'],
+                    help="core engine: demos in online batches at --demo-ratio, or pooled with the online samples")
     ap.add_argument('--online-ema', type=float, default=0.0, help='core engine: EMA decay of the online weights (0 = off)')
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)

@@ -74,7 +74,12 @@ class TrainerConfig:
     # human judged them wrong; see sampling.FilterConfig). -1 = the policy's chunk length, so
     # no kept label splices policy motion onto the human's correction; 0 = keep all (paper).
     pre_takeover_steps: int = -1
-    demo_ratio: float = 0.0              # fraction of each batch from demo_dir (if any)
+    demo_ratio: float = 0.0              # fraction of each batch from demo_dir (if any), with demo_mix 'ratio'
+    # How demonstrations and online samples share a batch: 'ratio' = demo_ratio of it from the
+    # demos, whatever the online buffer's size; 'pooled' = uniform over demos and accepted online
+    # samples together, so the online share grows with the data (a few online episodes early on
+    # are not trained on hundreds of times over, which makes the policy overfit to them).
+    demo_mix: str = 'ratio'
     rate_hz: float = 0.0                 # 0 = one step per executed action
     # Chunk labels: 'executed' = the commands the mux sent (human corrections included);
     # 'measured' = the joint states the robot reached on the following steps (the official
@@ -122,6 +127,8 @@ class TrainerConfig:
             raise ValueError(f'unknown method {self.method!r}; choose one of {sorted(METHODS)}')
         if not 0.0 <= self.demo_ratio <= 1.0:
             raise ValueError('demo_ratio must be in [0, 1]')
+        if self.demo_mix not in ('ratio', 'pooled'):
+            raise ValueError(f"demo_mix must be 'ratio' or 'pooled', got {self.demo_mix!r}")
         if self.parallel not in ('ddp', 'fsdp'):
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if self.keep_last < 1:
@@ -392,7 +399,7 @@ class Trainer:
         """Read newly finished episodes (and, first time, the demos). Returns how many new ones."""
         new = 0
         if self.cfg.demo_dir and not any(s.demo for s in self.store.values()) and \
-                (self.cfg.demo_ratio > 0 or not self.method.get('use_online', True)):
+                (self.cfg.demo_ratio > 0 or self.cfg.demo_mix == 'pooled' or not self.method.get('use_online', True)):
             for info in self._list(os.path.expanduser(self.cfg.demo_dir)):
                 self._load_one(info, demo=True)
         if not self.method.get('use_online', True):
@@ -461,9 +468,10 @@ class Trainer:
         online, demo = self._pools()
         if not online and not demo:
             raise RuntimeError('no accepted samples to train on yet')
+        ratio = len(demo) / (len(demo) + len(online)) if self.cfg.demo_mix == 'pooled' else self.cfg.demo_ratio
         out = []
         for _ in range(n):
-            use_demo = bool(demo) and (not online or self.rng.random() < self.cfg.demo_ratio)
+            use_demo = bool(demo) and (not online or self.rng.random() < ratio)
             pool = demo if use_demo else online
             out.append(pool[int(self.rng.integers(len(pool)))])
         return out
