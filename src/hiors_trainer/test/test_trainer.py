@@ -38,8 +38,10 @@ def eps(tmp_path_factory):
 
 
 def cfg(eps, out, **kw):
+    # Every step kept (pre_takeover_steps 0) so the sample counts below are the paper's
+    # sampling alone; the pre-takeover drop has its own tests (test_sampling.py).
     base = dict(episode_dir=str(eps), out_dir=str(out), batch_size=4, replan_stride=4,
-                checkpoint_every_steps=2, intake_interval_s=0.2)
+                pre_takeover_steps=0, checkpoint_every_steps=2, intake_interval_s=0.2)
     base.update(kw)
     return TrainerConfig(**base)
 
@@ -230,6 +232,14 @@ def test_demo_mixing_ratio(eps, tmp_path):
     tr0 = Trainer(cfg(eps, tmp_path / 'out0', demo_dir=str(demos), demo_ratio=0.0))
     tr0.resume_or_init(); tr0.ingest()
     assert not any(k.startswith('demo:') for k, _ in tr0._draw(100))
+    # Pooled: the demos' share of a batch is their share of all samples (demo_ratio unused).
+    trp = Trainer(cfg(eps, tmp_path / 'outp', demo_dir=str(demos), demo_mix='pooled'))
+    trp.resume_or_init(); trp.ingest()
+    rep = trp.report()
+    share = rep['demo_samples'] / (rep['demo_samples'] + rep['accepted_samples'])
+    assert 0.05 < share < 0.95
+    frac = sum(k.startswith('demo:') for k, _ in trp._draw(2000)) / 2000
+    assert abs(frac - share) < 0.05
 
 
 def test_training_reduces_loss_on_accepted_data(eps, tmp_path):
