@@ -205,7 +205,7 @@ def core_seed(args, out, seed, budgets, results):
         t0 = time.time()
         store.dirs.pop('online', None)
         tr = trainer(trainer_method, os.path.join(work, method), init=base, demo_ratio=args.demo_ratio,
-                     steps=int(max_budget * args.updates_per_frame))
+                     steps=int(max_budget * args.updates_per_frame), batch_size=args.online_batch_size)
         from hiors_policy.modeling import Pi0Policy
         actor = PolicyActor(Pi0Policy(config), tr.norm_stats)
         actor.load(tr.model_state(), tr.norm_stats)
@@ -276,6 +276,7 @@ def main():
     ap.add_argument('--demo-ratio', type=float, default=0.25)
     ap.add_argument('--demo-mix', default='ratio', choices=['ratio', 'pooled'],
                     help="core engine: demos in online batches at --demo-ratio, or pooled with the online samples")
+    ap.add_argument('--online-batch-size', type=int, default=0, help="core engine: online batch (0 = the trainer profile's)")
     ap.add_argument('--online-ema', type=float, default=0.0, help='core engine: EMA decay of the online weights (0 = off)')
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)

@@ -95,7 +95,8 @@ class TrainerConfig:
     batch_size: int = 0
     # Exponential moving average of the weights (0 = off). Published checkpoints and
     # model_state() carry the average; training continues on the raw weights. The decay warms up
-    # as min(ema_decay, (1 + step) / (10 + step)) so early averages are not stuck at init.
+    # as min(ema_decay, (1 + step) / (10 + step)) so early averages are not stuck at a random
+    # init; from an init_checkpoint it is ema_decay from the first step.
     ema_decay: float = 0.0
     # Flow-matching draws (noise, time) per observation and step; the observation is encoded
     # once, so N draws cost far less than N times the step (see Pi0Policy.compute_loss).
@@ -531,7 +532,9 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self):
-        d = min(self.cfg.ema_decay, (1.0 + self.step) / (10.0 + self.step))
+        # Fine-tuning from init_checkpoint: the average starts at trained weights, so no warm-up
+        # (it would hand the published weights to the first, noisiest online steps).
+        d = self.cfg.ema_decay if self.cfg.init_checkpoint else min(self.cfg.ema_decay, (1.0 + self.step) / (10.0 + self.step))
         for k, v in self.policy.state_dict().items():
             e = self.ema[k]
             if e.is_floating_point():
