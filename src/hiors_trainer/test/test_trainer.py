@@ -288,6 +288,22 @@ def test_ema_weights_published_and_resumed(eps, tmp_path):
         TrainerConfig(ema_decay=1.0).validate()
 
 
+def test_ema_of_a_fine_tune_starts_at_full_decay(eps, tmp_path):
+    """From an init_checkpoint the average is already trained weights: one step moves it by
+    exactly (1 - decay) of the way to the raw weights (no warm-up handing it the raw ones)."""
+    base = Trainer(cfg(eps, tmp_path / 'base'))
+    base.resume_or_init(); base.ingest(); base.train_step()
+    init_path = base.save_checkpoint()['path']
+    tr = Trainer(cfg(eps, tmp_path / 'ft', ema_decay=0.9, lr=1e-2, init_checkpoint=init_path))
+    tr.resume_or_init(); tr.ingest()
+    init = {k: v.clone() for k, v in tr.policy.state_dict().items()}
+    tr.train_step()
+    k = 'action_out_proj.weight'
+    raw = tr.policy.state_dict()[k]
+    assert not torch.equal(raw, init[k])
+    assert torch.allclose(tr.model_state()[k], 0.9 * init[k] + 0.1 * raw, atol=1e-6)
+
+
 def test_label_source_measured_uses_the_next_states(eps, tmp_path):
     """label_source='measured': chunk k holds the states recorded at k+1.. (padded with the last
     one); 'executed' holds the commands."""
