@@ -39,6 +39,7 @@ use_local_ros_network()
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
 from hiors.phases import ensure_checkpoint_key, episodes, frames, run_phase, say, wilson_interval  # noqa: E402
+from hiors.demo import ONLINE_RECIPE  # noqa: E402
 from hiors.graph import bringup_graph  # noqa: E402
 from hiors.supervisor import Supervisor  # noqa: E402
 
@@ -60,7 +61,7 @@ def graph_online(out, seed, method, base, demo_dir, budgets, common):
     specs = bringup_graph(dict(common, teleop='sim_human', sim_human_mode=mode, checkpoint=base, trainer='true',
                                trainer_method=trainer_method, episode_dir=ep_dir, checkpoint_dir=ck_dir,
                                num_episodes='0', seed=str(seed + 2000),
-                               **{'trainer.demo_dir': demo_dir, 'trainer.demo_ratio': '0.25'}))
+                               **{'trainer.demo_dir': demo_dir, **ONLINE_RECIPE}))
     sup = Supervisor(specs, os.path.join(run, 'logs'), echo=say).start()
     try:
         pending = sorted(budgets)
@@ -190,6 +191,8 @@ def core_seed(args, out, seed, budgets, results):
     if os.path.exists(base):                 # a re-run with other methods reuses the base policy
         policy, config, norm_stats, _ = load_checkpoint(base)
         weights = policy.state_dict()
+        if args.inference_noise_scale is not None:
+            config.inference_noise_scale = args.inference_noise_scale
     else:
         tr = trainer('bc', os.path.join(work, 'base_trainer'), steps=args.base_steps, batch_size=args.base_batch_size)
         for _ in range(args.base_steps):
@@ -276,6 +279,8 @@ def main():
     ap.add_argument('--demo-ratio', type=float, default=0.25)
     ap.add_argument('--demo-mix', default='ratio', choices=['ratio', 'pooled'],
                     help="core engine: demos in online batches at --demo-ratio, or pooled with the online samples")
+    ap.add_argument('--inference-noise-scale', type=float, default=None,
+                    help='with --base: PolicyConfig.inference_noise_scale of every rollout (online and evaluation)')
     ap.add_argument('--online-batch-size', type=int, default=0, help="core engine: online batch (0 = the trainer profile's)")
     ap.add_argument('--online-ema', type=float, default=0.0, help='core engine: EMA decay of the online weights (0 = off)')
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')

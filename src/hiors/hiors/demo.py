@@ -39,6 +39,14 @@ def add_arguments(parser):
     parser.add_argument('--seed', type=int, default=0)
 
 
+# The online fine-tuning recipe (BENCHMARKS.md, "Online fine-tuning of the committed base"):
+# demos pooled with the online samples (a few early episodes are not trained on hundreds of
+# times over), an EMA of the weights from the base on (published = averaged, as the base's), the
+# base's batch size, 4 flow-matching draws per observation.
+ONLINE_RECIPE = {'trainer.demo_mix': 'pooled', 'trainer.ema_decay': '0.995', 'trainer.batch_size': '16',
+                 'trainer.noise_samples': '4'}
+
+
 def _say(msg):
     say(msg, 'hiors demo')
 
@@ -112,8 +120,8 @@ def run_demo(args) -> int:
     _say(f'phase 4/5: online Hi-ORS ({args.online_episodes} episodes with the simulated human)')
     run_phase('online', out, dict(common, teleop='sim_human', sim_human_mode='intervene',
                                    checkpoint=base, trainer='true', episode_dir=online,
-                                   **{'trainer.demo_dir': demo_dir, 'trainer.demo_ratio': '0.25',
-                                      'trainer.lr': str(args.online_lr), 'trainer.noise_samples': '4'},
+                                   **{'trainer.demo_dir': demo_dir, **ONLINE_RECIPE,
+                                      'trainer.lr': str(args.online_lr)},
                                    seed=str(args.seed + 2000), num_episodes=str(args.online_episodes)),
                args.online_episodes, per_episode * args.online_episodes + 120, echo=_say)
     latest = os.path.join(out, 'checkpoints', 'latest.json')

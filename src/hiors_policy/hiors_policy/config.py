@@ -29,6 +29,11 @@ class PolicyConfig:
     chunk_size: int = 10            # H: actions predicted per inference
     n_action_steps: int = 2         # k: actions executed before re-planning
     num_inference_steps: int = 10   # Euler steps from t=1 (noise) to t=0 (actions)
+    # Std of the noise the integration starts from at inference (training always uses 1). 1 =
+    # samples of the learned action distribution (pi0); 0 = one deterministic chunk per
+    # observation, the flow's central path: the policy's own rollouts, which Hi-ORS trains on,
+    # then carry no sampling noise into its labels.
+    inference_noise_scale: float = 1.0
     time_beta_alpha: float = 1.5    # training time t ~ Beta(alpha, beta) * scale + offset (pi0)
     time_beta_beta: float = 1.0
     time_scale: float = 0.999
@@ -89,6 +94,8 @@ class PolicyConfig:
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f'PolicyConfig.{k} must be a positive int, got {v!r}')
+        if not (isinstance(self.inference_noise_scale, (int, float)) and 0 <= self.inference_noise_scale < float('inf')):
+            raise ValueError(f'inference_noise_scale must be a finite number >= 0, got {self.inference_noise_scale!r}')
         if self.n_action_steps > self.chunk_size:
             raise ValueError(f'n_action_steps ({self.n_action_steps}) > chunk_size ({self.chunk_size})')
         if self.state_dim > self.max_state_dim or self.action_dim > self.max_action_dim:

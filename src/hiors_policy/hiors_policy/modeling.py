@@ -418,7 +418,7 @@ class Pi0Policy(nn.Module):
         if n <= 0:
             raise ValueError('num_steps must be > 0')
         if noise is None:
-            noise = torch.randn(B, c.chunk_size, c.max_action_dim, device=dev)
+            noise = c.inference_noise_scale * torch.randn(B, c.chunk_size, c.max_action_dim, device=dev)
         if noise.shape != (B, c.chunk_size, c.max_action_dim):
             raise ValueError(f'noise must be ({B}, {c.chunk_size}, {c.max_action_dim}), got {tuple(noise.shape)}')
         x = noise.to(dev, torch.float32)

@@ -62,3 +62,17 @@ def test_device_selection():
             resolve_device('cuda')
     with pytest.raises(ValueError):
         resolve_device('tpu')
+
+
+def test_inference_noise_scale_zero_gives_one_chunk_per_observation():
+    from hiors_policy.synthetic import random_batch
+    cfg = make_config('tiny', inference_noise_scale=0.0)
+    policy = Pi0Policy(cfg).eval()
+    batch = random_batch(cfg, 1, seed=3)
+    with torch.no_grad():
+        a, b = policy.sample_actions(batch), policy.sample_actions(batch)
+        policy.config.inference_noise_scale = 1.0
+        c = policy.sample_actions(batch)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with pytest.raises(ValueError, match='inference_noise_scale'):
+        make_config('tiny', inference_noise_scale=-1.0)
