@@ -40,10 +40,10 @@ class SimHumanConfig:
     # ROS graph commands reach the arm 1-3 ticks after the decision; 0 = judge the command alone.
     lookahead_ticks: int = 0
     # A person also sees a held peg being lowered onto the fixture beside the hole and takes over
-    # (the expert then lifts, re-aligns and retries): the policy's command takes the peg bottom
-    # within `misaligned_height_m` of the fixture top while more than `misaligned_m` off the hole
-    # axis (beyond what clearance and chamfer catch) and within `fixture_reach_m` of it (over
-    # the fixture, not across the table).
+    # (the expert then lifts, re-aligns and retries): the policy's command takes or keeps the peg
+    # bottom within `misaligned_height_m` of the fixture top, not lifting it, while more than
+    # `misaligned_m` off the hole axis (beyond what clearance and chamfer catch) and within
+    # `fixture_reach_m` of it (over the fixture, not across the table).
     misaligned_m: float = 0.005
     misaligned_height_m: float = 0.005
     fixture_reach_m: float = 0.05
@@ -226,7 +226,7 @@ class SimHuman:
         if self.expert.phase in ('lift', 'carry', 'insert'):
             if pol[6] > 0.02:
                 return 'dropping'
-            return 'misaligned' if self._lowering_beside_hole(self.expert.kin.fk(pol[:6])[0], task) else ''
+            return 'misaligned' if self._peg_onto_rim_beside_hole(self.expert.kin.fk(pol[:6])[0], task) else ''
         if self.expert.phase in ('descend', 'close'):
             return ''
         tcp, tcp_quat = self.expert.kin.fk(pol[:6])
@@ -253,18 +253,19 @@ class SimHuman:
                        and dx - reach < FINGER_HALF_WIDTH + m)
         return bool(on_a_finger or (closing and max(dx, dy) > OFF_CENTRE_GRASP_M))
 
-    def _lowering_beside_hole(self, commanded_tcp, task) -> bool:
-        """The command brings the held peg's bottom within `misaligned_height_m` of the fixture
-        top, going down, with the peg (moved with the hand) still off the hole by more than
-        `misaligned_m` but over the fixture: it would land on the rim, not in the hole. A peg
-        still converging onto the hole on its way down is left alone."""
+    def _peg_onto_rim_beside_hole(self, commanded_tcp, task) -> bool:
+        """The command brings or keeps the held peg's bottom within `misaligned_height_m` of the
+        fixture top (or pressed onto it), not lifting it, with the peg (moved with the hand) off
+        the hole by more than `misaligned_m` but over the fixture: it lands on, or slides about
+        on, the rim instead of going in. A peg still converging onto the hole on its way down,
+        or being lifted off the rim by the policy itself, is left alone."""
         if self._last_tcp is None:
             return False
         peg, hole = np.asarray(task['peg_pos'], float), np.asarray(task['hole_pos'], float)
         motion = np.asarray(commanded_tcp, float) - self._last_tcp
         peg_next = peg + motion
         lateral = np.linalg.norm(peg_next[:2] - hole[:2])
-        return bool(motion[2] < -1e-3 and self.cfg.misaligned_m < lateral < self.cfg.fixture_reach_m
+        return bool(motion[2] < 1e-3 and self.cfg.misaligned_m < lateral < self.cfg.fixture_reach_m
                     and peg_next[2] - PEG_HALF_HEIGHT < hole[2] + self.cfg.misaligned_height_m)
 
     def _start(self, now):

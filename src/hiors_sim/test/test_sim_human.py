@@ -156,3 +156,22 @@ def test_takes_over_a_peg_lowered_beside_the_hole(misaligned_m, outcome):
     events, trace = _run(human, sim, policy)
     assert events[-1] == outcome
     assert outcome == 'failure' or human.takeovers >= 1
+
+
+@pytest.mark.parametrize('dz, takeover', [(0.0, True), (0.01, False)])
+def test_takes_over_a_peg_slid_about_on_the_rim_unless_the_policy_lifts_it(dz, takeover):
+    """A held peg resting on the fixture top 9 mm beside the hole, the policy sliding it
+    sideways (no downward motion): a person lifts and re-aligns; a policy lifting it itself is
+    left to it."""
+    from hiors_sim.sim_core import SimConfig
+    from hiors_sim.tasks import task_config
+    sim = PegInsertionSim(SimConfig(**task_config('peg_insert_narrow')))
+    human = _started_human(sim)
+    human.expert.phase = 'lift'                        # the expert's reading: peg in hand, low
+    ts = sim.task_state()
+    hole = np.asarray(ts['hole_pos'], float)
+    peg_on_rim = dict(ts, peg_pos=hole + [0.009, 0.0, 0.04])   # peg bottom on the fixture top
+    tcp = peg_on_rim['peg_pos'] + [0, 0, 0.045]
+    human._last_tcp = tcp
+    cmd_tcp = tcp + [0.0, 0.004, dz]                   # slide sideways (or lift)
+    assert human._peg_onto_rim_beside_hole(cmd_tcp, peg_on_rim) is takeover
