@@ -277,12 +277,12 @@ def main():
     ap.add_argument('--updates-per-frame', type=float, default=0.5, help='core engine: train steps per online frame')
     ap.add_argument('--online-lr', type=float, default=1e-4, help='core engine: peak lr of the online fine-tuning')
     ap.add_argument('--demo-ratio', type=float, default=0.25)
-    ap.add_argument('--demo-mix', default='ratio', choices=['ratio', 'pooled'],
+    ap.add_argument('--demo-mix', default='pooled', choices=['ratio', 'pooled'],
                     help="core engine: demos in online batches at --demo-ratio, or pooled with the online samples")
     ap.add_argument('--inference-noise-scale', type=float, default=None,
                     help='with --base: PolicyConfig.inference_noise_scale of every rollout (online and evaluation)')
-    ap.add_argument('--online-batch-size', type=int, default=0, help="core engine: online batch (0 = the trainer profile's)")
-    ap.add_argument('--online-ema', type=float, default=0.0, help='core engine: EMA decay of the online weights (0 = off)')
+    ap.add_argument('--online-batch-size', type=int, default=16, help="core engine: online batch (0 = the trainer profile's)")
+    ap.add_argument('--online-ema', type=float, default=0.995, help='core engine: EMA decay of the online weights (0 = off; default = the main job recipe)')
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)
