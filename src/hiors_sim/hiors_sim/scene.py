@@ -10,6 +10,8 @@ GRIPPER_JOINT = 'gripper'
 JOINT_NAMES = ARM_JOINTS + (GRIPPER_JOINT,)
 GRIPPER_OPEN = 0.035      # finger opening per finger (m) when open
 GRIPPER_CLOSED = 0.0
+FINGER_HALF_WIDTH = 0.012    # finger pads: half width along the tool x axis
+FINGER_HALF_THICKNESS = 0.005  # half thickness along the closing axis (inner face at the opening)
 # Arm above the workspace, tool pointing down.
 HOME_Q = (0.0, 0.5, 1.6, 0.0, 1.04, 0.0, GRIPPER_OPEN)
 JOINT_LIMITS = ((-3.05, 3.05), (-2.0, 2.0), (-2.6, 2.6), (-3.05, 3.05), (-2.0, 2.0), (-3.05, 3.05),
@@ -119,11 +121,11 @@ def build_mjcf(clearance: float = 0.0015, width: int = 224, height: int = 224, c
                   <site name="tcp" pos="0 0 0.085" size="0.004" rgba="1 0 0 0"/>
                   <body name="finger_left" pos="0 0 0.06" gravcomp="1">
                     <joint name="gripper" type="slide" axis="0 1 0" range="0 0.04" damping="5" armature="0.01"/>
-                    <geom class="finger" type="box" size="0.012 0.005 0.03" pos="0 0.005 0.03"/>
+                    <geom class="finger" type="box" size="{FINGER_HALF_WIDTH} {FINGER_HALF_THICKNESS} 0.03" pos="0 {FINGER_HALF_THICKNESS} 0.03"/>
                   </body>
                   <body name="finger_right" pos="0 0 0.06" gravcomp="1">
                     <joint name="gripper_mirror" type="slide" axis="0 -1 0" range="0 0.04" damping="5" armature="0.01"/>
-                    <geom class="finger" type="box" size="0.012 0.005 0.03" pos="0 -0.005 0.03"/>
+                    <geom class="finger" type="box" size="{FINGER_HALF_WIDTH} {FINGER_HALF_THICKNESS} 0.03" pos="0 -{FINGER_HALF_THICKNESS} 0.03"/>
                   </body>
                 </body>
               </body>

@@ -14,11 +14,9 @@ import numpy as np
 
 from .expert import ScriptedExpert, quat_yaw, wrap_quarter
 from .kinematics import tool_yaw
-from .scene import HOME_Q, PEG_HALF, PEG_HALF_HEIGHT
+from .scene import FINGER_HALF_THICKNESS, FINGER_HALF_WIDTH, HOME_Q, PEG_HALF, PEG_HALF_HEIGHT
 
 FINGER_MARGIN_M = 0.002     # a finger passing closer than this to the peg counts as hitting it
-FINGER_HALF_WIDTH = 0.012   # finger geometry (scene.py): half width along tool x, thickness along y
-FINGER_THICKNESS = 0.010
 OFF_CENTRE_GRASP_M = 0.010  # fingers closing a peg half-width off its axis push it rather than grip it
 
 PHASE_ORDER = {'start': 0, 'retreat': 1, 'approach': 1, 'descend': 2, 'close': 3, 'lift': 4,
@@ -195,8 +193,9 @@ class SimHuman:
         else:
             self._drift_since = None
         stalled = now - self._progress_t >= self.cfg.stall_time_s
-        danger = '' if policy_command is None else next(
-            (d for d in map(lambda c: self._danger(c, task, q[6]), self._anticipated(policy_command)) if d), '')
+        dangers = [] if policy_command is None else [self._danger(c, task, q[6])
+                                                     for c in self._anticipated(policy_command)]
+        danger = next((d for d in dangers if d), '')
         drifted = self._drift_since is not None and now - self._drift_since >= self.cfg.drift_time_s
         if danger or stalled or drifted:
             self.in_control = True
@@ -249,7 +248,7 @@ class SimHuman:
         turn = wrap_quarter(peg_yaw - yaw)
         reach = PEG_HALF * (abs(np.cos(turn)) + abs(np.sin(turn)))
         m = FINGER_MARGIN_M
-        on_a_finger = (dy + reach > opening - m and dy - reach < opening + FINGER_THICKNESS + m
+        on_a_finger = (dy + reach > opening - m and dy - reach < opening + 2 * FINGER_HALF_THICKNESS + m
                        and dx - reach < FINGER_HALF_WIDTH + m)
         return bool(on_a_finger or (closing and max(dx, dy) > OFF_CENTRE_GRASP_M))
 
