@@ -2,7 +2,9 @@
 
 Inputs: /hiors/policy/command, /hiors/teleop/command (Float64MultiArray, 7 absolute joint targets),
 /hiors/intervention (Bool, human has control), /hiors/estop (Bool) and the SetBool service
-/hiors/set_estop, /joint_states (hold position), /hiors/episode/event ('start' resyncs the limiter).
+/hiors/set_estop (re-published on /hiors/estop so every device sees it), the Trigger service
+/hiors/resume (re-arm after an e-stop clear), /hiors/teleop/stale (Bool, the device's input stopped),
+/joint_states (hold position), /hiors/episode/event ('start' resyncs the limiter).
 Outputs: /forward_position_controller/commands (Float64MultiArray), /hiors/executed_action
 (JointState, header.frame_id = policy|human|hold), /hiors/mux/status (String JSON, on change and
 1 Hz), /diagnostics. Also hosts the episode Trigger services /hiors/episode/<action>.
@@ -15,7 +17,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
-from std_srvs.srv import SetBool
+from std_srvs.srv import SetBool, Trigger
 
 from hiors_common.diagnostics import DiagnosticsPublisher
 from hiors_common.node_main import run_node
@@ -47,7 +49,10 @@ class CommandMuxNode(Node):
         self.create_subscription(Bool, self.cfg.estop_topic, lambda m: self._set_estop(m.data), RELIABLE)
         self.create_subscription(JointState, self.cfg.joint_states_topic, self._on_joint_state, 10)
         self.create_subscription(String, self.cfg.episode_event_topic, self._on_event, EVENT_QOS)
+        self.create_subscription(Bool, self.cfg.teleop_stale_topic, self._on_teleop_stale, RELIABLE)
+        self.estop_pub = self.create_publisher(Bool, self.cfg.estop_topic, RELIABLE)
         self.create_service(SetBool, self.cfg.estop_service, self._on_estop_srv)
+        self.create_service(Trigger, self.cfg.resume_service, self._on_resume_srv)
         self.episode = EpisodeControl(self, self.cfg.episode_event_topic, self.cfg.reset_service,
                                       services_prefix='/hiors/episode' if self.cfg.episode_services else None)
         self._last_drop_log = 0.0
@@ -89,10 +94,22 @@ class CommandMuxNode(Node):
         self.mux.set_estop(bool(flag), now)
         self._send(now)
 
+    def _on_teleop_stale(self, msg):
+        now = self.now()
+        self.mux.set_teleop_stale(msg.data, now)
+        self._send(now)          # hold at once, not at the next tick
+
     def _on_estop_srv(self, req, resp):
         self._set_estop(req.data)
+        self.estop_pub.publish(Bool(data=bool(req.data)))   # the devices stop / re-arm on it too
         resp.success = True
-        resp.message = 'e-stop engaged: holding' if req.data else 'e-stop cleared'
+        resp.message = 'e-stop engaged: holding' if req.data else 'e-stop cleared: re-arm to move'
+        return resp
+
+    def _on_resume_srv(self, req, resp):
+        now = self.now()
+        resp.success, resp.message = self.mux.rearm(now)
+        self._send(now)
         return resp
 
     def _on_joint_state(self, msg):

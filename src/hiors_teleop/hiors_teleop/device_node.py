@@ -35,7 +35,10 @@ class TeleopNodeConfig:
     gripper_closed: float = 0.0
     command_topic: str = '/hiors/teleop/command'
     intervention_topic: str = '/hiors/intervention'
-    estop_topic: str = '/hiors/estop'
+    estop_topic: str = field(default='/hiors/estop', metadata={
+        'doc': 'e-stop requests go out here, and the state is read back (frozen target, re-arm by a new press)'})
+    stale_topic: str = field(default='/hiors/teleop/stale', metadata={
+        'doc': 'Bool: true as soon as the device counts as lost / frozen (the mux holds at once)'})
     event_topic: str = '/hiors/episode/event'
     joint_states_topic: str = '/joint_states'
     reset_service: str = field(default='/hiors/sim/reset', metadata={'doc': "std_srvs/Trigger for reset ('' = none)"})
@@ -59,6 +62,9 @@ class DeviceTeleopNode(Node):
         self.cmd_pub = self.create_publisher(Float64MultiArray, self.cfg.command_topic, RELIABLE)
         self.int_pub = self.create_publisher(Bool, self.cfg.intervention_topic, INTERVENTION_PUB_QOS)
         self.estop_pub = self.create_publisher(Bool, self.cfg.estop_topic, RELIABLE)
+        self.stale_pub = self.create_publisher(Bool, self.cfg.stale_topic, RELIABLE)
+        self._stale_sent = None
+        self.create_subscription(Bool, self.cfg.estop_topic, self._on_estop, RELIABLE)
         self.episode = EpisodeControl(self, self.cfg.event_topic, self.cfg.reset_service)
         self.diag = DiagnosticsPublisher(self, f'hiors_teleop_{self.device_name}')
         self.create_subscription(JointState, self.cfg.joint_states_topic, self._on_joint_state, 10)
@@ -122,6 +128,20 @@ class DeviceTeleopNode(Node):
         except KeyError:
             pass
 
+    def _on_estop(self, msg):
+        with self._lock:
+            self._log(self.core.set_estop(msg.data))
+
+    def _log(self, messages):
+        log = self.get_logger()
+        for level, text in messages:
+            if level == 'error':
+                log.error(f'{self.device_name}: {text}')
+            elif level == 'warn':
+                log.warning(f'{self.device_name}: {text}')
+            else:
+                log.info(f'{self.device_name}: {text}')
+
     def poll(self, now):   # pragma: no cover - implemented by each device
         raise NotImplementedError
 
@@ -138,13 +158,12 @@ class DeviceTeleopNode(Node):
         """Run one decoded sample through the core and publish what it produced."""
         res = self.core.tick(now, inp, healthy, reason)
         log = self.get_logger()
-        for level, text in res.messages:
-            if level == 'error':
-                log.error(f'{self.device_name}: {text}')
-            elif level == 'warn':
-                log.warning(f'{self.device_name}: {text}')
-            else:
-                log.info(f'{self.device_name}: {text}')
+        self._log(res.messages)
+        # Only the device holding the takeover speaks for it (another, idle device may be unplugged).
+        stale = not healthy and self.core.takeover
+        if stale != self._stale_sent:          # on every change, before anything else
+            self._stale_sent = stale
+            self.stale_pub.publish(Bool(data=stale))
         if res.estop is not None:
             self.estop_pub.publish(Bool(data=bool(res.estop)))
             if res.estop:

@@ -1,6 +1,8 @@
 """ROS-agnostic command mux: picks which source drives the robot and makes what it sends safe.
 
-Priority: e-stop (hold) > human (while /hiors/intervention is true) > policy. A source whose last
+Priority: e-stop (hold) > human (while /hiors/intervention is true) > policy. After an e-stop clears
+nothing moves until the operator re-arms: a new takeover press (the device restarts its target from
+the measured position) or an explicit resume; commands sent before the re-arm never count. A source whose last
 command is older than the watchdog timeout is "silent"; the mux never falls through to a lower
 priority source when the selected one goes silent, it holds position instead (a frozen or
 unplugged device mid-takeover must not hand the robot back to the policy).
@@ -67,6 +69,11 @@ class MuxConfig:
     intervention_topic: str = '/hiors/intervention'
     estop_topic: str = '/hiors/estop'
     estop_service: str = '/hiors/set_estop'
+    resume_service: str = field(default='/hiors/resume', metadata=_doc(
+        'std_srvs/Trigger: re-arm after an e-stop was cleared (the policy may drive again)'))
+    teleop_stale_topic: str = field(default='/hiors/teleop/stale', metadata=_doc(
+        "std_msgs/Bool from the teleop device: true = its input stopped (hold at once, not after "
+        "the watchdog)"))
     command_topic: str = '/forward_position_controller/commands'
     executed_topic: str = '/hiors/executed_action'
     joint_states_topic: str = '/joint_states'
@@ -106,6 +113,10 @@ NO_POLICY_YET = 'no policy command yet'
 TAKEOVER_WAIT = 'takeover: waiting for the first teleop command'
 HANDBACK_WAIT = "hand-back: waiting for the policy's first command"
 WAITING = (NO_POLICY_YET, TAKEOVER_WAIT, HANDBACK_WAIT)
+# Safety holds (warnings): the operator has to act.
+REARM_HOW = 'press the takeover again, or call the resume service'
+REARM_WAIT = f'e-stop cleared: not re-armed ({REARM_HOW})'
+TELEOP_STALE = 'teleop device reports its input stale during takeover: holding, NOT returning to the policy'
 
 
 class CommandMux:
@@ -121,6 +132,9 @@ class CommandMux:
         self.intervention = False
         self._flip_t = -math.inf      # when the intervention flag last changed
         self.estop = False
+        self.armed = True             # False from an e-stop clear until the operator re-arms
+        self._armed_t = -math.inf     # commands older than the last re-arm never count
+        self.teleop_stale = False
         self.measured = None
         self.measured_t = -math.inf
         self.last_sent = None
@@ -168,13 +182,32 @@ class CommandMux:
     def set_intervention(self, flag: bool, now: float):
         if bool(flag) != self.intervention:
             self._flip_t = now
+            if flag:
+                self.teleop_stale = False   # a new takeover: a live device is pressing
+            if flag and not self.estop and not self.armed:
+                self.rearm(now, 'takeover pressed')
         self.intervention = bool(flag)
 
     def set_estop(self, flag: bool, now: float):
-        if bool(flag) != self.estop:
-            self.events.append(('warn' if flag else 'info',
-                                'E-STOP engaged: holding position' if flag else 'e-stop cleared'))
+        if bool(flag) and not self.estop:
+            self.events.append(('warn', 'E-STOP engaged: holding position'))
+        elif not flag and self.estop:
+            self.armed = False
+            self.events.append(('warn', f'e-stop cleared: holding until re-armed ({REARM_HOW})'))
         self.estop = bool(flag)
+
+    def rearm(self, now: float, why: str = 'resume') -> tuple[bool, str]:
+        """Let sources drive again after an e-stop was cleared; refused while it is engaged."""
+        if self.estop:
+            return False, 'e-stop still engaged: clear it first'
+        if not self.armed:
+            self.armed, self._armed_t = True, now
+            self.events.append(('info', f're-armed ({why})'))
+            return True, f're-armed ({why})'
+        return True, 'already armed'
+
+    def set_teleop_stale(self, flag: bool, now: float):
+        self.teleop_stale = bool(flag)
 
     def update_joint_state(self, q, now: float):
         q = np.asarray(q, dtype=np.float64).reshape(-1)
@@ -201,7 +234,8 @@ class CommandMux:
 
     # ---- selection ----------------------------------------------------------------------------
     def fresh(self, source: str, now: float) -> bool:
-        if self._cmd[source] is None or now - self._cmd_t[source] > self.cfg.watchdog_timeout_s:
+        if self._cmd[source] is None or now - self._cmd_t[source] > self.cfg.watchdog_timeout_s \
+                or self._cmd_t[source] < self._armed_t:
             return False
         # The policy is silent while a human has control: after a hand-back only what it sent
         # since counts (a pre-takeover command may still be within the watchdog, and following
@@ -209,14 +243,19 @@ class CommandMux:
         return source != POLICY or self._cmd_t[POLICY] >= self._flip_t
 
     def _awaiting_first(self, source: str, now: float) -> bool:
-        """Just switched to `source` and nothing from it since: waiting, not (yet) silent."""
-        return self._cmd_t[source] < self._flip_t and now - self._flip_t <= self.cfg.watchdog_timeout_s
+        """Just switched to `source` (or re-armed) and nothing from it since: waiting, not (yet) silent."""
+        since = max(self._flip_t, self._armed_t)
+        return self._cmd_t[source] < since and now - since <= self.cfg.watchdog_timeout_s
 
     def desired(self, now: float) -> tuple[str, str]:
         """(mode, reason) the mux wants now."""
         if self.estop:
             return HOLD, 'e-stop'
+        if not self.armed:
+            return HOLD, REARM_WAIT
         if self.intervention:
+            if self.teleop_stale:
+                return HOLD, TELEOP_STALE
             if self.fresh(HUMAN, now):
                 return HUMAN, ''
             if self._cmd[HUMAN] is None or self._awaiting_first(HUMAN, now):
@@ -287,7 +326,8 @@ class CommandMux:
     def status(self, now: float) -> dict:
         mode, reason = self.desired(now)
         return {
-            'source': mode, 'reason': reason, 'estop': self.estop, 'intervention': self.intervention,
+            'source': mode, 'reason': reason, 'estop': self.estop, 'armed': self.armed,
+            'intervention': self.intervention, 'teleop_stale': self.teleop_stale,
             'policy_fresh': self.fresh(POLICY, now), 'human_fresh': self.fresh(HUMAN, now),
             'joint_state_age_s': (None if self.measured is None else round(now - self.measured_t, 3)),
             'sent': dict(self.sent),

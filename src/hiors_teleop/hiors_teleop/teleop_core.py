@@ -12,6 +12,11 @@ The target starts from the measured joint position at every takeover (and after 
 back), so the first command equals where the robot is. Kinematics is injected: any object with
 fk(q6) -> (pos(3), quat_wxyz(4)) and ik(pos, quat_wxyz, q_init6) -> q6 (hiors_sim.kinematics).
 
+E-stop: while it is engaged (`set_estop`, from the e-stop topic or the device's own request) the
+target is frozen and nothing is sent; after it clears with the takeover still held nothing is sent
+until the takeover is released and pressed again, which restarts the target from the measured
+position (the mux treats that press as the re-arm).
+
 Device loss/freeze mid-takeover: no more commands and the intervention flag stays true, so the mux
 holds position instead of handing the robot back to the policy; the next healthy input resumes
 (takeover still held) or hands back (takeover released).
@@ -79,6 +84,32 @@ class DeviceInput:
     estop: bool | None = None                  # True = engage the mux e-stop, False = clear it
 
 
+class InputCadence:
+    """When a streaming device (a Joy driver's autorepeat) is late: its period is measured from its
+    own arrivals (the longest of the recent intervals, so bursts of change events do not shrink it)."""
+
+    def __init__(self, timeout_s: float, window: int = 20):
+        self.timeout_s = timeout_s
+        self._intervals = []
+        self._window = window
+        self.last_t = None
+
+    def arrived(self, now: float):
+        if self.last_t is not None and 0 < now - self.last_t <= self.timeout_s:
+            self._intervals = (self._intervals + [now - self.last_t])[-self._window:]
+        self.last_t = now
+
+    def period(self) -> float | None:
+        return max(self._intervals) if len(self._intervals) >= 3 else None
+
+    def late(self, now: float, periods: float) -> bool:
+        """More than `periods` expected periods since the last arrival (the timeout until the period
+        is known)."""
+        p = self.period()
+        limit = self.timeout_s if p is None else min(self.timeout_s, periods * p)
+        return now - self.last_t > limit
+
+
 @dataclass
 class TickResult:
     command: np.ndarray | None = None      # absolute 7-d target to publish (None = publish nothing)
@@ -116,6 +147,21 @@ class TeleopCore:
         self._ee0 = None          # (pos, quat) of the end effector at takeover start (ee_abs)
         self._ik_fail_logged = False
         self._refused = False
+        self.estop = False
+        self._rearm_needed = False   # e-stop cleared while the takeover was held: release first
+
+    def set_estop(self, flag: bool) -> list:
+        """The mux's e-stop state; returns (level, text) messages for the node to log."""
+        flag = bool(flag)
+        if flag == self.estop:
+            return []
+        self.estop = flag
+        if flag:
+            return [('warn', 'e-stop: target frozen, nothing sent')]
+        if self.takeover:
+            self._rearm_needed = True
+            return [('warn', 'e-stop cleared: release the takeover and press it again to drive')]
+        return [('info', 'e-stop cleared')]
 
     def update_joint_state(self, q):
         q = np.asarray(q, dtype=np.float64).reshape(-1)
@@ -151,8 +197,16 @@ class TeleopCore:
         for action in inp.events:
             res.events.append(normalise(action))
         res.estop = inp.estop
+        if inp.estop:
+            res.messages += self.set_estop(True)
         if not inp.takeover:
             self._refused = False
+        if self.estop:
+            return res                 # no integration, no command; the takeover state is kept
+        if self._rearm_needed:
+            if inp.takeover:
+                return res             # still held since the clear
+            self._rearm_needed = False
         if inp.takeover and not self.takeover:
             if self.measured is None:
                 if not self._refused:      # once per press, not every tick

@@ -8,6 +8,7 @@ import pytest
 
 from hiors_common.testing import NodeProcess, spin_until
 from hiors_teleop.keyboard_mapping import KeyboardMapper, parse_keymap
+from hiors_teleop.mux import REARM_WAIT
 
 from .test_mux_node import HOME, Harness
 
@@ -54,9 +55,12 @@ def test_keyboard_node_through_pty(test_node):
         os.write(master, b'p')                               # e-stop from the keyboard
         assert h.wait_source('hold', timeout=5), kb.log()
         assert spin_until(test_node, lambda: h.status and h.status[-1]['estop'] is True, 3)
-        os.write(master, b'P')
-        assert h.wait_source('policy', timeout=5), kb.log()
-        # terminal gone mid-takeover -> hold, never the policy
+        os.write(master, b'P')                               # cleared: nothing moves until re-armed
+        t_clear = time.monotonic()
+        assert spin_until(test_node, lambda: h.status and h.status[-1]['reason'] == REARM_WAIT, 3), h.status[-1:]
+        spin_until(test_node, lambda: False, 0.5)
+        assert set(h.sources_since(t_clear)) == {'hold'}
+        # a takeover press re-arms; then the terminal gone mid-takeover -> hold, never the policy
         os.write(master, b' ')
         assert h.wait_source('human', timeout=5), kb.log()
         os.close(master)

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from hiors_teleop.mux import HANDBACK_WAIT, HOLD, HUMAN, POLICY, TAKEOVER_WAIT, CommandMux, MuxConfig
+from hiors_teleop.mux import (HANDBACK_WAIT, HOLD, HUMAN, POLICY, REARM_WAIT, TAKEOVER_WAIT, TELEOP_STALE, CommandMux,
+                              MuxConfig)
 
 HOME = np.array([0.0, 0.3, -0.3, 0.0, 0.5, 0.0, 0.02])
 
@@ -159,7 +160,7 @@ def test_takeover_waits_for_the_device_then_warns_when_it_stays_silent():
     assert out.source == HOLD and 'NOT returning to the policy' in out.reason
 
 
-def test_estop_overrides_everything():
+def test_estop_overrides_everything_and_needs_rearm():
     mux = make()
     mux.set_intervention(True, 0.0)
     mux.submit(HUMAN, HOME, 0.0)
@@ -168,10 +169,51 @@ def test_estop_overrides_everything():
     mux.submit(HUMAN, HOME + 0.1, 0.1)
     out = mux.step(0.1)
     assert out.source == HOLD and out.reason == 'e-stop'
+    assert mux.rearm(0.15) == (False, 'e-stop still engaged: clear it first')
+    # cleared with the deadman still held: the device keeps sending, nothing moves
     mux.set_estop(False, 0.2)
-    mux.submit(HUMAN, HOME, 0.2)
-    assert mux.step(0.2).source == HUMAN
-    assert any('E-STOP' in m for _, m in mux.drain_events())
+    for t in (0.2, 0.3, 0.4):
+        mux.submit(HUMAN, HOME + 0.1, t)
+        out = mux.step(t)
+        assert out.source == HOLD and out.reason == REARM_WAIT and np.allclose(out.command, HOME)
+    # release: still nothing (the policy does not take over by itself either)
+    mux.set_intervention(False, 0.5)
+    mux.submit(POLICY, HOME + 0.05, 0.5)
+    assert mux.step(0.5).reason == REARM_WAIT
+    # press again = re-armed; only commands sent since the press count
+    mux.set_intervention(True, 0.6)
+    assert mux.step(0.6).reason == TAKEOVER_WAIT
+    mux.submit(HUMAN, HOME, 0.65)
+    assert mux.step(0.65).source == HUMAN
+    msgs = [m for _, m in mux.drain_events()]
+    assert any('E-STOP' in m for m in msgs) and any('re-armed (takeover pressed)' in m for m in msgs)
+
+
+def test_estop_cleared_then_resume_hands_the_policy_back():
+    mux = make()
+    mux.submit(POLICY, HOME, 0.0)
+    assert mux.step(0.0).source == POLICY
+    mux.set_estop(True, 0.1)
+    mux.set_estop(False, 0.2)
+    mux.submit(POLICY, HOME, 0.2)
+    assert mux.step(0.25).reason == REARM_WAIT
+    assert mux.rearm(0.3) == (True, 're-armed (resume)')
+    assert mux.step(0.3).reason == HANDBACK_WAIT, 'a command from before the resume does not count'
+    mux.submit(POLICY, HOME, 0.35)
+    assert mux.step(0.35).source == POLICY
+
+
+def test_teleop_stale_holds_at_once():
+    mux = make()
+    mux.set_intervention(True, 0.0)
+    mux.submit(HUMAN, HOME, 0.0)
+    assert mux.step(0.0).source == HUMAN
+    mux.set_teleop_stale(True, 0.05)      # well inside the watchdog: the device said so
+    out = mux.step(0.05)
+    assert out.source == HOLD and out.reason == TELEOP_STALE
+    mux.set_teleop_stale(False, 0.1)
+    mux.submit(HUMAN, HOME, 0.1)
+    assert mux.step(0.1).source == HUMAN
 
 
 def test_joint_state_jump_resyncs_limiter():

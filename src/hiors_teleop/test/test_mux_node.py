@@ -13,7 +13,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from hiors_common.testing import NodeProcess, spin_until
-from hiors_teleop.mux import JOINT_NAMES
+from hiors_teleop.mux import JOINT_NAMES, REARM_WAIT
 from hiors_teleop.ros_episode import EVENT_QOS
 
 HOME = [0.0, 0.3, -0.3, 0.0, 0.5, 0.0, 0.02]
@@ -137,6 +137,14 @@ def test_mux_over_dds(test_node, mux_proc):
     assert h.wait_source('hold'), log()
     assert spin_until(test_node, lambda: h.status and h.status[-1]['estop'] is True, 2)
     h.estop_pub.publish(Bool(data=False))
+    t_clear = time.monotonic()
+    assert spin_until(test_node, lambda: h.status and h.status[-1]['reason'] == REARM_WAIT, 3), h.status[-1:]
+    spin_until(test_node, lambda: False, 0.3)
+    assert set(h.sources_since(t_clear)) == {'hold'}, 'cleared is not re-armed: nothing moves'
+    cli = test_node.create_client(Trigger, '/hiors/resume')
+    assert cli.wait_for_service(timeout_sec=10)
+    fut = cli.call_async(Trigger.Request())
+    assert spin_until(test_node, fut.done, 5) and fut.result().success, fut.result()
     assert h.wait_source('policy'), log()
     # 9. episode services publish events; reset without a robot service reports failure
     for action in ('start', 'success'):
