@@ -4,6 +4,7 @@ import collections
 import threading
 import time
 
+from hiors_common.diagnostics import ERROR_KEYS, LEVEL_NAMES
 from hiors_trainer.telemetry import STATUS_NAME as TRAINER_STATUS
 from hiors_trainer.telemetry import TELEMETRY_KEYS as TRAINER_KEYS
 
@@ -26,6 +27,7 @@ class DashboardState:
         self._human_total = 0.0
         self.policy_version = ''
         self.diag = {}       # status name -> {key: float}
+        self.nodes = {}      # status name -> {'level', 'message', 'last_error', 'last_error_time', ...}
         self.series = collections.defaultdict(lambda: collections.deque(maxlen=self.max_points))
 
     def _now(self):
@@ -67,12 +69,18 @@ class DashboardState:
             self.series['policy_version'].append((self._now(), self.policy_version))
 
     def diagnostics(self, statuses):
-        """statuses: iterable of (name, [(key, value_str), ...]); non-numeric values are skipped."""
+        """statuses: iterable of (name, level 0-3, message, [(key, value_str), ...]). Numeric values
+        become series/cards; each node's level, message and last error (hiors_common.diagnostics:
+        held for its hold time, with its wall time) are shown as text."""
         with self._lock:
             t = self._now()
-            for name, kvs in statuses:
+            for name, level, message, kvs in statuses:
+                node = {'level': LEVEL_NAMES.get(int(level), str(level)), 'message': str(message)}
                 vals = self.diag.setdefault(str(name), {})
                 for k, v in kvs:
+                    if k in ERROR_KEYS:
+                        node[k] = str(v)
+                        continue
                     try:
                         f = float(v)
                     except (TypeError, ValueError):
@@ -82,6 +90,7 @@ class DashboardState:
                     vals[k] = f
                     if k in TRAINER_KEYS and str(name) == TRAINER_STATUS:
                         self.series[k].append((t, f))
+                self.nodes[str(name)] = node
 
     def snapshot(self) -> dict:
         with self._lock:
@@ -110,6 +119,7 @@ class DashboardState:
                 'policy_version': self.policy_version,
                 'trainer': trainer,
                 'diagnostics': {k: dict(v) for k, v in self.diag.items()},
+                'nodes': {k: dict(v) for k, v in sorted(self.nodes.items())},
                 'series': {'success_rate': rate_series,
                            **{k: list(v) for k, v in self.series.items()}},
             }

@@ -7,6 +7,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, String
 
+from hiors_common.diagnostics import level_int
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
 
@@ -40,7 +41,8 @@ class DashboardNode(Node):
             self.get_logger().warning(f'unknown episode event {msg.data!r}')
 
     def _on_diag(self, msg):
-        self.state.diagnostics((s.name, [(kv.key, kv.value) for kv in s.values]) for s in msg.status)
+        self.state.diagnostics((s.name, level_int(s.level), s.message, [(kv.key, kv.value) for kv in s.values])
+                               for s in msg.status)
 
     def close(self):
         self.server.shutdown()

@@ -120,3 +120,56 @@ def test_dashboard_shows_the_real_trainer(tmp_path):
     assert set(t) == set(TELEMETRY_KEYS), t
     assert math.isfinite(t['loss']) and t['loss'] > 0 and t['rejected'] == 1 and t['samples_per_s'] >= 0
     assert len(s['series']['accepted']) >= 1 and len(s['series']['rejected']) >= 1
+
+
+def test_dashboard_keeps_a_rejected_checkpoint_visible(tmp_path, test_node):
+    """Issue 14 (4): the real policy node rejects a wrongly signed checkpoint; the real dashboard
+    shows the policy at ERROR with that message and its time for the hold time (here 4 s), while
+    the policy itself goes back to publishing OK/WARN every second."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from hiors_policy.checkpoint_transport import build_manifest
+    key = tmp_path / 'key'
+    key.write_text('dashboard-test-key')
+    bogus = tmp_path / 'bogus.safetensors'
+    bogus.write_bytes(b'not weights')
+    port = _free_port()
+    url = f'http://127.0.0.1:{port}/api/state'
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub = test_node.create_publisher(String, '/hiors/checkpoint', latched)
+    policy = NodeProcess('hiors_policy.policy_node', ros_args=[
+        '-r', '__node:=policy', '-p', f'checkpoint_key_file:={key}', '-p', 'diagnostics_hold_s:=4.0',
+        '-p', f'checkpoint_dirs:=[{tmp_path}]'], log_path=str(tmp_path / 'policy.log'))
+    dashboard = NodeProcess('hiors.dashboard_node', ros_args=['-p', f'port:={port}'],
+                            log_path=str(tmp_path / 'dashboard.log'))
+
+    def node_state():
+        try:
+            return _get(url)['nodes'].get('policy')
+        except OSError:
+            return None
+    with policy, dashboard:
+        deadline = time.monotonic() + 60
+        while not (node_state() or {}).get('level') in ('OK', 'WARN'):
+            assert time.monotonic() < deadline, (policy.log()[-2000:], dashboard.log()[-2000:])
+            time.sleep(0.2)
+        pub.publish(String(data=json.dumps(build_manifest(str(bogus), 'v-forged', b'wrong-key'))))
+        seen = []
+        deadline = time.monotonic() + 30
+        while not seen:
+            rclpy.spin_once(test_node, timeout_sec=0.1)
+            st = node_state() or {}
+            if st.get('level') == 'ERROR':
+                seen.append((time.monotonic(), st))
+            assert time.monotonic() < deadline, policy.log()[-3000:]
+        t0 = seen[0][0]
+        while time.monotonic() < t0 + 3.0:          # 1 Hz OK statuses keep coming: still ERROR
+            st = node_state()
+            assert st['level'] == 'ERROR' and 'signature' in st.get('last_error', ''), st
+            assert st.get('last_error_time'), st
+            time.sleep(0.25)
+        deadline = time.monotonic() + 8
+        while node_state()['level'] == 'ERROR':      # then the policy's current level again
+            assert time.monotonic() < deadline, node_state()
+            time.sleep(0.25)
+        assert 'signature' in node_state()['last_error'], 'the last error stays listed'

@@ -100,3 +100,21 @@ def test_float_parameter_given_as_exponent_text(rclpy_context, text, expected):
             assert declare_config(node, _Cfg).rate_hz == pytest.approx(expected)
     finally:
         node.destroy_node()
+
+
+def test_sticky_status_holds_the_worst_level_and_the_last_error():
+    from hiors_common.diagnostics import ERROR, OK, WARN, StickyStatus
+    s = StickyStatus(hold_s=10.0)
+    assert s.update(OK, 'running', 0.0, 1000.0) == (OK, 'running', {})
+    level, message, extra = s.update(ERROR, 'checkpoint rejected: bad signature', 1.0, 1001.0)
+    assert level == ERROR and extra['last_error'] == 'checkpoint rejected: bad signature'
+    level, message, extra = s.update(OK, 'running', 9.0, 1009.0)   # within the hold: still ERROR
+    assert level == ERROR and 'held ERROR 8 s ago: checkpoint rejected' in message
+    assert extra['last_error_level'] == 'ERROR' and extra['last_error_age_s'] == '8.0'
+    level, message, extra = s.update(WARN, 'slow', 10.0, 1010.0)
+    assert level == ERROR and extra['last_error'].startswith('checkpoint rejected'), 'a WARN replaces nothing'
+    level, message, extra = s.update(OK, 'running', 11.5, 1011.5)  # ERROR expired; the WARN is 1.5 s old
+    assert level == WARN and 'held WARN' in message
+    level, message, extra = s.update(OK, 'running', 21.0, 1021.0)
+    assert (level, message) == (OK, 'running') and extra['last_error_age_s'] == '20.0', 'the last error stays listed'
+    assert s.update(b'\x02', 'bytes level', 22.0, 1022.0)[0] == ERROR

@@ -10,6 +10,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 
+from hiors_common.diagnostics import ERROR, level_int
 from hiors_common.testing import NodeProcess, spin_until
 from hiors_policy.checkpoint import save_checkpoint
 from hiors_policy.checkpoint_transport import build_manifest
@@ -25,14 +26,22 @@ def test_policy_node_over_dds(tmp_path, test_node):
     key = tmp_path / 'key'
     key.write_text('node-test-key')
     proc = NodeProcess('hiors_policy.policy_node', ros_args=[
-        '-r', '__node:=policy', '-p', f'checkpoint_key_file:={key}', '-p', 'n_action_steps:=5'])
+        '-r', '__node:=policy', '-p', f'checkpoint_key_file:={key}', '-p', 'n_action_steps:=5',
+        '-p', 'diagnostics_hold_s:=3.0'])
     proc.start()
     commands, versions, diags = [], [], []
     test_node.create_subscription(Float64MultiArray, '/hiors/policy/command',
                                   lambda m: commands.append((time.monotonic(), list(m.data))), 10)
     test_node.create_subscription(String, '/hiors/policy/version', lambda m: versions.append(m.data), LATCHED)
-    test_node.create_subscription(DiagnosticArray, '/diagnostics',
-                                  lambda m: diags.extend(s.message for s in m.status if s.name == 'policy'), 10)
+    statuses = []      # (t, level, message, values) of the policy's status
+
+    def on_diag(m):
+        for st in m.status:
+            if st.name == 'policy':
+                diags.append(st.message)
+                statuses.append((time.monotonic(), level_int(st.level), st.message,
+                                 {kv.key: kv.value for kv in st.values}))
+    test_node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
     pub_js = test_node.create_publisher(JointState, '/joint_states', 10)
     pub_img = {c: test_node.create_publisher(Image, f'/camera/{c}/image_raw', 2) for c in ('front', 'wrist')}
     pub_int = test_node.create_publisher(Bool, '/hiors/intervention', LATCHED)
@@ -95,6 +104,7 @@ def test_policy_node_over_dds(tmp_path, test_node):
         save_checkpoint(str(wrong), Pi0Policy(other), other, NormStats.identity(7, 7), 'v-wrong')
         pub_ckpt.publish(String(data=json.dumps(build_manifest(str(wrong), 'v-wrong', b'node-test-key'))))
         assert spin(lambda: sum('checkpoint rejected' in d for d in diags) >= 2, 30), proc.log()
+        t_rejected = max(t for t, _, m, _ in statuses if 'checkpoint rejected' in m)
         n = len(commands)
         assert spin(lambda: len(commands) >= n + 10, 10)
         assert versions[-1] == 'v-good'
@@ -114,5 +124,13 @@ def test_policy_node_over_dds(tmp_path, test_node):
         n = len(commands)
         assert spin_until(test_node, lambda: len(commands) >= n + 3, 5), 'no hold commands'
         assert all(np.allclose(c, [0.0, 0.5, 1.6, 0.0, 1.04, 0.0, 0.035]) for _, c in commands[n:])
+
+        # The rejection stays visible: ERROR for the hold time (3 s here, 10 s default), with the
+        # message and its time in every status after it; then the level is the current one again.
+        held = [(lvl, v) for t, lvl, _, v in statuses if t_rejected < t < t_rejected + 2.5]
+        assert held and all(lvl == ERROR for lvl, _ in held), [(lvl, m) for t, lvl, m, _ in statuses][-8:]
+        assert all('checkpoint rejected' in v.get('last_error', '') and v.get('last_error_time') for _, v in held)
+        assert spin_until(test_node, lambda: any(lvl != ERROR for t, lvl, _, _ in statuses if t > t_rejected + 3.5),
+                          8), [(lvl, m) for t, lvl, m, _ in statuses][-4:]
     finally:
         assert proc.stop() == 0, proc.log()

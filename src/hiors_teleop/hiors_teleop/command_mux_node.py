@@ -19,15 +19,13 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
-from hiors_common.diagnostics import DiagnosticsPublisher
+from hiors_common.diagnostics import ERROR, OK, WARN, DiagnosticsPublisher
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
 
 from .mux import HOLD, HUMAN, POLICY, WAITING, CommandMux, MuxConfig
 from .ros_episode import EVENT_QOS, EpisodeControl
 
-# Plain ints: hiors_common.diagnostics.OK/WARN/ERROR are bytes in rclpy and its publish() wants ints.
-OK, WARN, ERROR = 0, 1, 2
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
