@@ -39,7 +39,7 @@ use_local_ros_network()
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
 from hiors.phases import ensure_checkpoint_key, episodes, frames, run_phase, say, wilson_interval  # noqa: E402
-from hiors.demo import ONLINE_RECIPE  # noqa: E402
+from hiors.demo import ONLINE_RECIPE, training_demos  # noqa: E402
 from hiors.graph import bringup_graph  # noqa: E402
 from hiors.supervisor import Supervisor  # noqa: E402
 
@@ -269,7 +269,9 @@ def main():
     ap.add_argument('--budgets', default='500,1000,2000,3000')
     ap.add_argument('--task', default='peg_insert_narrow')
     ap.add_argument('--preset', default='tiny')
-    ap.add_argument('--demos', type=int, default=20)
+    ap.add_argument('--demos', type=int, default=None,
+                    help='scripted demonstrations per seed, pooled into online training (default: with --base '
+                         "as many as the base was trained on, its JSON's training_demos; else 20)")
     ap.add_argument('--base', default='', help='start every seed from this base checkpoint (e.g. the committed '
                                                'pretrained one) instead of training one per seed')
     ap.add_argument('--base-steps', type=int, default=2000)
@@ -293,6 +295,8 @@ def main():
     ap.add_argument('--merge', default='', help='with --report-only: comma list of other --out dirs (same seeds '
                                                 'and base policies) whose methods join the report')
     args = ap.parse_args()
+    if args.demos is None:
+        args.demos = training_demos(args.base) if args.base else 20
     out = os.path.abspath(args.out)
     if args.report_only:
         with open(os.path.join(out, 'results.json')) as f:

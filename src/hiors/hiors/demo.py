@@ -23,7 +23,9 @@ def add_arguments(parser):
     parser.add_argument('--out', default='runs/demo', help='run directory (episodes, checkpoints, plot)')
     parser.add_argument('--task', default='peg_insert_narrow',
                         help="simulated task variant (hiors_sim.tasks): 'peg_insert_narrow' or 'peg_insert' (wide)")
-    parser.add_argument('--demos', type=int, default=20, help='scripted demonstration episodes')
+    parser.add_argument('--demos', type=int, default=None,
+                        help="scripted demonstration episodes (default: as many as the base was trained on, "
+                             "its JSON's training_demos; 20 with --base train)")
     parser.add_argument('--base', default='pretrained',
                         help="base policy: 'pretrained' (the committed checkpoint for the task, sha256 "
                              "checked; see models/README.md), 'train' (train one on this run's demos), "
@@ -49,6 +51,17 @@ ONLINE_RECIPE = {'trainer.demo_mix': 'pooled', 'trainer.ema_decay': '0.995', 'tr
 
 def _say(msg):
     say(msg, 'hiors demo')
+
+
+def training_demos(base_path: str, default: int = 20) -> int:
+    """How many scripted demonstrations a base policy was trained on (`training_demos` in its sidecar
+    JSON). The online phase pools as many: fine-tuning on a subset of the base's demonstrations
+    over-fits it to that subset and the policy alone gets worse (BENCHMARKS.md)."""
+    meta = base_path[:-len('.safetensors')] + '.json'
+    if base_path.endswith('.safetensors') and os.path.exists(meta):
+        with open(meta) as f:
+            return int(json.load(f).get('training_demos', default))
+    return default
 
 
 def pretrained_base(task: str) -> str:
@@ -81,6 +94,9 @@ def run_demo(args) -> int:
     common = {'episode_timeout_s': str(args.episode_timeout), 'preset': args.preset, 'task': args.task,
               'seed': str(args.seed), 'checkpoint_dir': os.path.join(out, 'checkpoints')}
     per_episode = args.episode_timeout + 10
+    if args.demos is None:
+        args.demos = training_demos(pretrained_base(args.task)) if args.base == 'pretrained' else (
+            20 if args.base == 'train' else training_demos(args.base))
 
     # 1. demonstrations
     demo_dir = os.path.join(out, 'episodes', 'demos')

@@ -1,7 +1,9 @@
 """The Hi-ORS loop in one process, stepped synchronously, for learning benchmarks.
 
 The same cores the nodes wrap — MuJoCo sim (hiors_sim.sim_core), simulated human (hiors_sim.
-sim_human), pi0-style policy with its processor and chunk execution, the trainer (hiors_trainer.
+sim_human), pi0-style policy with its processor and chunk execution (hiors_policy.chunk_executor),
+the command mux (hiors_teleop.mux: priority, limits, velocity limit, takeover blend; what it sends is
+what is recorded, as the recorder records /hiors/executed_action), the trainer (hiors_trainer.
 core) — driven tick by tick in simulated time instead of over DDS in wall-clock time. A failed
 evaluation episode then costs a few seconds instead of its 30 s time-out, which is what makes a
 methods x seeds x budgets sweep affordable on a CPU. What it leaves out is transport: no message
@@ -26,6 +28,7 @@ from hiors_recorder.episode import EpisodeInfo
 from hiors_sim.sim_core import PegInsertionSim, SimConfig
 from hiors_sim.sim_human import SimHuman, SimHumanConfig
 from hiors_sim.tasks import task_config
+from hiors_teleop.mux import HUMAN, POLICY, CommandMux, MuxConfig
 
 PROMPT = DEFAULT_PROMPT
 
@@ -90,6 +93,7 @@ class SyncWorld:
     image_size: int = 224
     human_overrides: dict = field(default_factory=dict)
     sim_overrides: dict = field(default_factory=dict)    # SimConfig fields over the task's
+    mux_overrides: dict = field(default_factory=dict)    # MuxConfig fields over the mux node's defaults
     # Ticks between a command's decision and the arm receiving it (the ROS graph has ~1-3:
     # DDS hops through the mux, inference time). 0 = the lock-step ideal.
     command_delay_ticks: int = 0
@@ -104,8 +108,20 @@ class SyncWorld:
         self.dt = 1.0 / cfg.control_rate_hz
         self.human = SimHuman(SimHumanConfig(mode=self.mode, episode_timeout_s=self.episode_timeout_s,
                                              **self.human_overrides))
+        self.mux = CommandMux(MuxConfig(**self.mux_overrides))
         self.now = 0.0
         self.count = 0
+
+    def _through_mux(self, q, intervention: bool, cmd):
+        """What the mux node would send now for this tick's command (None = nothing new)."""
+        mux = self.mux
+        mux.update_joint_state(q, self.now)
+        mux.set_intervention(intervention, self.now)
+        if cmd is not None:
+            mux.submit(HUMAN if intervention else POLICY, cmd, self.now)
+        out = mux.step(self.now)
+        mux.drain_events()
+        return self.sim.target.copy() if out is None else out.command
 
     def images(self):
         return {c: self.sim.render(c) for c in self.cameras}
@@ -143,6 +159,7 @@ class SyncWorld:
             for ev in out['events']:
                 if ev == 'start':
                     rec = {'state': [], 'action': [], 'human': [], 'images': {c: [] for c in self.cameras}}
+                    self.mux.resync(self.now)     # as the mux node does on 'start'
                     if actor is not None:
                         actor.reset()
                 elif ev in ('success', 'failure', 'abort'):
@@ -155,8 +172,7 @@ class SyncWorld:
                     actor.reset()                 # chunks are dropped across a takeover
             else:
                 cmd = policy_cmd
-            if cmd is None:
-                cmd = sim.target                  # nothing valid: hold the last target
+            cmd = self._through_mux(q, bool(out['intervention']), cmd)
             if self.command_delay_ticks:
                 in_flight.append(np.asarray(cmd, float).copy())
                 applied = in_flight.popleft() if len(in_flight) > self.command_delay_ticks else sim.target
@@ -181,7 +197,7 @@ class SyncWorld:
             out = human.tick(self.now, sim.joint_positions(), sim.task_state(), False, None)
             if human.state != 'homing':
                 break
-            sim.step(out['command'] if out['command'] is not None else sim.target)
+            sim.step(self._through_mux(sim.joint_positions(), bool(out['intervention']), out['command']))
             self.now += self.dt
         self.count += 1
         ep = None
