@@ -16,6 +16,10 @@ FINGER_HALF_THICKNESS = 0.005  # half thickness along the closing axis (inner fa
 HOME_Q = (0.0, 0.5, 1.6, 0.0, 1.04, 0.0, GRIPPER_OPEN)
 JOINT_LIMITS = ((-3.05, 3.05), (-2.0, 2.0), (-2.6, 2.6), (-3.05, 3.05), (-2.0, 2.0), (-3.05, 3.05),
                 (0.0, 0.04))
+# The arm's hardware velocity limits (rad/s; gripper m/s per finger), enforced by the sim as a
+# controller would on every command input. Twice the command mux's operating limits: normal
+# operation through the mux never reaches them; a command that bypasses the mux cannot teleport.
+JOINT_VELOCITY_LIMITS = (3.0, 3.0, 3.0, 4.0, 4.0, 4.0, 0.4)
 
 PEG_HALF = 0.010          # peg: 2 cm square, 8 cm tall
 PEG_HALF_HEIGHT = 0.040
@@ -121,11 +125,13 @@ def build_mjcf(clearance: float = 0.0015, width: int = 224, height: int = 224, c
                   <site name="tcp" pos="0 0 0.085" size="0.004" rgba="1 0 0 0"/>
                   <body name="finger_left" pos="0 0 0.06" gravcomp="1">
                     <joint name="gripper" type="slide" axis="0 1 0" range="0 0.04" damping="5" armature="0.01"/>
-                    <geom class="finger" type="box" size="{FINGER_HALF_WIDTH} {FINGER_HALF_THICKNESS} 0.03" pos="0 {FINGER_HALF_THICKNESS} 0.03"/>
+                    <geom class="finger" type="box" size="{FINGER_HALF_WIDTH} {FINGER_HALF_THICKNESS} 0.03"
+                          pos="0 {FINGER_HALF_THICKNESS} 0.03"/>
                   </body>
                   <body name="finger_right" pos="0 0 0.06" gravcomp="1">
                     <joint name="gripper_mirror" type="slide" axis="0 -1 0" range="0 0.04" damping="5" armature="0.01"/>
-                    <geom class="finger" type="box" size="{FINGER_HALF_WIDTH} {FINGER_HALF_THICKNESS} 0.03" pos="0 -{FINGER_HALF_THICKNESS} 0.03"/>
+                    <geom class="finger" type="box" size="{FINGER_HALF_WIDTH} {FINGER_HALF_THICKNESS} 0.03"
+                          pos="0 -{FINGER_HALF_THICKNESS} 0.03"/>
                   </body>
                 </body>
               </body>

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from .scene import (CHAMFER, GRIPPER_JOINT, HOLE_DEPTH, HOME_Q, JOINT_LIMITS, JOINT_NAMES, PEG_HALF_HEIGHT,
-                    build_mjcf)
+from .scene import (CHAMFER, GRIPPER_JOINT, HOLE_DEPTH, HOME_Q, JOINT_LIMITS, JOINT_NAMES, JOINT_VELOCITY_LIMITS,
+                    PEG_HALF_HEIGHT, build_mjcf)
 
 
 @dataclass
@@ -49,8 +49,11 @@ class PegInsertionSim:
         self.lower = np.array([lim[0] for lim in JOINT_LIMITS])
         self.upper = np.array([lim[1] for lim in JOINT_LIMITS])
         self._renderer = None
-        self.target = np.array(HOME_Q, float)
+        self.max_step = np.array(JOINT_VELOCITY_LIMITS) / self.config.control_rate_hz
+        self.target = np.array(HOME_Q, float)     # the commanded position target
+        self.ctrl = np.array(HOME_Q, float)       # what the actuators track: the target, velocity-limited
         self.bad_commands = 0
+        self.velocity_limited = 0                 # control ticks where the limit cut the motion
         self.ticks = 0
         self.reset(0)
 
@@ -69,7 +72,8 @@ class PegInsertionSim:
         self.model.body_pos[self.hole_body] = [hole_xy[0], hole_xy[1], 0.0]
         self.model.body_quat[self.hole_body] = _yaw_quat(hole_yaw)
         self.target = np.array(HOME_Q, float)
-        self.data.ctrl[:] = self.target
+        self.ctrl = self.target.copy()
+        self.data.ctrl[:] = self.ctrl
         mujoco.mj_forward(self.model, self.data)
         self.ticks = 0
         # Let the peg settle on the table.
@@ -79,7 +83,8 @@ class PegInsertionSim:
     # --- control -------------------------------------------------------------------------
     def set_command(self, command) -> bool:
         """Set the joint position target (7). Non-finite or wrong-sized commands are ignored
-        (the last valid target is held) and counted; values are clipped to joint limits."""
+        (the last valid target is held) and counted; values are clipped to joint limits, and
+        the actuators approach the target no faster than JOINT_VELOCITY_LIMITS (a controller's job)."""
         cmd = np.asarray(command, dtype=float).reshape(-1)
         if cmd.shape != (len(JOINT_NAMES),) or not np.all(np.isfinite(cmd)):
             self.bad_commands += 1
@@ -91,7 +96,11 @@ class PegInsertionSim:
         """Advance one control period (1 / control_rate_hz)."""
         if command is not None:
             self.set_command(command)
-        self.data.ctrl[:] = self.target
+        delta = self.target - self.ctrl
+        if np.any(np.abs(delta) > self.max_step + 1e-12):
+            self.velocity_limited += 1
+        self.ctrl = self.ctrl + np.clip(delta, -self.max_step, self.max_step)
+        self.data.ctrl[:] = self.ctrl
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
         self.ticks += 1
 

@@ -152,6 +152,7 @@ class SimNode(Node):
         self.diag.publish(level, text, {'real_time_factor': f'{rtf:.3f}', 'ticks': self.sim.ticks,
                                         'camera_frames': self._frames, 'episode': self.episode,
                                         'bad_commands': self.sim.bad_commands,
+                                        'velocity_limited_ticks': self.sim.velocity_limited,
                                         'success': self.sim.success()})
 
     def close(self):

@@ -48,6 +48,24 @@ def test_commands_move_joints_clip_and_reject_nan(sim):
     assert sim.target[0] == pytest.approx(3.05) and sim.target[6] == pytest.approx(0.04)
 
 
+def test_velocity_limits_hold_on_every_command_input(sim):
+    """A command that bypasses the mux (anyone can publish on the controller's topic) cannot
+    teleport the arm: the actuators approach it at JOINT_VELOCITY_LIMITS at most."""
+    from hiors_sim.scene import JOINT_VELOCITY_LIMITS
+    sim.reset(0)
+    far = np.array(HOME_Q)
+    far[0] += 2.0
+    limited = sim.velocity_limited
+    prev = sim.ctrl.copy()
+    for _ in range(3):
+        sim.step(far)
+        assert np.all(np.abs(sim.ctrl - prev) <= np.array(JOINT_VELOCITY_LIMITS) / sim.config.control_rate_hz + 1e-9)
+        prev = sim.ctrl.copy()
+    assert sim.ctrl[0] == pytest.approx(HOME_Q[0] + 3 * JOINT_VELOCITY_LIMITS[0] / sim.config.control_rate_hz)
+    assert sim.velocity_limited == limited + 3
+    assert abs(sim.joint_positions()[0] - HOME_Q[0]) < 1.0, 'the arm moved at the limited rate, not 2 rad at once'
+
+
 def test_cameras_render_distinct_views(sim):
     sim.reset(0)
     sim.step()
