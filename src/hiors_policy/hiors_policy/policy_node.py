@@ -69,7 +69,9 @@ class PolicyNode(Node):
         else:
             config = make_config(self.cfg.preset)
             policy, stats, version = Pi0Policy(config), NormStats.identity(7, 7), 'random-init'
-            self.get_logger().warning(f"no checkpoint: random-init '{self.cfg.preset}' policy")
+            self.get_logger().warning(f"no checkpoint: UNTRAINED random-init '{self.cfg.preset}' policy; its "
+                                      'commands are noise (the mux drops those out of range and holds). '
+                                      'Pass checkpoint:=<file> or let the trainer publish one')
         policy.eval()
         self._model_lock = threading.Lock()
         self._spare = None                   # second model the next checkpoint is loaded into

@@ -27,6 +27,7 @@ from .mux import HOLD, HUMAN, POLICY, WAITING, CommandMux, MuxConfig
 from .ros_episode import EVENT_QOS, EpisodeControl
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+WARN_REPEAT_S = 10.0     # a repeated warning is logged at most this often, with its count
 
 
 class CommandMuxNode(Node):
@@ -53,7 +54,7 @@ class CommandMuxNode(Node):
         self.create_service(Trigger, self.cfg.resume_service, self._on_resume_srv)
         self.episode = EpisodeControl(self, self.cfg.episode_event_topic, self.cfg.reset_service,
                                       services_prefix='/hiors/episode' if self.cfg.episode_services else None)
-        self._last_drop_log = 0.0
+        self._warned = {}      # warning key -> [last time logged, repeats since]
         self._missing_joints_logged = False
         self.create_timer(1.0 / self.cfg.rate_hz, self._tick)
         self.create_timer(self.cfg.diagnostics_period_s, self._publish_diagnostics)
@@ -71,10 +72,10 @@ class CommandMuxNode(Node):
         now = self.now()
         ok, reason = self.mux.submit(source, msg.data, now)
         if not ok:
-            if now - self._last_drop_log > 1.0:   # report, but do not flood the log at 50 Hz
-                self._last_drop_log = now
-                self.get_logger().warning(f'dropped {source} command: {reason} '
-                                          f'(totals: {self.mux.status(now)["dropped"]})')
+            hint = (' (an untrained or mis-normalised policy? the robot does not follow it)'
+                    if source == POLICY and reason.startswith('out of range') else '')
+            self._warn_throttled(now, f'dropped {source} command', f'{reason}{hint}; totals: '
+                                 f'{self.mux.status(now)["dropped"]}')
             return
         if self.cfg.publish_on_command and self.mux.active_source(now) == source:
             self._send(now)
@@ -155,13 +156,24 @@ class CommandMuxNode(Node):
             self._publish_status(now)
 
     def _log_events(self):
-        log = self.get_logger()
+        now = self.now()
         for level, message in self.mux.drain_events():
             # rclpy forbids one call site logging at two severities: two call sites.
             if level == 'warn':
-                log.warning(message)
+                self._warn_throttled(now, message)
             else:
-                log.info(message)
+                self.get_logger().info(message)
+
+    def _warn_throttled(self, now, key, detail=''):
+        """The first occurrence of a warning at once, repeats at most every WARN_REPEAT_S with their count
+        (a random-init policy sends out-of-range commands at 10 Hz: one line each would bury the log)."""
+        last = self._warned.get(key)
+        if last is not None and now - last[0] < WARN_REPEAT_S:
+            last[1] += 1
+            return
+        repeats = '' if last is None or not last[1] else f' [{last[1]} more in the last {now - last[0]:.0f} s]'
+        self._warned[key] = [now, 0]
+        self.get_logger().warning(key + (f': {detail}' if detail else '') + repeats)
 
     def _publish_status(self, now):
         self.status_pub.publish(String(data=json.dumps(self.mux.status(now))))

@@ -31,7 +31,8 @@ class TeleopNodeConfig:
     joint_names: list[str] = field(default_factory=lambda: list(JOINT_NAMES))
     position_lower: list[float] = field(default_factory=lambda: list(POSITION_LOWER))
     position_upper: list[float] = field(default_factory=lambda: list(POSITION_UPPER))
-    gripper_open: float = field(default=0.035, metadata={'doc': 'opening per finger when open (hiors_sim GRIPPER_OPEN)'})
+    gripper_open: float = field(default=0.035, metadata={
+        'doc': 'opening per finger when open (hiors_sim GRIPPER_OPEN)'})
     gripper_closed: float = 0.0
     command_topic: str = '/hiors/teleop/command'
     intervention_topic: str = '/hiors/intervention'

@@ -90,7 +90,8 @@ class SpaceMouseMapConfig:
     auto_release_s: float = field(default=2.0, metadata={
         'doc': 'a motion-started takeover hands back after this long without motion (0 = never)'})
     takeover_button: int = field(default=0, metadata={'doc': 'bit index; press toggles a sticky takeover (-1 = none)'})
-    gripper_button: int = field(default=1, metadata={'doc': 'bit index; press toggles the gripper open/closed (-1 = none)'})
+    gripper_button: int = field(default=1, metadata={
+        'doc': 'bit index; press toggles the gripper open/closed (-1 = none)'})
     linear_speed: float = 0.1
     angular_speed: float = 0.5
     joint_speed: float = 0.5

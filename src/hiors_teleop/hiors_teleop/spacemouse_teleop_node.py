@@ -54,7 +54,8 @@ class _HidapiSource:
                 self.dev = hid.device()
                 self.dev.open_path(info['path'])
                 self.dev.set_nonblocking(True)
-                self.path = info['path'].decode(errors='replace') if isinstance(info['path'], bytes) else str(info['path'])
+                self.path = (info['path'].decode(errors='replace') if isinstance(info['path'], bytes)
+                             else str(info['path']))
                 return
         raise OSError('no 3Dconnexion device found by hidapi')
 

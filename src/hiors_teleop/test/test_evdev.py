@@ -60,7 +60,8 @@ def test_absinfo_scaling_and_syn_dropped():
 
 def _uinput_problem():
     if not os.path.exists('/dev/uinput'):
-        return '/dev/uinput does not exist on this machine (uinput module not loaded, or a container without the device)'
+        return ('/dev/uinput does not exist on this machine '
+                '(uinput module not loaded, or a container without the device)')
     if not os.access('/dev/uinput', os.W_OK):
         return '/dev/uinput is not writable by this user'
     try:

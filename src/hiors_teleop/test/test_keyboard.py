@@ -3,7 +3,6 @@ import os
 import pty
 import time
 
-import numpy as np
 import pytest
 
 from hiors_common.testing import NodeProcess, spin_until

@@ -75,7 +75,8 @@ MUX_YAML = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 def mux_proc():
     # The shipped params file (as the bringup passes it), with test overrides on top.
     proc = NodeProcess('hiors_teleop.command_mux_node', ros_args=[
-        '-r', '__node:=command_mux', '--params-file', MUX_YAML, '-p', 'watchdog_timeout_s:=0.3', '-p', 'blend_time_s:=0.2', '-p', 'rate_hz:=20.0',
+        '-r', '__node:=command_mux', '--params-file', MUX_YAML,
+        '-p', 'watchdog_timeout_s:=0.3', '-p', 'blend_time_s:=0.2', '-p', 'rate_hz:=20.0',
         '-p', 'reset_service:=/test_mux/reset']).start()
     yield proc
     rc = proc.stop()

@@ -1,6 +1,5 @@
 """VR: frame mapping, message validation, the page server with a Python websocket client, and the
 real page in headless Chromium sending emulated controller poses (skipped where no Chromium)."""
-import asyncio
 import json
 import math
 import shutil
@@ -159,12 +158,17 @@ FAKE_XR = """
   const btn = (on) => ({ value: on ? 1 : 0, pressed: on });
   window.XRWebGLLayer = class { constructor() { this.framebuffer = null; } };
   const right = { handedness: 'right', gripSpace: { hand: 'right' },
-    get gamepad() { const on = T() > 0.5 && T() < 2.0; return { buttons: [btn(on), btn(false), btn(false), btn(false), btn(false), btn(false)] }; } };
+    get gamepad() {
+      const on = T() > 0.5 && T() < 2.0;
+      return { buttons: [btn(on), btn(false), btn(false), btn(false), btn(false), btn(false)] }; } };
   const left = { handedness: 'left', gripSpace: { hand: 'left' }, gamepad: { buttons: [btn(true)] } };
   const frame = { getPose(space) {
-    if (space.hand !== 'right') return { transform: { position: { x: 9, y: 9, z: 9 }, orientation: { x: 0, y: 0, z: 0, w: 1 } } };
+    if (space.hand !== 'right') {
+      return { transform: { position: { x: 9, y: 9, z: 9 }, orientation: { x: 0, y: 0, z: 0, w: 1 } } };
+    }
     const a = Math.min(1, Math.max(0, T() - 0.5));
-    return { transform: { position: { x: 0, y: 1.0, z: -0.3 - 0.06 * a }, orientation: { x: 0, y: 0, z: 0, w: 1 } } }; } };
+    return { transform: { position: { x: 0, y: 1.0, z: -0.3 - 0.06 * a },
+                          orientation: { x: 0, y: 0, z: 0, w: 1 } } }; } };
   const session = { inputSources: [left, right], renderState: { baseLayer: null }, onend: null,
     updateRenderState(s) { this.renderState = s; }, async requestReferenceSpace() { return {}; },
     requestAnimationFrame(cb) { setTimeout(() => cb(performance.now(), frame), 11); } };
