@@ -141,3 +141,28 @@ def test_refused_takeover_reported_once_per_press():
     assert len(msgs) == 1
     c.tick(0.2, DeviceInput(takeover=False))
     assert c.tick(0.3, DeviceInput(takeover=True)).messages, 'a new press reports again'
+
+
+def test_estop_freezes_the_target_and_a_clear_needs_a_new_press():
+    """Every device runs this core: while the e-stop holds nothing is integrated or sent; cleared
+    with the takeover still held -> still nothing; released and pressed again -> from measured."""
+    c = core()
+    c.tick(0.0, DeviceInput(takeover=True))
+    c.tick(0.1, DeviceInput(takeover=True, joint_vel=np.array([1.0, 0, 0, 0, 0, 0])))
+    assert c.set_estop(True)[0][0] == 'warn'
+    for k in range(2, 12):                       # stick held during the e-stop: nothing
+        r = c.tick(0.1 * k, DeviceInput(takeover=True, joint_vel=np.array([1.0, 0, 0, 0, 0, 0])))
+        assert r.command is None
+    assert 'press it again' in c.set_estop(False)[0][1]
+    for k in range(12, 20):                      # cleared, still held: nothing
+        r = c.tick(0.1 * k, DeviceInput(takeover=True, joint_vel=np.array([1.0, 0, 0, 0, 0, 0])))
+        assert r.command is None and r.intervention is None
+    r = c.tick(2.0, DeviceInput(takeover=False))
+    assert r.intervention is False
+    moved = HOME.copy()
+    moved[0] = 0.4                               # where the arm really is now
+    c.update_joint_state(moved)
+    r = c.tick(2.1, DeviceInput(takeover=True, joint_vel=np.zeros(6)))
+    assert r.intervention is True and np.allclose(r.command, moved), 'restarts from the measured position'
+    r = c.tick(2.2, DeviceInput(estop=True, takeover=True))   # the device's own e-stop button
+    assert r.estop is True and r.command is None and c.estop
