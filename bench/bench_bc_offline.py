@@ -135,7 +135,8 @@ def main():
                 demos=len(eps), total_steps=a.steps, chunk=config.chunk_size, exec=config.n_action_steps,
                 image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset,
                 vision_tower=config.vision_tower, keypoints=config.vision_keypoints,
-                vision_width=config.vision_width, privileged=a.privileged, ema=a.ema, noise_samples=a.noise_samples, collect_s=round(t_collect))
+                vision_width=config.vision_width, privileged=a.privileged, ema=a.ema,
+                noise_samples=a.noise_samples, collect_s=round(t_collect))
 
     def run_eval(weights, label, on_train):
         from hiors_policy.modeling import Pi0Policy

@@ -29,7 +29,8 @@ def main():
     sim = PegInsertionSim(SimConfig(**dict(task_config(a.task), chamfer_m=a.chamfer)))
     for e in (float(x) for x in a.offsets_mm.split(',')):
         r = [run_expert(sim, 5000 + s, e / 1000) for s in range(a.instances)]
-        print(f'{a.task} chamfer {a.chamfer * 1000:.0f} mm, aim {e:g} mm off: success {r.count("success")}/{a.instances}, '
+        print(f'{a.task} chamfer {a.chamfer * 1000:.0f} mm, aim {e:g} mm off: '
+              f'success {r.count("success")}/{a.instances}, '
               f'tipped {r.count("tipped")}/{a.instances}', flush=True)
 
 

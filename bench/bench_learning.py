@@ -172,8 +172,8 @@ def core_seed(args, out, seed, budgets, results):
         f'{store.frames("demos")} frames ({time.time() - t0:.0f} s)')
 
     def trainer(method, out_dir, init='', demo_ratio=0.0, steps=0, batch_size=0):
-        cfg = TrainerConfig(batch_size=batch_size, episode_dir='online', demo_dir='demos', out_dir=out_dir, method=method,
-                            policy_preset=args.preset, init_checkpoint=init, demo_ratio=demo_ratio,
+        cfg = TrainerConfig(batch_size=batch_size, episode_dir='online', demo_dir='demos', out_dir=out_dir,
+                            method=method, policy_preset=args.preset, init_checkpoint=init, demo_ratio=demo_ratio,
                             demo_mix=args.demo_mix if init else 'ratio',
                             decay_steps=steps, lr=args.online_lr if init else 0.0, seed=seed,
                             ema_decay=args.online_ema if init else 0.0, noise_samples=args.noise_samples,
@@ -283,8 +283,10 @@ def main():
                     help="core engine: demos in online batches at --demo-ratio, or pooled with the online samples")
     ap.add_argument('--inference-noise-scale', type=float, default=None,
                     help='with --base: PolicyConfig.inference_noise_scale of every rollout (online and evaluation)')
-    ap.add_argument('--online-batch-size', type=int, default=16, help="core engine: online batch (0 = the trainer profile's)")
-    ap.add_argument('--online-ema', type=float, default=0.995, help='core engine: EMA decay of the online weights (0 = off; default = the main job recipe)')
+    ap.add_argument('--online-batch-size', type=int, default=16,
+                    help="core engine: online batch (0 = the trainer profile's)")
+    ap.add_argument('--online-ema', type=float, default=0.995,
+                    help='core engine: EMA decay of the online weights (0 = off; default = the main job recipe)')
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)

@@ -33,7 +33,8 @@ from hiors_policy.synthetic import random_observation  # noqa: E402
 
 def stats_ms(ts):
     a = np.asarray(ts) * 1000.0
-    return f'mean {a.mean():7.2f} ms  p50 {np.percentile(a, 50):7.2f} ms  p95 {np.percentile(a, 95):7.2f} ms  (n={len(a)})'
+    return (f'mean {a.mean():7.2f} ms  p50 {np.percentile(a, 50):7.2f} ms  '
+            f'p95 {np.percentile(a, 95):7.2f} ms  (n={len(a)})')
 
 
 def timed(fn, n, warmup, sync=None):

@@ -54,9 +54,11 @@ def main():
     node = rclpy.create_node('bench_policy_node')
     stamps, versions = [], []
     commands = []
-    node.create_subscription(Float64MultiArray, '/hiors/policy/command',
-                             lambda m: (stamps.append(time.monotonic()), commands.append((stamps[-1], max(m.data)))), 50)
-    node.create_subscription(String, '/hiors/policy/version', lambda m: versions.append((time.monotonic(), m.data)), LATCHED)
+    node.create_subscription(
+        Float64MultiArray, '/hiors/policy/command',
+        lambda m: (stamps.append(time.monotonic()), commands.append((stamps[-1], max(m.data)))), 50)
+    node.create_subscription(String, '/hiors/policy/version',
+                             lambda m: versions.append((time.monotonic(), m.data)), LATCHED)
     pub_js = node.create_publisher(JointState, '/joint_states', 10)
     pubs = {c: node.create_publisher(Image, f'/camera/{c}/image_raw', 2) for c in ('front', 'wrist')}
     pub_ckpt = node.create_publisher(String, '/hiors/checkpoint', LATCHED)

@@ -36,7 +36,8 @@ def publisher(args):
     cams = [f'cam{i}' for i in range(args.cameras)]
     js_pub = node.create_publisher(JointState, '/joint_states', qos)
     cam_pubs = {c: node.create_publisher(Image, f'/camera/{c}/image_raw', qos) for c in cams}
-    ev_pub = node.create_publisher(String, '/hiors/episode/event', QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    ev_pub = node.create_publisher(String, '/hiors/episode/event',
+                                   QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     pubs = [js_pub, ev_pub, *cam_pubs.values()]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(p.get_subscription_count() > 0 for p in pubs):

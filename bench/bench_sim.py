@@ -85,7 +85,8 @@ def main():
     ap.add_argument('--max-ticks', type=int, default=300, help='30 s at 10 Hz')
     ap.add_argument('--node-seconds', type=float, default=20.0)
     args = ap.parse_args()
-    print(f'machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, MUJOCO_GL={os.environ["MUJOCO_GL"]}')
+    print(f'machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, '
+          f'MUJOCO_GL={os.environ["MUJOCO_GL"]}')
     rate0, len0 = expert_success(args.episodes, args.max_ticks, 0)
     rate1, len1 = expert_success(args.episodes, args.max_ticks, 1)
     tps_plain = ticks_per_second(False)
@@ -93,11 +94,15 @@ def main():
     rates = node_frame_rate(args.node_seconds)
     print('| figure | value |')
     print('|---|---|')
-    print(f'| expert success, {args.episodes} seeded episodes | {rate0:.0%} (mean {len0:.0f} ticks = {len0 / 10:.1f} s) |')
+    print(f'| expert success, {args.episodes} seeded episodes | '
+          f'{rate0:.0%} (mean {len0:.0f} ticks = {len0 / 10:.1f} s) |')
     print(f'| expert success, commands 1 tick late | {rate1:.0%} (mean {len1:.0f} ticks) |')
-    print(f'| control ticks/s (10 Hz ticks, 50 physics substeps), no rendering | {tps_plain:.0f} ({tps_plain / 10:.0f}x real time) |')
-    print(f'| control ticks/s with front + wrist 224x224 rendered each tick | {tps_render:.1f} ({tps_render / 10:.1f}x real time) |')
-    print(f'| sim node camera rate over DDS (front / wrist), target 10 Hz | {rates["front"]:.2f} / {rates["wrist"]:.2f} Hz |')
+    print(f'| control ticks/s (10 Hz ticks, 50 physics substeps), no rendering | '
+          f'{tps_plain:.0f} ({tps_plain / 10:.0f}x real time) |')
+    print(f'| control ticks/s with front + wrist 224x224 rendered each tick | '
+          f'{tps_render:.1f} ({tps_render / 10:.1f}x real time) |')
+    print(f'| sim node camera rate over DDS (front / wrist), target 10 Hz | '
+          f'{rates["front"]:.2f} / {rates["wrist"]:.2f} Hz |')
 
 
 if __name__ == '__main__':

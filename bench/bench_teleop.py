@@ -118,7 +118,6 @@ def mux_latency(b, n, rate):
         loop_sent[float(k)] = t
         b.spin(period)
     b.spin(0.3)
-    lat = [t - sent[round(v, 7)] for t, v in b.cmds if round(v, 7) in sent]
     # only the first arrival of each value (heartbeats re-send the same command)
     first = {}
     for t, v in b.cmds:

@@ -99,7 +99,8 @@ class DashboardState:
             n = len(eps)
             succ = sum(e['outcome'] == 'success' for e in eps)
             takeovers = sum(e['takeover'] for e in eps)
-            human_total = self._human_total + ((t - self._human_since) if self._human and self._human_since is not None else 0.0)
+            human_total = self._human_total + (
+                (t - self._human_since) if self._human and self._human_since is not None else 0.0)
             # success rate over the last 20 episodes, per episode (for plotting)
             rate_series, window = [], collections.deque(maxlen=20)
             for e in eps:

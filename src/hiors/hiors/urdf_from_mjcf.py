@@ -33,7 +33,10 @@ def _origin(parent, pos, quat):
 def build_urdf(model, root_body: str = 'base', name: str = 'hiors_arm') -> str:
     import mujoco
     m = model
-    bname = lambda b: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)
+
+    def bname(b):
+        return mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)
+
     root = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, root_body)
     if root < 0:
         raise ValueError(f'body {root_body!r} not in model')
@@ -71,7 +74,8 @@ def build_urdf(model, root_body: str = 'base', name: str = 'hiors_arm') -> str:
             raise ValueError(f'body {bname(b)} has {len(jids)} joints; URDF allows one')
         if jids:
             j = jids[0]
-            jtype = {int(mujoco.mjtJoint.mjJNT_HINGE): 'revolute', int(mujoco.mjtJoint.mjJNT_SLIDE): 'prismatic'}[int(m.jnt_type[j])]
+            jtype = {int(mujoco.mjtJoint.mjJNT_HINGE): 'revolute',
+                     int(mujoco.mjtJoint.mjJNT_SLIDE): 'prismatic'}[int(m.jnt_type[j])]
             jname = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j)
         else:
             jtype, jname = 'fixed', f'{parent}_to_{bname(b)}'

@@ -14,9 +14,15 @@ class Clock:
 def test_episodes_interventions_and_diagnostics():
     c = Clock()
     s = DashboardState(max_points=5, clock=c)
-    s.episode_event('start'); c.t = 1; s.intervention(True); c.t = 2; s.intervention(False)
+    s.episode_event('start')
+    c.t = 1
+    s.intervention(True)
+    c.t = 2
+    s.intervention(False)
     s.episode_event('success')
-    s.episode_event('start'); c.t = 4; s.episode_event('failure')
+    s.episode_event('start')
+    c.t = 4
+    s.episode_event('failure')
     assert not s.episode_event('bogus')
     s.diagnostics([('trainer', 0, 'training', [('loss', '0.5'), ('accepted', '3'), ('rejected', '1'),
                                               ('note', 'text'), ('version', 'nan')]),
@@ -36,14 +42,16 @@ def test_episodes_interventions_and_diagnostics():
     assert pol['level'] == 'ERROR' and pol['last_error'] == 'checkpoint rejected: bad signature'
     assert pol['last_error_time'] == '12:00:01' and 'last_error' not in snap['diagnostics']['policy']
     for _ in range(20):
-        s.episode_event('start'); s.episode_event('abort')
+        s.episode_event('start')
+        s.episode_event('abort')
     assert len(s.snapshot()['episodes']['recent']) == 5   # bounded
     json.dumps(s.snapshot())
 
 
 def test_http_server_serves_page_and_state():
     s = DashboardState()
-    s.episode_event('start'); s.episode_event('success')
+    s.episode_event('start')
+    s.episode_event('success')
     server, url = start_server(s, '127.0.0.1', 0)
     try:
         assert url.startswith('http://127.0.0.1:')
@@ -52,4 +60,5 @@ def test_http_server_serves_page_and_state():
         st = json.loads(urllib.request.urlopen(url + 'api/state', timeout=5).read())
         assert st['episodes']['success_rate'] == 1.0
     finally:
-        server.shutdown(); server.server_close()
+        server.shutdown()
+        server.server_close()

@@ -45,11 +45,15 @@ def test_dashboard_node_over_dds_and_browser(test_node):
             assert time.monotonic() < deadline, proc.log()
             rclpy.spin_once(test_node, timeout_sec=0.1)
         for outcome, human in [('success', True), ('failure', False), ('success', False)]:
-            ev.publish(String(data='start')); time.sleep(0.05)
-            if human:
-                iv.publish(Bool(data=True)); time.sleep(0.1); iv.publish(Bool(data=False))
+            ev.publish(String(data='start'))
             time.sleep(0.05)
-            ev.publish(String(data=outcome)); time.sleep(0.05)
+            if human:
+                iv.publish(Bool(data=True))
+                time.sleep(0.1)
+                iv.publish(Bool(data=False))
+            time.sleep(0.05)
+            ev.publish(String(data=outcome))
+            time.sleep(0.05)
         st = DiagnosticStatus(name='trainer', values=[
             KeyValue(key='loss', value='0.125'), KeyValue(key='accepted', value='2'),
             KeyValue(key='rejected', value='1'), KeyValue(key='version', value='4')])

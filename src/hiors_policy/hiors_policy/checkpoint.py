@@ -194,7 +194,8 @@ def check_state_dict(expected: dict[str, torch.Tensor], got: dict, what: str = '
         if shape != tuple(ref.shape):
             bad.append(f'{k}: file {shape} vs model {tuple(ref.shape)}')
     if bad:
-        raise CheckpointError(f'{what}: shape mismatch: ' + '; '.join(bad[:8]) + (f' ... {len(bad) - 8} more' if len(bad) > 8 else ''))
+        raise CheckpointError(f'{what}: shape mismatch: ' + '; '.join(bad[:8])
+                              + (f' ... {len(bad) - 8} more' if len(bad) > 8 else ''))
     if check_finite:
         for k, v in got.items():
             if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):

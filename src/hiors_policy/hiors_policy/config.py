@@ -94,7 +94,8 @@ class PolicyConfig:
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f'PolicyConfig.{k} must be a positive int, got {v!r}')
-        if not (isinstance(self.inference_noise_scale, (int, float)) and 0 <= self.inference_noise_scale < float('inf')):
+        if not (isinstance(self.inference_noise_scale, (int, float))
+                and 0 <= self.inference_noise_scale < float('inf')):
             raise ValueError(f'inference_noise_scale must be a finite number >= 0, got {self.inference_noise_scale!r}')
         if self.n_action_steps > self.chunk_size:
             raise ValueError(f'n_action_steps ({self.n_action_steps}) > chunk_size ({self.chunk_size})')

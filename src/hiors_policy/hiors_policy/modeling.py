@@ -287,7 +287,8 @@ class Pi0Policy(nn.Module):
             raise ValueError(f'images must be (B, {n_cam}, 3, {c.image_size}, {c.image_size}), got {tuple(im.shape)}')
         if out['image_masks'].shape != (B, n_cam):
             raise ValueError(f'image_masks must be ({B}, {n_cam}), got {tuple(out["image_masks"].shape)}')
-        if out['lang_tokens'].ndim != 2 or out['lang_tokens'].shape[0] != B or out['lang_masks'].shape != out['lang_tokens'].shape:
+        if (out['lang_tokens'].ndim != 2 or out['lang_tokens'].shape[0] != B
+                or out['lang_masks'].shape != out['lang_tokens'].shape):
             raise ValueError('lang_tokens / lang_masks must both be (B, L)')
         if out['state'].shape != (B, c.max_state_dim):
             raise ValueError(f'state must be ({B}, {c.max_state_dim}), got {tuple(out["state"].shape)}')

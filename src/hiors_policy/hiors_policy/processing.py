@@ -109,9 +109,11 @@ class PolicyProcessor:
         self.config = config
         self.norm_stats = norm_stats or NormStats.identity(config.state_dim, config.action_dim)
         if self.norm_stats.state_mean.shape[0] != config.state_dim:
-            raise ValueError(f'norm_stats state dim {self.norm_stats.state_mean.shape[0]} != config.state_dim {config.state_dim}')
+            raise ValueError(f'norm_stats state dim {self.norm_stats.state_mean.shape[0]} '
+                             f'!= config.state_dim {config.state_dim}')
         if self.norm_stats.action_mean.shape[0] != config.action_dim:
-            raise ValueError(f'norm_stats action dim {self.norm_stats.action_mean.shape[0]} != config.action_dim {config.action_dim}')
+            raise ValueError(f'norm_stats action dim {self.norm_stats.action_mean.shape[0]} '
+                             f'!= config.action_dim {config.action_dim}')
         self.tokenizer = tokenizer if tokenizer is not None else make_tokenizer(config.tokenizer)
         if getattr(self.tokenizer, 'vocab_size', 0) > config.vocab_size:
             raise ValueError(f'tokenizer vocab {self.tokenizer.vocab_size} > config.vocab_size {config.vocab_size}')
@@ -196,7 +198,8 @@ class PolicyProcessor:
         return out
 
     # ------------------------------------------------------------------ inference
-    def prepare_observation(self, images: dict[str, np.ndarray], state: np.ndarray, prompt: str) -> dict[str, torch.Tensor]:
+    def prepare_observation(self, images: dict[str, np.ndarray], state: np.ndarray,
+                            prompt: str) -> dict[str, torch.Tensor]:
         """One observation -> model batch with B=1 (CPU tensors; the policy moves them)."""
         im, present = self.images_array(images)
         ids, mask = self.tokenize(prompt)
@@ -209,7 +212,8 @@ class PolicyProcessor:
         }
 
     # ------------------------------------------------------------------ training
-    def chunk_arrays(self, actions: np.ndarray, action_is_pad: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def chunk_arrays(self, actions: np.ndarray,
+                     action_is_pad: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(h, action_dim) chunk, h <= H -> ((H, max_action_dim) normalised, (H,) bool valid).
         Short chunks (episode end) are padded with their last action and masked out."""
         H = self.config.chunk_size
@@ -249,8 +253,13 @@ class PolicyProcessor:
                 raise KeyError(f'sample {i} is missing {e}') from None
             except ValueError as e:
                 raise ValueError(f'sample {i}: {e}') from None
-            ims.append(im); pres.append(p); ids.append(t); masks.append(m)
-            states.append(st); acts.append(a); valid.append(v)
+            ims.append(im)
+            pres.append(p)
+            ids.append(t)
+            masks.append(m)
+            states.append(st)
+            acts.append(a)
+            valid.append(v)
         B = len(samples)
         dim_mask = np.zeros((B, self.config.max_action_dim), dtype=bool)
         dim_mask[:, :self.config.action_dim] = True

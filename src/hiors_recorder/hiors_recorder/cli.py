@@ -91,7 +91,8 @@ def _cmd_recover(args):
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     p = argparse.ArgumentParser(prog='hiors_episodes', description=__doc__.split('\n')[0])
-    p.add_argument('--root', default=DEFAULT_ROOT, help='episode directory (default %(default)s, env HIORS_EPISODE_DIR)')
+    p.add_argument('--root', default=DEFAULT_ROOT,
+                   help='episode directory (default %(default)s, env HIORS_EPISODE_DIR)')
     sub = p.add_subparsers(dest='cmd', required=True)
     s = sub.add_parser('list', help='list finished episodes with outcomes')
     s.add_argument('--outcome', choices=('success', 'failure', 'abort'))

@@ -64,7 +64,8 @@ def write_synthetic_episode(root: str, steps: int = 20, rate_hz: float = 10.0, o
     """Record one episode through the recorder core and return its EpisodeInfo.
 
     The state at step k is waypoint k of a smooth random trajectory and the executed action at
-    step k is waypoint k+1 (the next step's state, so a learner can fit it); steps in [intervene[0], intervene[1]) come from the human.
+    step k is waypoint k+1 (the next step's state, so a learner can fit it); steps in
+    [intervene[0], intervene[1]) come from the human.
     Images encode the step index k as red = 8 * k % 256 (whole image), so alignment can be checked.
     """
     import time

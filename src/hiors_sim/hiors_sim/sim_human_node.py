@@ -133,7 +133,8 @@ class SimHumanNode(Node):
         out = self.human.tick(now, self.q, self.task, self.success, self.policy_command)
         if self.human.expert.phase != phase:
             self.get_logger().debug(f'expert phase {phase} -> {self.human.expert.phase} (gripper '
-                                    f'{self.q[6]:.4f}, peg z {self.task["peg_pos"][2]:.3f})' if self.q is not None and self.task else '')
+                                    f'{self.q[6]:.4f}, peg z {self.task["peg_pos"][2]:.3f})'
+                                    if self.q is not None and self.task else '')
         if out['reset']:
             if not self.reset_client.wait_for_service(timeout_sec=0.0):
                 self.get_logger().warning(f'waiting for {self.cfg.reset_service}', throttle_duration_sec=5.0)

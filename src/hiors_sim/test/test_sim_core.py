@@ -139,14 +139,17 @@ def test_named_tasks_set_randomisation_and_clearance():
         for seed in range(20):
             narrow.reset(seed)
             s = narrow.task_state()
-            assert cfg.peg_x[0] <= s['peg_pos'][0] <= cfg.peg_x[1] and cfg.peg_y[0] <= s['peg_pos'][1] <= cfg.peg_y[1] + 1e-3
-            assert cfg.hole_x[0] <= s['hole_pos'][0] <= cfg.hole_x[1] and cfg.hole_y[0] <= s['hole_pos'][1] <= cfg.hole_y[1]
+            assert cfg.peg_x[0] <= s['peg_pos'][0] <= cfg.peg_x[1]
+            assert cfg.peg_y[0] <= s['peg_pos'][1] <= cfg.peg_y[1] + 1e-3
+            assert cfg.hole_x[0] <= s['hole_pos'][0] <= cfg.hole_x[1]
+            assert cfg.hole_y[0] <= s['hole_pos'][1] <= cfg.hole_y[1]
         # The expert still inserts the peg with the wider clearance.
         expert = ScriptedExpert()
         narrow.reset(3)
         for _ in range(150):
             ts = narrow.task_state()
-            narrow.step(expert.act(narrow.joint_positions(), ts['peg_pos'], ts['peg_quat'], ts['hole_pos'], ts['hole_quat']))
+            narrow.step(expert.act(narrow.joint_positions(), ts['peg_pos'], ts['peg_quat'],
+                                   ts['hole_pos'], ts['hole_quat']))
             if narrow.success():
                 break
         assert narrow.success()

@@ -65,7 +65,8 @@ def test_simulated_human_runs_demo_episodes_through_the_mux(test_node):
     procs = [NodeProcess('hiors_sim.sim_node', ros_args=['-r', '__node:=sim', '-p', 'render:=false']),
              NodeProcess('hiors_teleop.command_mux_node', ros_args=['-r', '__node:=command_mux']),
              NodeProcess('hiors_sim.sim_human_node', ros_args=['-r', '__node:=sim_human', '-p', 'mode:=demo',
-                                                              '-p', 'num_episodes:=2', '-p', f'event_listeners:=[{test_node.get_name()}]'])]
+                                                              '-p', 'num_episodes:=2',
+                                                              '-p', f'event_listeners:=[{test_node.get_name()}]'])]
     for p in procs:
         p.start()
     try:

@@ -534,7 +534,8 @@ class Trainer:
     def _update_ema(self):
         # Fine-tuning from init_checkpoint: the average starts at trained weights, so no warm-up
         # (it would hand the published weights to the first, noisiest online steps).
-        d = self.cfg.ema_decay if self.cfg.init_checkpoint else min(self.cfg.ema_decay, (1.0 + self.step) / (10.0 + self.step))
+        d = (self.cfg.ema_decay if self.cfg.init_checkpoint
+             else min(self.cfg.ema_decay, (1.0 + self.step) / (10.0 + self.step)))
         for k, v in self.policy.state_dict().items():
             e = self.ema[k]
             if e.is_floating_point():
@@ -665,7 +666,8 @@ class Trainer:
                     tb.add_scalar('data/rejected_episodes', sum(r['rejected_episodes'].values()), self.step)
                     tb.add_scalar('data/accepted_samples', r['accepted_samples'], self.step)
                     tb.add_scalar('data/threshold', r['threshold'], self.step)
-                due = (self.cfg.checkpoint_every_steps and self.step - last_ckpt_step >= self.cfg.checkpoint_every_steps) \
+                due = (self.cfg.checkpoint_every_steps
+                       and self.step - last_ckpt_step >= self.cfg.checkpoint_every_steps) \
                     or (not self.fsdp and self.cfg.checkpoint_every_s and
                         time.time() - last_ckpt_t >= self.cfg.checkpoint_every_s)   # ranks' clocks differ
                 if due and (self.rank == 0 or self.fsdp):

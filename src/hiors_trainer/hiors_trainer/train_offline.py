@@ -34,7 +34,8 @@ def parse_args(argv=None):
     p.add_argument('--batch-size', type=int, default=0)
     p.add_argument('--warmup-steps', type=int, default=0)
     p.add_argument('--decay-steps', type=int, default=0)
-    p.add_argument('--ema', type=float, default=0.0, help='EMA decay of the weights (the output holds the average); 0 = off')
+    p.add_argument('--ema', type=float, default=0.0,
+                   help='EMA decay of the weights (the output holds the average); 0 = off')
     p.add_argument('--noise-samples', type=int, default=1, help='flow-matching draws per observation and step')
     p.add_argument('--replan-stride', type=int, default=0, help="0 = the policy's n_action_steps")
     p.add_argument('--rate-hz', type=float, default=0.0)
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
     bc = METHODS[a.method].get('use_online', True) is False
     cfg = TrainerConfig(episode_dir=a.episodes, demo_dir=a.episodes if bc else '', out_dir=work,
                         method=a.method, profile=a.profile, policy_preset=a.preset, init_checkpoint=a.init,
-                        lr=a.lr, batch_size=a.batch_size, ema_decay=a.ema, noise_samples=a.noise_samples, warmup_steps=a.warmup_steps,
+                        lr=a.lr, batch_size=a.batch_size, ema_decay=a.ema, noise_samples=a.noise_samples,
+                        warmup_steps=a.warmup_steps,
                         decay_steps=a.decay_steps, replan_stride=a.replan_stride, rate_hz=a.rate_hz,
                         device=device, num_threads=a.threads, seed=a.seed, parallel=a.parallel,
                         checkpoint_every_steps=a.checkpoint_every, intake_interval_s=1e9,
@@ -106,7 +108,8 @@ def main(argv=None) -> int:
         from hiors_policy.checkpoint import save_checkpoint
         from .core import FullWeights
         info = save_checkpoint(a.out, FullWeights(weights), tr.config, tr.norm_stats, f'offline-{tr.step:06d}')
-        logging.info('wrote %s (sha256 %s, last loss %.4f)', info['path'], info['sha256'], out.get('loss', float('nan')))
+        logging.info('wrote %s (sha256 %s, last loss %.4f)', info['path'], info['sha256'],
+                     out.get('loss', float('nan')))
     if world > 1:
         import torch.distributed as dist
         dist.destroy_process_group()

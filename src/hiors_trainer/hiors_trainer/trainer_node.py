@@ -79,7 +79,8 @@ class TrainerNode(Node):
         values = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()}
         values.update(self.trainer.telemetry())        # the dashboard's keys (telemetry contract)
         level = ERROR if self.error else (OK if r['accepted_samples'] else WARN)
-        self.diag.publish(level, self.error or ('training' if r['accepted_samples'] else 'waiting for accepted episodes'),
+        self.diag.publish(level,
+                          self.error or ('training' if r['accepted_samples'] else 'waiting for accepted episodes'),
                           values)
 
     def close(self):

@@ -97,24 +97,29 @@ def test_intake_counts_rejections_and_skips_corrupt(tmp_path):
 
 def test_methods_select_data(eps, tmp_path):
     t = Trainer(cfg(eps, tmp_path / 'a', method='hg_dagger'))
-    t.resume_or_init(); t.ingest()
+    t.resume_or_init()
+    t.ingest()
     r = t.report()
     assert r['accepted_episodes'] == 3 and r['accepted_samples'] == 15   # human steps of all labelled
     t = Trainer(cfg(eps, tmp_path / 'b', thresholds=[0.0, 1.0], threshold_boundaries=[100]))
-    t.resume_or_init(); t.ingest()
+    t.resume_or_init()
+    t.ingest()
     assert t.report()['accepted_episodes'] == 3                           # m1 = 0 accepts the failure
     t = Trainer(cfg(eps, tmp_path / 'c', thresholds=[0.0, 1.0], threshold_boundaries=[3]))
-    t.resume_or_init(); t.ingest()
+    t.resume_or_init()
+    t.ingest()
     assert t.report()['accepted_episodes'] == 2                           # 4 seen >= 3: m2 = 1
     t = Trainer(cfg(eps, tmp_path / 'd', method='bc', demo_dir=str(eps)))
-    t.resume_or_init(); t.ingest()
+    t.resume_or_init()
+    t.ingest()
     r = t.report()
     assert r['episodes_seen'] == 0 and r['demo_samples'] == 22
 
 
 def test_checkpoint_atomic_signed_and_pruned(eps, tmp_path):
     tr = Trainer(cfg(eps, tmp_path, keep_last=2))
-    tr.resume_or_init(); tr.ingest()
+    tr.resume_or_init()
+    tr.ingest()
     infos = []
     for _ in range(3):
         tr.train_step()
@@ -224,17 +229,20 @@ def test_demo_mixing_ratio(eps, tmp_path):
     demos = tmp_path / 'demos'
     write_eps(demos, ['success'], start=20)
     tr = Trainer(cfg(eps, tmp_path / 'out', demo_dir=str(demos), demo_ratio=0.5))
-    tr.resume_or_init(); tr.ingest()
+    tr.resume_or_init()
+    tr.ingest()
     assert tr.report()['demo_samples'] == 11
     draws = tr._draw(400)
     frac = sum(k.startswith('demo:') for k, _ in draws) / len(draws)
     assert 0.4 < frac < 0.6
     tr0 = Trainer(cfg(eps, tmp_path / 'out0', demo_dir=str(demos), demo_ratio=0.0))
-    tr0.resume_or_init(); tr0.ingest()
+    tr0.resume_or_init()
+    tr0.ingest()
     assert not any(k.startswith('demo:') for k, _ in tr0._draw(100))
     # Pooled: the demos' share of a batch is their share of all samples (demo_ratio unused).
     trp = Trainer(cfg(eps, tmp_path / 'outp', demo_dir=str(demos), demo_mix='pooled'))
-    trp.resume_or_init(); trp.ingest()
+    trp.resume_or_init()
+    trp.ingest()
     rep = trp.report()
     share = rep['demo_samples'] / (rep['demo_samples'] + rep['accepted_samples'])
     assert 0.05 < share < 0.95
@@ -244,7 +252,8 @@ def test_demo_mixing_ratio(eps, tmp_path):
 
 def test_training_reduces_loss_on_accepted_data(eps, tmp_path):
     tr = Trainer(cfg(eps, tmp_path, batch_size=4, lr=3e-3, warmup_steps=5))
-    tr.resume_or_init(); tr.ingest()
+    tr.resume_or_init()
+    tr.ingest()
     tr.train_step()
     g = torch.Generator().manual_seed(1)
     batch, ind = tr.make_batch(tr._draw(32))
@@ -292,10 +301,13 @@ def test_ema_of_a_fine_tune_starts_at_full_decay(eps, tmp_path):
     """From an init_checkpoint the average is already trained weights: one step moves it by
     exactly (1 - decay) of the way to the raw weights (no warm-up handing it the raw ones)."""
     base = Trainer(cfg(eps, tmp_path / 'base'))
-    base.resume_or_init(); base.ingest(); base.train_step()
+    base.resume_or_init()
+    base.ingest()
+    base.train_step()
     init_path = base.save_checkpoint()['path']
     tr = Trainer(cfg(eps, tmp_path / 'ft', ema_decay=0.9, lr=1e-2, init_checkpoint=init_path))
-    tr.resume_or_init(); tr.ingest()
+    tr.resume_or_init()
+    tr.ingest()
     init = {k: v.clone() for k, v in tr.policy.state_dict().items()}
     tr.train_step()
     k = 'action_out_proj.weight'

@@ -39,7 +39,8 @@ def test_policy_node_swaps_in_trainer_checkpoint(test_node, tmp_path):
     test_node.create_subscription(String, '/hiors/checkpoint', lambda m: manifests.append(m.data), latched)
     policy = NodeProcess('hiors_policy.policy_node', env=env, log_path=str(tmp_path / 'policy.log'))
     trainer = NodeProcess('hiors_trainer.trainer_node', env=env, log_path=str(tmp_path / 'trainer.log'),
-                          ros_args=['--params-file', YAML, '-p', f'episode_dir:={eps}', '-p', f'out_dir:={tmp_path / "out"}',
+                          ros_args=['--params-file', YAML, '-p', f'episode_dir:={eps}',
+                                    '-p', f'out_dir:={tmp_path / "out"}',
                                     '-p', 'batch_size:=2', '-p', 'checkpoint_every_steps:=2',
                                     '-p', 'max_steps:=3', '-p', 'replan_stride:=4'])
     with policy, trainer:
