@@ -3,7 +3,6 @@ human), started through the pip-only runner's graph + supervisor: episodes with 
 recorded, the trainer trains on the accepted ones and publishes a checkpoint, and the running
 policy swaps it in. No node may crash or restart."""
 import os
-import time
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, String

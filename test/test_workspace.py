@@ -6,7 +6,6 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ['hiors_common', 'hiors_sim', 'hiors_policy', 'hiors_teleop', 'hiors_recorder',

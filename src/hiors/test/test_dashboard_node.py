@@ -154,7 +154,7 @@ def test_dashboard_keeps_a_rejected_checkpoint_visible(tmp_path, test_node):
             return None
     with policy, dashboard:
         deadline = time.monotonic() + 60
-        while not (node_state() or {}).get('level') in ('OK', 'WARN'):
+        while (node_state() or {}).get('level') not in ('OK', 'WARN'):
             assert time.monotonic() < deadline, (policy.log()[-2000:], dashboard.log()[-2000:])
             time.sleep(0.2)
         pub.publish(String(data=json.dumps(build_manifest(str(bogus), 'v-forged', b'wrong-key'))))

@@ -1,5 +1,4 @@
 """The recorder node as a real process, fed by real publishers over DDS (loopback only)."""
-import json
 import os
 import subprocess
 import time
