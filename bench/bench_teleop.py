@@ -10,6 +10,8 @@ Every node runs as its own process with its shipped parameters over local DDS:
    node's device file; a VR websocket pose with the trigger pulled) to the first robot command
    whose /hiors/executed_action source is 'human'. Also the largest joint step at the switch
    (smooth takeover: no jump). VR needs hiors_sim.kinematics (skipped without it).
+3. joy safety: the pad unplugged at full deflection (motion after its last message, time to hold)
+   and the e-stop cleared with the deadman and stick held (motion until re-armed).
 
     .venv/bin/python bench/bench_teleop.py            # 200 mux samples, 20 takeovers per device
     .venv/bin/python bench/bench_teleop.py --quick
@@ -156,6 +158,61 @@ def takeover_trials(b, n, press, release, name):
             'max_joint_step_at_takeover_rad': round(max(jumps), 5) if jumps else None}
 
 
+def joy_safety_trials(b, n, joy_state, joy_set):
+    """Issue 14 goals with the real joy and mux nodes (the arm modelled as tracking the command):
+    the pad unplugged at full deflection -> motion after its last message and time to hold; the
+    e-stop cleared with the deadman and the stick still held -> motion until re-armed."""
+    import numpy as np
+    from std_msgs.msg import Bool
+    estop_pub = b.node.create_publisher(Bool, '/hiors/estop', 10)
+    follow = b.node.create_timer(0.02, lambda: setattr(b, 'q', list(b.execs[-1][2])) if b.execs else None)
+    unplug_rad, hold_ms, estop_rad, failures = [], [], [], 0
+    for _ in range(n):
+        if not b.spin(until=lambda: b.last_source() == 'policy', timeout=5):
+            failures += 1
+        joy_state['axes'][1] = 1.0                        # full deflection, deadman held
+        joy_set(True)()
+        if not b.spin(until=lambda: b.last_source() == 'human', timeout=3):
+            failures += 1
+        b.spin(0.6)                                        # past the takeover blend
+        joy_state['on'] = False                            # unplugged
+        b.spin(0.01)
+        t_last = joy_state['last']
+        at_last = [p for t, s, p in b.execs if t <= t_last][-1][0]
+        b.spin(0.6)
+        after = [(t, s, p) for t, s, p in b.execs if t > t_last]
+        unplug_rad.append(max(abs(p[0] - at_last) for _, _, p in after))
+        holds = [t for t, s, _ in after if s == 'hold']
+        hold_ms.append(1000 * (holds[0] - t_last) if holds else float('nan'))
+        joy_state['axes'][1] = 0.0
+        joy_state['on'] = True                             # replugged, deadman still held
+        b.spin(until=lambda: b.last_source() == 'human', timeout=3)
+        estop_pub.publish(Bool(data=True))
+        b.spin(until=lambda: b.last_source() == 'hold', timeout=3)
+        joy_state['axes'][1] = 1.0                         # the stick pushed during the e-stop
+        b.spin(0.3)
+        estop_pub.publish(Bool(data=False))
+        b.spin(0.05)
+        t_clear = time.monotonic()
+        b.spin(1.0)
+        cleared = [p[0] for t, s, p in b.execs if t > t_clear]
+        estop_rad.append(max(abs(v - cleared[0]) for v in cleared) if cleared else float('nan'))
+        joy_state['axes'][1] = 0.0
+        joy_set(False)()                                   # release, press again (re-arm), release
+        b.spin(0.3)
+        joy_set(True)()
+        b.spin(0.3)
+        joy_set(False)()
+    b.node.destroy_timer(follow)
+    b.q = list(HOME)                                       # the arm back home for the next trials
+    b.spin(until=lambda: b.last_source() == 'policy' and abs(b.execs[-1][2][0] - HOME[0]) < 1e-6, timeout=10)
+    return {'trials': n, 'failures': failures, 'joy_speed_rad_s': 0.5,
+            'unplugged_further_motion_rad_max': round(float(np.nanmax(unplug_rad)), 4),
+            'unplugged_further_motion_rad_mean': round(float(np.nanmean(unplug_rad)), 4),
+            'unplugged_hold_after_last_joy_ms_max': round(float(np.nanmax(hold_ms)), 1),
+            'estop_cleared_deadman_held_motion_rad_max': round(float(np.nanmax(estop_rad)), 6)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--samples', type=int, default=200, help='policy commands for the mux latency')
@@ -199,18 +256,32 @@ def main():
             results['mux_added_ms'] = {'p50': round(m['p50_ms'] - h['p50_ms'], 2),
                                        'p99': round(m['p99_ms'] - h['p99_ms'], 2)}
 
+        import threading
+
         from sensor_msgs.msg import Joy
         joy_pub = b.node.create_publisher(Joy, '/joy', 10)
-        joy_state = {'buttons': [0] * 11}
-        b.node.create_timer(0.05, lambda: joy_pub.publish(Joy(axes=[0.0] * 6, buttons=list(joy_state['buttons']))))
+        joy_state = {'buttons': [0] * 11, 'axes': [0.0] * 6, 'on': True, 'last': 0.0}
+        joy_done = threading.Event()
+
+        def joy_publish():
+            joy_pub.publish(Joy(axes=list(joy_state['axes']), buttons=list(joy_state['buttons'])))
+            joy_state['last'] = time.monotonic()
+
+        def joy_driver():     # the joy driver's steady 20 Hz autorepeat
+            while not joy_done.wait(0.05):
+                if joy_state['on']:
+                    joy_publish()
+        threading.Thread(target=joy_driver, daemon=True).start()
 
         def joy_set(pressed):
             def f():
                 joy_state['buttons'][9] = 1 if pressed else 0
-                joy_pub.publish(Joy(axes=[0.0] * 6, buttons=list(joy_state['buttons'])))
+                joy_publish()
             return f
         b.spin(1.0)
         results['takeover_joy'] = takeover_trials(b, args.takeovers, joy_set(True), joy_set(False), 'joy')
+        results['joy_safety'] = joy_safety_trials(b, max(3, args.takeovers // 4), joy_state, joy_set)
+        joy_done.set()
         results['takeover_keyboard'] = takeover_trials(b, args.takeovers, lambda: os.write(master, b' '),
                                                        lambda: os.write(master, b' '), 'keyboard')
 

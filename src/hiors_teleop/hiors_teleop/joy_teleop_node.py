@@ -1,11 +1,12 @@
 """Gamepad teleop from sensor_msgs/Joy (the ROS `joy` driver's output, /joy).
 
-Each Joy message is mapped at once (lowest takeover latency; button edges never missed) and the
-latest stick state keeps being integrated at rate_hz. The `joy` driver re-sends its state at
-`autorepeat_rate` (20 Hz by default), so a missing message is seen within a period: the target stops
-moving `pause_after_periods` periods after the last Joy (period measured from the driver's own
-rate), and after `stale_after_periods` (or device_timeout_s) the pad counts as gone: no more
-commands, /hiors/teleop/stale true, the mux holds at once (not the policy) until Joy comes back.
+Each Joy message is mapped at once (lowest takeover latency; button edges never missed). The target
+moves only when a Joy message arrives: by the stick value times the time since the previous message
+(at most `stale_after_periods` expected periods), as teleop_twist_joy publishes one twist per Joy.
+So when the pad is unplugged mid-motion the target stops with its last message. The `joy` driver
+re-sends its state at `autorepeat_rate` (20 Hz by default); its period is measured from its own
+arrivals, and after `stale_after_periods` periods (or device_timeout_s) the pad counts as gone: no
+more commands, /hiors/teleop/stale true, the mux holds at once (not the policy) until Joy comes back.
 """
 import dataclasses
 from dataclasses import dataclass, field
@@ -22,8 +23,6 @@ from .teleop_core import InputCadence
 @dataclass
 class JoyTeleopConfig(JoyMapConfig, TeleopNodeConfig):
     joy_topic: str = '/joy'
-    pause_after_periods: float = field(default=1.2, metadata={
-        'doc': 'the sticks stop moving the target this many Joy periods after the last message'})
     stale_after_periods: float = field(default=3.0, metadata={
         'doc': 'the pad counts as unplugged this many Joy periods after the last message (at most '
                'device_timeout_s; device_timeout_s alone until the period is measured)'})
@@ -44,8 +43,13 @@ class JoyTeleopNode(DeviceTeleopNode):
     def _on_joy(self, msg):
         now = self.now()
         inp = self.mapper.map(msg.axes, msg.buttons, self.core.mode)
-        self._last = inp
+        prev = self.cadence.last_t
         self.cadence.arrived(now)
+        period = self.cadence.period()
+        # integrate over the time since the previous message, never more than a stale gap
+        inp.dt = 0.0 if prev is None else min(now - prev, self.cadence.timeout_s if period is None
+                                              else self.cfg.stale_after_periods * period)
+        self._last = inp
         with self._lock:
             self.healthy, self.health_reason = True, ''
             self.apply(now, inp)
@@ -59,9 +63,8 @@ class JoyTeleopNode(DeviceTeleopNode):
                                  + ('unknown' if period is None else f'{1000 * period:.0f} ms')
                                  + '; pad unplugged or joy driver stopped; needs the joy autorepeat_rate > '
                                  '1/device_timeout_s)')
-        if self.cadence.late(now, self.cfg.pause_after_periods):     # late: hold the target, still ours
-            return dataclasses.replace(self._last, events=[], joint_vel=None, twist=None, gripper_vel=None), True, ''
-        return dataclasses.replace(self._last, events=[]), True, ''
+        # between messages: the same target (a heartbeat for the mux), no integration
+        return dataclasses.replace(self._last, events=[], joint_vel=None, twist=None, gripper_vel=None), True, ''
 
 
 def main(args=None):

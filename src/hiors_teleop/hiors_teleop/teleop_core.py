@@ -82,6 +82,7 @@ class DeviceInput:
     gripper_abs: float | None = None           # 0 closed .. 1 open
     events: list = field(default_factory=list)  # episode actions triggered by this sample
     estop: bool | None = None                  # True = engage the mux e-stop, False = clear it
+    dt: float | None = None                    # s to integrate the velocities over (None = since the last tick)
 
 
 class InputCadence:
@@ -224,7 +225,7 @@ class TeleopCore:
             return res
         if not self.takeover:
             return res
-        dt = min(max(now - self._last_t, 0.0), self.max_dt)
+        dt = min(max(now - self._last_t if inp.dt is None else inp.dt, 0.0), self.max_dt)
         self._last_t = now
         try:
             self._integrate(inp, dt)
