@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from hiors_common.robot import HOME_Q, JOINT_NAMES
 from hiors_common.ros_env import use_local_ros_network
 
 use_local_ros_network()
@@ -29,7 +30,7 @@ from hiors_policy.config import make_config  # noqa: E402
 from hiors_policy.modeling import Pi0Policy  # noqa: E402
 from hiors_policy.processing import NormStats  # noqa: E402
 
-JOINTS = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
+JOINTS = list(JOINT_NAMES)
 OFFSET = 100.0
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -68,7 +69,7 @@ def main():
         end, last = time.monotonic() + seconds, 0.0
         while time.monotonic() < end:
             if time.monotonic() - last >= 1.0 / 30:
-                pub_js.publish(JointState(name=JOINTS, position=[0.0, 0.5, 1.6, 0.0, 1.04, 0.0, 0.035]))
+                pub_js.publish(JointState(name=JOINTS, position=list(HOME_Q)))
                 for p in pubs.values():
                     p.publish(Image(height=224, width=224, encoding='rgb8', step=672, data=pixels))
                 last = time.monotonic()

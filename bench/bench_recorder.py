@@ -51,7 +51,8 @@ def publisher(args):
     rng = np.random.default_rng(0)
     # 32 distinct noise frames: no repeats inside an MCAP chunk, so zstd figures are a worst case
     frames = [rng.integers(0, 255, (args.size, args.size, 3), dtype=np.uint8).tobytes() for _ in range(32)]
-    names = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
+    from hiors_common.robot import JOINT_NAMES
+    names = list(JOINT_NAMES)
     counts = {'/joint_states': 0, **{f'/camera/{c}/image_raw': 0 for c in cams}}
     t0 = time.monotonic()
     next_js, next_cam = t0, t0

@@ -73,7 +73,8 @@ class Bench:
 
     def _js(self):
         from sensor_msgs.msg import JointState
-        self.js_pub.publish(JointState(name=['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper'],
+        from hiors_common.robot import JOINT_NAMES
+        self.js_pub.publish(JointState(name=list(JOINT_NAMES),
                                        position=[float(x) for x in self.q]))
 
     def _policy(self):

@@ -19,6 +19,7 @@ from hiors_common.contracts import DEFAULT_PROMPT
 from hiors_common.diagnostics import DiagnosticsPublisher, ERROR, OK, WARN
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
+from hiors_common.robot import JOINT_NAMES
 from hiors_common.signing import SigningKeyMissing, load_key
 
 from .checkpoint import load_checkpoint, load_state_into
@@ -29,7 +30,7 @@ from .markers import ChunkMarkers
 from .modeling import Pi0Policy
 from .processing import NormStats, PolicyProcessor
 
-JOINTS = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
+JOINTS = list(JOINT_NAMES)
 
 
 @dataclass

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hiors_common.robot import JOINT_NAMES
+
 from . import bagio
 from .episode import (BAG_DIR, EPISODE_FILE, EpisodeError, EpisodeInfo, read_episode_info)
 
 log = logging.getLogger('hiors_recorder')
-
-JOINT_NAMES = ('joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper')
 DEFAULT_TOPICS = {
     'joint_states': '/joint_states',
     'executed_action': '/hiors/executed_action',

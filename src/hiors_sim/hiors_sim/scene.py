@@ -5,21 +5,11 @@ A 6-DoF arm (joint1..joint6) with a two-finger parallel gripper on a table, a sq
 Peg and fixture poses are set per episode by the simulation (see sim_core); the MJCF holds their
 nominal poses.
 """
-ARM_JOINTS = ('joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6')
-GRIPPER_JOINT = 'gripper'
-JOINT_NAMES = ARM_JOINTS + (GRIPPER_JOINT,)
-GRIPPER_OPEN = 0.035      # finger opening per finger (m) when open
-GRIPPER_CLOSED = 0.0
+from hiors_common.robot import (ARM_JOINTS, GRIPPER_CLOSED, GRIPPER_JOINT, GRIPPER_OPEN,  # noqa: F401 (re-exported)
+                                HOME_Q, JOINT_LIMITS, JOINT_NAMES, JOINT_VELOCITY_LIMITS)
+
 FINGER_HALF_WIDTH = 0.012    # finger pads: half width along the tool x axis
 FINGER_HALF_THICKNESS = 0.005  # half thickness along the closing axis (inner face at the opening)
-# Arm above the workspace, tool pointing down.
-HOME_Q = (0.0, 0.5, 1.6, 0.0, 1.04, 0.0, GRIPPER_OPEN)
-JOINT_LIMITS = ((-3.05, 3.05), (-2.0, 2.0), (-2.6, 2.6), (-3.05, 3.05), (-2.0, 2.0), (-3.05, 3.05),
-                (0.0, 0.04))
-# The arm's hardware velocity limits (rad/s; gripper m/s per finger), enforced by the sim as a
-# controller would on every command input. Twice the command mux's operating limits: normal
-# operation through the mux never reaches them; a command that bypasses the mux cannot teleport.
-JOINT_VELOCITY_LIMITS = (3.0, 3.0, 3.0, 4.0, 4.0, 4.0, 0.4)
 
 PEG_HALF = 0.010          # peg: 2 cm square, 8 cm tall
 PEG_HALF_HEIGHT = 0.040

@@ -168,3 +168,16 @@ def test_chamfer_guides_a_peg_that_lands_off_centre():
     assert [run_expert(sharp, s, 0.005) for s in seeds].count('success') < len(seeds)
     # A sharp rim is one box per wall; the chamfered one adds a set-back top box and the slope.
     assert sharp.model.ngeom == with_chamfer.model.ngeom - 8
+
+
+def test_the_sim_model_matches_the_robot_description():
+    """hiors_common.robot is what every package uses; the MJCF must agree with it."""
+    import mujoco
+
+    from hiors_common import robot
+    from hiors_sim.scene import build_mjcf
+    model = mujoco.MjModel.from_xml_string(build_mjcf())
+    for name, (lo, hi) in zip(robot.JOINT_NAMES, robot.JOINT_LIMITS):
+        np.testing.assert_allclose(model.joint(name).range, [lo, hi], err_msg=name)
+    assert len(HOME_Q) == len(robot.JOINT_NAMES)
+    assert robot.GRIPPER_CLOSED <= robot.GRIPPER_OPEN <= robot.JOINT_LIMITS[-1][1]

@@ -13,6 +13,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 
 from hiors_common.diagnostics import DiagnosticsPublisher
+from hiors_common.robot import GRIPPER_CLOSED, GRIPPER_OPEN
 
 from .mux import JOINT_NAMES, POSITION_LOWER, POSITION_UPPER
 from .ros_episode import INTERVENTION_PUB_QOS, EpisodeControl
@@ -31,9 +32,8 @@ class TeleopNodeConfig:
     joint_names: list[str] = field(default_factory=lambda: list(JOINT_NAMES))
     position_lower: list[float] = field(default_factory=lambda: list(POSITION_LOWER))
     position_upper: list[float] = field(default_factory=lambda: list(POSITION_UPPER))
-    gripper_open: float = field(default=0.035, metadata={
-        'doc': 'opening per finger when open (hiors_sim GRIPPER_OPEN)'})
-    gripper_closed: float = 0.0
+    gripper_open: float = field(default=GRIPPER_OPEN, metadata={'doc': 'opening per finger when open'})
+    gripper_closed: float = GRIPPER_CLOSED
     command_topic: str = '/hiors/teleop/command'
     intervention_topic: str = '/hiors/intervention'
     estop_topic: str = field(default='/hiors/estop', metadata={

@@ -22,13 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hiors_common.robot import JOINT_NAMES, POSITION_LOWER, POSITION_UPPER
+
 POLICY, HUMAN, HOLD = 'policy', 'human', 'hold'
 SOURCES = (POLICY, HUMAN)
-
-JOINT_NAMES = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
-# Defaults for the hiors_sim arm (radians; gripper metres per finger). A real arm sets its own.
-POSITION_LOWER = [-3.05, -2.0, -2.6, -3.05, -2.0, -3.05, 0.0]
-POSITION_UPPER = [3.05, 2.0, 2.6, 3.05, 2.0, 3.05, 0.04]
 
 
 def _doc(text):
