@@ -14,7 +14,8 @@ ARGUMENTS = {
     'command_topic': ('/forward_position_controller/commands',
                       'robot command topic (Float64MultiArray) the mux publishes to'),
     'teleop': ('sim_human', "comma list of input devices: sim_human, joy, keyboard, spacemouse, "
-                            "evdev, vr (or 'none')"),
+                            "evdev, vr (or 'none'); joy = the ROS joy driver + joy_teleop under ros2 launch, "
+                            "the pad read through evdev by `hiors launch`"),
     'sim_human_mode': ('intervene', "simulated human: 'demo' | 'intervene' | 'label_only'"),
     'num_episodes': ('0', 'episodes the simulated human runs before the launch ends (0 = forever)'),
     'episode_timeout_s': ('40.0', 'simulated episode time limit'),
@@ -70,10 +71,13 @@ def _yaml_value(text: str):
     return yaml.safe_load(text) if isinstance(text, str) else text
 
 
-def bringup_graph(overrides: dict | None = None) -> list[NodeSpec]:
+def bringup_graph(overrides: dict | None = None, ros_drivers: bool = False) -> list[NodeSpec]:
     """Node specs for the given arguments. Keys of the form `<node>.<parameter>` set one node's
-    parameter directly (e.g. `trainer.checkpoint_every_steps:=20`), after the graph's own values."""
-    nodes = _bringup_nodes(overrides)
+    parameter directly (e.g. `trainer.checkpoint_every_steps:=20`), after the graph's own values.
+    `ros_drivers`: the graph runs under `ros2 launch`, where ROS driver packages exist (teleop:=joy
+    then starts the `joy` driver + joy_teleop); the pip runner has none (teleop:=joy reads the pad
+    through evdev, same button map)."""
+    nodes = _bringup_nodes(overrides, ros_drivers)
     by_name = {spec.name: spec for spec in nodes}
     for key, value in (overrides or {}).items():
         if '.' not in key:
@@ -85,7 +89,7 @@ def bringup_graph(overrides: dict | None = None) -> list[NodeSpec]:
     return nodes
 
 
-def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
+def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[NodeSpec]:
     import os
     a = resolve_arguments(overrides)
     rate = float(a['control_rate_hz'])
@@ -144,8 +148,13 @@ def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
                                    'episode_timeout_s': float(a['episode_timeout_s']),
                                    'seed': int(a['seed'])},
                                   restart='on-failure', required=num > 0))
+        elif device == 'joy' and ros_drivers:
+            nodes.append(NodeSpec('joy', 'joy', 'joy_node', '', '', {'autorepeat_rate': JOY_AUTOREPEAT_HZ},
+                                  restart='on-failure'))
+            nodes.append(NodeSpec('joy_teleop', 'hiors_teleop', 'joy_teleop_node', 'hiors_teleop.joy_teleop_node',
+                                  'joy_teleop.yaml', restart='on-failure'))
         elif device in DEVICE_NODES:
-            executable = DEVICE_NODES[device]
+            executable = DEVICE_NODES[device if device != 'joy' else 'evdev']
             nodes.append(NodeSpec(f'{device}_teleop', 'hiors_teleop', executable,
                                   f'hiors_teleop.{executable}', f'{executable.removesuffix("_node")}.yaml',
                                   restart='on-failure'))
@@ -154,7 +163,10 @@ def _bringup_nodes(overrides: dict | None) -> list[NodeSpec]:
     return nodes
 
 
-# teleop device -> executable (module hiors_teleop.<executable>)
+# The ROS joy driver's re-send rate: the joy teleop node measures its period and stops within a few.
+JOY_AUTOREPEAT_HZ = 20.0
+# teleop device -> executable (module hiors_teleop.<executable>); on the pip path 'joy' is read
+# through evdev (no ROS joy driver there).
 DEVICE_NODES = {
     'joy': 'joy_teleop_node',
     'keyboard': 'keyboard_teleop_node',

@@ -20,7 +20,7 @@ def _nodes(context):
     if values['robot'] == 'sim':
         use_local_ros_network()  # simulated bringup never talks beyond this machine
     actions = []
-    for spec in bringup_graph(values):
+    for spec in bringup_graph(values, ros_drivers=True):
         params = []
         if spec.params_file:
             params.append(os.path.join(get_package_share_directory(spec.package), 'config',

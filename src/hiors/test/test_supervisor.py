@@ -92,6 +92,14 @@ def test_graph_arguments_and_node_commands():
     assert "checkpoint:='/x.safetensors'" in cmd and '__node:=policy' in cmd
     real = bringup_graph({'robot': 'real', 'teleop': 'joy', 'command_topic': '/arm/cmd', 'trainer': 'false'})
     assert 'sim' not in [s.name for s in real]
+    # teleop:=joy: the pip runner has no ROS joy driver and reads the pad through evdev; ros2 launch
+    # starts the driver and the Joy teleop node
+    assert [s.module for s in real if s.name.startswith(('joy', 'evdev'))] == ['hiors_teleop.evdev_teleop_node']
+    ros = bringup_graph({'robot': 'real', 'teleop': 'joy', 'trainer': 'false'}, ros_drivers=True)
+    drivers = {s.name: s for s in ros if s.name.startswith('joy')}
+    assert set(drivers) == {'joy', 'joy_teleop'}
+    assert (drivers['joy'].package, drivers['joy'].executable) == ('joy', 'joy_node')
+    assert drivers['joy'].parameters['autorepeat_rate'] > 0
     mux = next(s for s in real if s.name == 'command_mux')
     assert ('/forward_position_controller/commands', '/arm/cmd') in mux.remappings
     with pytest.raises(KeyError):
