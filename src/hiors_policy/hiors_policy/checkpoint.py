@@ -50,13 +50,16 @@ def _tensors(policy: Pi0Policy, dtype: str | None) -> dict[str, torch.Tensor]:
     return out
 
 
-def _metadata(config: PolicyConfig, norm_stats: NormStats, version) -> dict[str, str]:
+def _metadata(config: PolicyConfig, norm_stats: NormStats, version, prompt: str = '') -> dict[str, str]:
     if not isinstance(norm_stats, NormStats):
         raise TypeError('norm_stats must be a NormStats')
     if norm_stats.state_mean.shape[0] != config.state_dim or norm_stats.action_mean.shape[0] != config.action_dim:
         raise ValueError('norm_stats dims do not match the config')
-    return {'format': FORMAT, 'config': config.to_json(), 'norm_stats': norm_stats.to_json(),
+    meta = {'format': FORMAT, 'config': config.to_json(), 'norm_stats': norm_stats.to_json(),
             'version': str(version)}
+    if prompt:
+        meta['prompt'] = str(prompt)    # the instruction it was trained on (the policy node compares)
+    return meta
 
 
 def checkpoint_bytes(policy: Pi0Policy, config: PolicyConfig, norm_stats: NormStats, version,
@@ -66,12 +69,12 @@ def checkpoint_bytes(policy: Pi0Policy, config: PolicyConfig, norm_stats: NormSt
 
 
 def save_checkpoint(path, policy: Pi0Policy, config: PolicyConfig, norm_stats: NormStats, version,
-                    dtype: str | None = None) -> dict:
+                    dtype: str | None = None, prompt: str = '') -> dict:
     """Write atomically; returns {'path', 'sha256', 'size', 'format', 'version'}.
     dtype='bfloat16' halves the file (weights are cast; exact round trip only with None)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = _metadata(config, norm_stats, version)
+    meta = _metadata(config, norm_stats, version, prompt)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     os.close(fd)
     try:
@@ -167,6 +170,13 @@ def read_metadata(src) -> tuple[PolicyConfig, NormStats, str, dict]:
     if norm_stats.state_mean.shape[0] != config.state_dim or norm_stats.action_mean.shape[0] != config.action_dim:
         raise CheckpointError(f'{what}: norm_stats dims do not match config state/action dims')
     return config, norm_stats, str(meta['version']), entries
+
+
+def training_prompt(src) -> str:
+    """The instruction a checkpoint was trained on ('' when it does not say)."""
+    head, size, what = _read_head(src)
+    meta, _ = _parse_header(head, size, what)
+    return str(meta.get('prompt', ''))
 
 
 def _load_tensors(src, what: str) -> dict[str, torch.Tensor]:

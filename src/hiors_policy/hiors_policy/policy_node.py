@@ -22,7 +22,7 @@ from hiors_common.params import declare_config
 from hiors_common.robot import JOINT_NAMES
 from hiors_common.signing import SigningKeyMissing, load_key
 
-from .checkpoint import load_checkpoint, load_state_into
+from .checkpoint import load_checkpoint, load_state_into, training_prompt
 from .checkpoint_transport import TransportError, verify_and_fetch
 from .chunk_executor import ChunkExecutor
 from .config import make_config
@@ -67,6 +67,7 @@ class PolicyNode(Node):
         if self.cfg.checkpoint:
             policy, config, stats, version = load_checkpoint(self.cfg.checkpoint)
             self.get_logger().info(f'loaded checkpoint {self.cfg.checkpoint} (version {version})')
+            self._check_prompt(self.cfg.checkpoint, version)
         else:
             config = make_config(self.cfg.preset)
             policy, stats, version = Pi0Policy(config), NormStats.identity(7, 7), 'random-init'
@@ -281,6 +282,7 @@ class PolicyNode(Node):
                 self._swapped = True             # the control thread re-plans with the new weights
                 self.pub_version.publish(String(data=version))
                 self.get_logger().info(f'swapped in checkpoint {version} ({manifest["size"] / 1e6:.1f} MB)')
+                self._check_prompt(data, version)
             except Exception as exc:  # noqa: BLE001 - any bad checkpoint: keep the running policy
                 if self._stop.is_set():
                     return
@@ -288,6 +290,12 @@ class PolicyNode(Node):
                 self.stats['last_error'] = f'checkpoint rejected: {exc}'
                 self.get_logger().error(f'checkpoint rejected, keeping {self.version}: {exc}')
                 self.diag.publish(ERROR, f'checkpoint rejected: {exc}', {'version': self.version})
+
+    def _check_prompt(self, src, version):
+        trained_on = training_prompt(src)
+        if trained_on and trained_on != self.cfg.prompt:
+            self.get_logger().warning(f'checkpoint {version} was trained on the prompt {trained_on!r}, this node '
+                                      f'runs with {self.cfg.prompt!r} (set prompt:= to match)')
 
     def _report(self):
         level = WARN if self.stats['rejected_chunks'] or not self._fresh() else OK

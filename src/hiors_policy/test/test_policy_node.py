@@ -113,9 +113,13 @@ def test_policy_node_over_dds(tmp_path, test_node):
         for i, version in enumerate(['v-good-2', 'v-good-3']):
             torch.manual_seed(2 + i)
             path = tmp_path / f'{version}.safetensors'
-            save_checkpoint(str(path), Pi0Policy(config), config, NormStats.identity(7, 7), version)
+            save_checkpoint(str(path), Pi0Policy(config), config, NormStats.identity(7, 7), version,
+                            prompt='stack the blocks' if i else '')
             pub_ckpt.publish(String(data=json.dumps(build_manifest(str(path), version, b'node-test-key'))))
             assert spin(lambda: versions[-1] == version, 30), proc.log()
+            # trained on another instruction than the node runs with: said (not refused)
+            said = spin(lambda: "trained on the prompt 'stack the blocks'" in proc.log(), 5 if i else 0.5)
+            assert said == bool(i), proc.log()[-2000:]
             n = len(commands)
             assert spin(lambda: len(commands) >= n + 5, 10)
 

@@ -556,6 +556,17 @@ class Trainer:
             return {k[len('policy.'):]: v for k, v in sd.items()}
         return self.policy.state_dict()
 
+    def training_prompt(self) -> str:
+        """The instruction most of the accepted samples carry (saved in the checkpoint, so the policy
+        node can warn when it runs with another one)."""
+        import collections
+        m = self.threshold()
+        counts = collections.Counter()
+        for s in self.store.values():
+            if s.prompt and (s.demo or accepted(s.decision, m, self.fcfg)):
+                counts[s.prompt] += len(s.decision.indices)
+        return counts.most_common(1)[0][0] if counts else ''
+
     def save_checkpoint(self) -> dict | None:
         """Policy checkpoint + optimizer (safetensors) + state JSON, then latest.json (atomic):
         a kill -9 at any point leaves the previous complete checkpoint as 'latest'.
@@ -574,7 +585,7 @@ class Trainer:
         names = {'checkpoint': f'ckpt_{v}.safetensors', 'optimizer': f'optim_{v}.safetensors',
                  'state_json': f'state_{v}.json', 'version': v}
         info = save_checkpoint(os.path.join(self.out_dir, names['checkpoint']), FullWeights(weights),
-                               self.config, self.norm_stats, v)
+                               self.config, self.norm_stats, v, prompt=self.training_prompt())
         if self.fsdp:
             # Sharded moments are not gathered (they would need the whole model's memory twice).
             tensors, scalars = {}, {'fsdp': True, 'state': {}, 'param_groups': []}

@@ -133,6 +133,10 @@ def test_checkpoint_atomic_signed_and_pruned(eps, tmp_path):
     m = build_manifest(last['path'], last['version'], key)
     man, data = verify_and_fetch(json.dumps(m), key)
     pol, _, ns, version = load_checkpoint(data)
+    from hiors_policy.checkpoint import training_prompt
+    from hiors_recorder.dataset import load_episode, list_episodes
+    task = load_episode(list_episodes(eps)[0], load_images=False).info.task
+    assert task and training_prompt(data) == task, 'the checkpoint says what prompt it was trained on'
     assert version == '000003'
     for k, v in tr.policy.state_dict().items():
         assert torch.equal(v, pol.state_dict()[k])
