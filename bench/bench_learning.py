@@ -132,6 +132,11 @@ def _success_at(outcomes, trials):
     return r
 
 
+def mux_overrides(args) -> dict:
+    """MuxConfig fields for the lock-step engine's command mux (default: the mux node's own)."""
+    return {} if args.mux_blend is None else {'blend_time_s': args.mux_blend}
+
+
 def core_evaluate(args, weights, norm_stats, config, seed):
     """The policy alone on eval instances, each tried `trials` times (same instance, new noise)."""
     from hiors.sync_loop import PolicyActor, SyncWorld
@@ -140,6 +145,7 @@ def core_evaluate(args, weights, norm_stats, config, seed):
     policy.load_state_dict(weights)
     actor = PolicyActor(policy, norm_stats)
     world = SyncWorld(task=args.task, mode='label_only', episode_timeout_s=args.episode_timeout,
+                      mux_overrides=mux_overrides(args),
                       cameras=config.camera_names)
     outcomes, failures = [], {}
     for i in range(args.eval_instances):
@@ -162,7 +168,8 @@ def core_seed(args, out, seed, budgets, results):
     torch.manual_seed(seed)
     store = EpisodeStore()
     work = os.path.join(out, f'seed{seed}')
-    world = SyncWorld(task=args.task, mode='demo', episode_timeout_s=args.episode_timeout)
+    world = SyncWorld(task=args.task, mode='demo', episode_timeout_s=args.episode_timeout,
+                      mux_overrides=mux_overrides(args))
     t0 = time.time()
     for i in range(args.demos):
         r = world.episode(100000 * seed + i)
@@ -213,6 +220,7 @@ def core_seed(args, out, seed, budgets, results):
         actor = PolicyActor(Pi0Policy(config), tr.norm_stats)
         actor.load(tr.model_state(), tr.norm_stats)
         world = SyncWorld(task=args.task, mode=mode, episode_timeout_s=args.episode_timeout,
+                          mux_overrides=mux_overrides(args),
                           cameras=config.camera_names)
         pending = sorted(budgets)
         # BC at matched human frames: it gets as many demonstrated frames as Hi-ORS's human drove
@@ -287,6 +295,8 @@ def main():
                     help="core engine: online batch (0 = the trainer profile's)")
     ap.add_argument('--online-ema', type=float, default=0.995,
                     help='core engine: EMA decay of the online weights (0 = off; default = the main job recipe)')
+    ap.add_argument('--mux-blend', type=float, default=None,
+                    help="core engine: the command mux's takeover / hand-back blend in s (default: the mux node's)")
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)
