@@ -8,8 +8,9 @@ priority source when the selected one goes silent, it holds position instead (a 
 unplugged device mid-takeover must not hand the robot back to the policy).
 
 Every output is: position-limited (clipped, and commands far outside the limits are dropped),
-velocity-limited against the previous output, and blended over `blend_time_s` after any source
-change so takeover and hand-back never jump. Hold = the measured joint position at the moment
+velocity-limited against the previous output, and blended over `blend_time_s` when the policy
+gets the robot (hand-back, start) so it never jumps; a takeover gives the human the robot at once
+(`takeover_blend_s` 0; the velocity limit still bounds the step). Hold = the measured joint position at the moment
 hold began (commanding where the robot is cannot make it jump).
 
 Times are plain floats in seconds (monotonic); the node passes its clock in.
@@ -44,7 +45,13 @@ class MuxConfig:
         'forward each accepted command of the active source at once (lowest latency)'))
     watchdog_timeout_s: float = field(default=0.5, metadata=_doc(
         'a source silent for longer than this is not followed; the robot holds'))
-    blend_time_s: float = field(default=0.5, metadata=_doc('takeover / hand-back blend duration'))
+    blend_time_s: float = field(default=0.5, metadata=_doc(
+        'blend to the policy (hand-back, start): from the last command sent, no jump'))
+    takeover_blend_s: float = field(default=0.0, metadata=_doc(
+        'blend to the human at a takeover. 0: the human has the robot at once (the velocity limit '
+        'still bounds every step); a blend would keep carrying the arm where the policy was sending '
+        'it, under the human label (the learning benchmark lost 18 points of policy-alone success '
+        'with 0.5 s, BENCHMARKS.md)'))
     position_lower: list[float] = field(default_factory=lambda: list(POSITION_LOWER),
                                         metadata=_doc('joint position lower limits (rad, gripper m)'))
     position_upper: list[float] = field(default_factory=lambda: list(POSITION_UPPER),
@@ -93,8 +100,8 @@ class MuxConfig:
             raise ValueError(f'position limits invalid: lower={self.position_lower} upper={self.position_upper}')
         if not np.all(np.isfinite(vel)) or np.any(vel <= 0):
             raise ValueError(f'velocity_limit must be finite and > 0: {self.velocity_limit}')
-        if self.rate_hz <= 0 or self.watchdog_timeout_s <= 0 or self.blend_time_s < 0:
-            raise ValueError('rate_hz and watchdog_timeout_s must be > 0, blend_time_s >= 0')
+        if self.rate_hz <= 0 or self.watchdog_timeout_s <= 0 or self.blend_time_s < 0 or self.takeover_blend_s < 0:
+            raise ValueError('rate_hz and watchdog_timeout_s must be > 0, blend_time_s and takeover_blend_s >= 0')
         return self
 
 
@@ -296,8 +303,9 @@ class CommandMux:
             out = target.copy()   # commanding the measured position cannot jump: no limiter here
         else:
             target = self._cmd[mode]
-            if self._blend_start is not None and self.cfg.blend_time_s > 0:
-                alpha = min(1.0, (now - self._blend_t0) / self.cfg.blend_time_s)
+            blend = self.cfg.takeover_blend_s if mode == HUMAN else self.cfg.blend_time_s
+            if self._blend_start is not None and blend > 0:
+                alpha = min(1.0, (now - self._blend_t0) / blend)
                 target = self._blend_start + alpha * (target - self._blend_start)
             out = np.clip(target, self.lower, self.upper)
             if ref is not None:

@@ -80,8 +80,23 @@ def test_velocity_limit():
     assert seen[-1] == pytest.approx(HOME[0] + 1.0)
 
 
+def test_takeover_is_immediate_within_the_velocity_limit():
+    mux = make(velocity_limit=[1.0] * 7)          # default takeover_blend_s 0
+    mux.submit(POLICY, HOME, 0.0)
+    mux.step(0.0)
+    far = HOME.copy()
+    far[1] += 0.4
+    mux.set_intervention(True, 0.1)
+    outs = []
+    for k in range(1, 8):
+        mux.submit(HUMAN, far, 0.1 * k)
+        outs.append(mux.step(0.1 * k).command[1])
+    assert outs[0] == pytest.approx(HOME[1] + 0.1), 'toward the human at once, at the velocity limit'
+    assert outs[3] == pytest.approx(far[1])
+
+
 def test_takeover_blends_without_jump():
-    mux = make(blend_time_s=0.5, velocity_limit=[100.0] * 7)
+    mux = make(blend_time_s=0.5, takeover_blend_s=0.5, velocity_limit=[100.0] * 7)
     mux.submit(POLICY, HOME, 0.0)
     mux.step(0.0)
     far = HOME.copy()
