@@ -400,7 +400,7 @@ def report(out, results, trials):
             cell = f'{at[1]:.0%} [{lo:.0%}, {hi:.0%}]'
             rest = [f'{at[k]:.0%}' for k in ks if k > 1]
             json_cells.append({'method': method, 'frames': frames_, 'n': p['n'], 'success_at_1': at[1],
-                               'ci95': [lo, hi], 'success_at_3': at[min(3, trials)], 'seeds': len(rows)})
+                               'ci95': [lo, hi], 'success_at_3': at[3] if trials >= 3 else None, 'seeds': len(rows)})
             series.setdefault(method, []).append((frames_, at[1], lo, hi, at))
         label = 'base policy (demos only)' if method == 'base' else method
         lines.append(f'| {label} | {frames_} | {len(rows)} | {p["n"] if p else "-"} | {cell} | ' +
