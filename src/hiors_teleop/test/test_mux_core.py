@@ -80,36 +80,32 @@ def test_velocity_limit():
     assert seen[-1] == pytest.approx(HOME[0] + 1.0)
 
 
-def test_takeover_is_immediate_within_the_velocity_limit():
-    mux = make(velocity_limit=[1.0] * 7)          # default takeover_blend_s 0
+def _takeover_joint2(mux, far):
+    """Policy at HOME, then a takeover towards `far`: joint2 of the next 7 outputs (0.1 s apart)."""
     mux.submit(POLICY, HOME, 0.0)
     mux.step(0.0)
-    far = HOME.copy()
-    far[1] += 0.4
     mux.set_intervention(True, 0.1)
     outs = []
     for k in range(1, 8):
         mux.submit(HUMAN, far, 0.1 * k)
         outs.append(mux.step(0.1 * k).command[1])
+    return outs
+
+
+FAR = HOME + np.array([0.0, 0.4, 0, 0, 0, 0, 0])
+
+
+def test_takeover_is_immediate_within_the_velocity_limit():
+    outs = _takeover_joint2(make(velocity_limit=[1.0] * 7), FAR)     # default takeover_blend_s 0
     assert outs[0] == pytest.approx(HOME[1] + 0.1), 'toward the human at once, at the velocity limit'
-    assert outs[3] == pytest.approx(far[1])
+    assert outs[3] == pytest.approx(FAR[1])
 
 
 def test_takeover_blends_without_jump():
-    mux = make(blend_time_s=0.5, takeover_blend_s=0.5, velocity_limit=[100.0] * 7)
-    mux.submit(POLICY, HOME, 0.0)
-    mux.step(0.0)
-    far = HOME.copy()
-    far[1] += 0.4
-    mux.set_intervention(True, 0.1)
-    outs = []
-    for k in range(1, 8):
-        t = 0.1 * k
-        mux.submit(HUMAN, far, t)
-        outs.append(mux.step(t).command[1])
+    outs = _takeover_joint2(make(blend_time_s=0.5, takeover_blend_s=0.5, velocity_limit=[100.0] * 7), FAR)
     assert outs[0] == pytest.approx(HOME[1]), 'first takeover output starts where the robot was'
     assert np.all(np.diff(outs) <= 0.4 * 0.1 / 0.5 + 1e-9)
-    assert outs[-1] == pytest.approx(far[1])
+    assert outs[-1] == pytest.approx(FAR[1])
 
 
 def test_watchdog_policy_silent_holds_at_measured():
