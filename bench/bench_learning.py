@@ -308,7 +308,7 @@ def main():
                                                 'and base policies) whose methods join the report')
     args = ap.parse_args()
     if args.demos is None:
-        args.demos = training_demos(args.base) if args.base else 20
+        args.demos = training_demos(args.base)
     out = os.path.abspath(args.out)
     if args.report_only:
         with open(os.path.join(out, 'results.json')) as f:

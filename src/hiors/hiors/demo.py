@@ -94,9 +94,8 @@ def run_demo(args) -> int:
     common = {'episode_timeout_s': str(args.episode_timeout), 'preset': args.preset, 'task': args.task,
               'seed': str(args.seed), 'checkpoint_dir': os.path.join(out, 'checkpoints')}
     per_episode = args.episode_timeout + 10
-    if args.demos is None:
-        args.demos = training_demos(pretrained_base(args.task)) if args.base == 'pretrained' else (
-            20 if args.base == 'train' else training_demos(args.base))
+    if args.demos is None:      # 'train' has no sidecar JSON: the default
+        args.demos = training_demos(pretrained_base(args.task) if args.base == 'pretrained' else args.base)
 
     # 1. demonstrations
     demo_dir = os.path.join(out, 'episodes', 'demos')

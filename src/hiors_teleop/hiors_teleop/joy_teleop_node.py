@@ -45,10 +45,8 @@ class JoyTeleopNode(DeviceTeleopNode):
         inp = self.mapper.map(msg.axes, msg.buttons, self.core.mode)
         prev = self.cadence.last_t
         self.cadence.arrived(now)
-        period = self.cadence.period()
         # integrate over the time since the previous message, never more than a stale gap
-        inp.dt = 0.0 if prev is None else min(now - prev, self.cadence.timeout_s if period is None
-                                              else self.cfg.stale_after_periods * period)
+        inp.dt = 0.0 if prev is None else min(now - prev, self.cadence.limit(self.cfg.stale_after_periods))
         self._last = inp
         with self._lock:
             self.healthy, self.health_reason = True, ''

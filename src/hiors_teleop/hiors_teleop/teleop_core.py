@@ -103,12 +103,14 @@ class InputCadence:
     def period(self) -> float | None:
         return max(self._intervals) if len(self._intervals) >= 3 else None
 
-    def late(self, now: float, periods: float) -> bool:
-        """More than `periods` expected periods since the last arrival (the timeout until the period
-        is known)."""
+    def limit(self, periods: float) -> float:
+        """Seconds `periods` expected periods last (the timeout until the period is known)."""
         p = self.period()
-        limit = self.timeout_s if p is None else min(self.timeout_s, periods * p)
-        return now - self.last_t > limit
+        return self.timeout_s if p is None else min(self.timeout_s, periods * p)
+
+    def late(self, now: float, periods: float) -> bool:
+        """More than `periods` expected periods since the last arrival."""
+        return now - self.last_t > self.limit(periods)
 
 
 @dataclass
