@@ -159,8 +159,10 @@ class CommandMuxNode(Node):
         now = self.now()
         for level, message in self.mux.drain_events():
             # rclpy forbids one call site logging at two severities: two call sites.
-            if level == 'warn':
-                self._warn_throttled(now, message)
+            if level == 'warn' and message.startswith('source -> '):
+                self._warn_throttled(now, message)      # source flips can repeat at 10 Hz
+            elif level == 'warn':
+                self.get_logger().warning(message)      # e-stop, re-arm: every one, never throttled
             else:
                 self.get_logger().info(message)
 
