@@ -14,12 +14,12 @@ import numpy as np
 
 from hiors_common.robot import HOME_Q, JOINT_NAMES
 from hiors_common.ros_env import use_local_ros_network
+from hiors_common.topics import CHECKPOINT, JOINT_STATES, POLICY_COMMAND, POLICY_VERSION, camera_topic, latched_qos
 
 use_local_ros_network()
 
 import rclpy  # noqa: E402
 import torch  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 
@@ -32,7 +32,7 @@ from hiors_policy.processing import NormStats  # noqa: E402
 
 JOINTS = list(JOINT_NAMES)
 OFFSET = 100.0
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = latched_qos()
 
 
 def main():
@@ -56,13 +56,13 @@ def main():
     stamps, versions = [], []
     commands = []
     node.create_subscription(
-        Float64MultiArray, '/hiors/policy/command',
+        Float64MultiArray, POLICY_COMMAND,
         lambda m: (stamps.append(time.monotonic()), commands.append((stamps[-1], max(m.data)))), 50)
-    node.create_subscription(String, '/hiors/policy/version',
+    node.create_subscription(String, POLICY_VERSION,
                              lambda m: versions.append((time.monotonic(), m.data)), LATCHED)
-    pub_js = node.create_publisher(JointState, '/joint_states', 10)
-    pubs = {c: node.create_publisher(Image, f'/camera/{c}/image_raw', 2) for c in ('front', 'wrist')}
-    pub_ckpt = node.create_publisher(String, '/hiors/checkpoint', LATCHED)
+    pub_js = node.create_publisher(JointState, JOINT_STATES, 10)
+    pubs = {c: node.create_publisher(Image, camera_topic(c), 2) for c in ('front', 'wrist')}
+    pub_ckpt = node.create_publisher(String, CHECKPOINT, LATCHED)
     pixels = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8).tobytes()
 
     def run_for(seconds):

@@ -18,6 +18,8 @@ import tempfile
 import threading
 import time
 
+from hiors_common.topics import EPISODE_EVENT, JOINT_STATES, camera_topic, event_qos, reliable_qos
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -27,17 +29,15 @@ def publisher(args):
     use_local_ros_network()
     import numpy as np
     import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
     rclpy.init()
     node = rclpy.create_node('bench_publisher')
-    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    qos = reliable_qos(100)
     cams = [f'cam{i}' for i in range(args.cameras)]
-    js_pub = node.create_publisher(JointState, '/joint_states', qos)
-    cam_pubs = {c: node.create_publisher(Image, f'/camera/{c}/image_raw', qos) for c in cams}
-    ev_pub = node.create_publisher(String, '/hiors/episode/event',
-                                   QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    js_pub = node.create_publisher(JointState, JOINT_STATES, qos)
+    cam_pubs = {c: node.create_publisher(Image, camera_topic(c), qos) for c in cams}
+    ev_pub = node.create_publisher(String, EPISODE_EVENT, event_qos())
     pubs = [js_pub, ev_pub, *cam_pubs.values()]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(p.get_subscription_count() > 0 for p in pubs):
@@ -53,7 +53,7 @@ def publisher(args):
     frames = [rng.integers(0, 255, (args.size, args.size, 3), dtype=np.uint8).tobytes() for _ in range(32)]
     from hiors_common.robot import JOINT_NAMES
     names = list(JOINT_NAMES)
-    counts = {'/joint_states': 0, **{f'/camera/{c}/image_raw': 0 for c in cams}}
+    counts = {JOINT_STATES: 0, **{camera_topic(c): 0 for c in cams}}
     t0 = time.monotonic()
     next_js, next_cam = t0, t0
     cpu0 = time.process_time()
@@ -63,21 +63,21 @@ def publisher(args):
         if now - t0 >= args.duration:
             break
         if now >= next_js:
-            m = JointState(name=names, position=[0.001 * counts['/joint_states']] * 7)
+            m = JointState(name=names, position=[0.001 * counts[JOINT_STATES]] * 7)
             m.header.stamp = node.get_clock().now().to_msg()
             js_pub.publish(m)
-            counts['/joint_states'] += 1
+            counts[JOINT_STATES] += 1
             late = max(late, now - next_js)
             next_js += 1.0 / args.state_hz
         if now >= next_cam:
             stamp = node.get_clock().now().to_msg()
             for c, p in cam_pubs.items():
-                frame = frames[(counts[f'/camera/{c}/image_raw'] + 7 * int(c[3:])) % len(frames)]
+                frame = frames[(counts[camera_topic(c)] + 7 * int(c[3:])) % len(frames)]
                 m = Image(height=args.size, width=args.size, encoding='rgb8', step=3 * args.size, data=frame)
                 m.header.stamp = stamp
                 m.header.frame_id = c
                 p.publish(m)
-                counts[f'/camera/{c}/image_raw'] += 1
+                counts[camera_topic(c)] += 1
             late = max(late, now - next_cam)
             next_cam += 1.0 / args.cam_hz
         time.sleep(max(0.0, min(next_js, next_cam) - time.monotonic()))

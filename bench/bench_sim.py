@@ -60,12 +60,13 @@ def node_frame_rate(seconds: float):
     import rclpy
     from sensor_msgs.msg import Image
     from hiors_common.testing import NodeProcess
+    from hiors_common.topics import camera_topic
     counts = {'front': [], 'wrist': []}
     proc = NodeProcess('hiors_sim.sim_node', ros_args=['-r', '__node:=sim']).start()
     rclpy.init()
     node = rclpy.create_node('bench_sim')
     for name in counts:
-        node.create_subscription(Image, f'/camera/{name}/image_raw',
+        node.create_subscription(Image, camera_topic(name),
                                  lambda m, n=name: counts[n].append(time.monotonic()), 10)
     end = time.monotonic() + seconds + 5
     while time.monotonic() < end:

@@ -24,6 +24,9 @@ import sys
 import tempfile
 import time
 
+from hiors_common.topics import (ESTOP, EXECUTED_ACTION, JOINT_STATES, JOY, POLICY_COMMAND, ROBOT_COMMAND,
+                                 event_qos, reliable_qos)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MUX_YAML = os.path.join(ROOT, 'src', 'hiors_teleop', 'config', 'command_mux.yaml')
@@ -45,24 +48,22 @@ class Bench:
         from hiors_common.ros_env import use_local_ros_network
         use_local_ros_network(domain_id=None)
         import rclpy
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
         self.rclpy = rclpy
         rclpy.init()
         self.node = rclpy.create_node('bench_teleop')
-        rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        ev = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        rel, ev = reliable_qos(10), event_qos()
         self.F = Float64MultiArray
-        self.js_pub = self.node.create_publisher(JointState, '/joint_states', 10)
-        self.pol_pub = self.node.create_publisher(Float64MultiArray, '/hiors/policy/command', rel)
+        self.js_pub = self.node.create_publisher(JointState, JOINT_STATES, 10)
+        self.pol_pub = self.node.create_publisher(Float64MultiArray, POLICY_COMMAND, rel)
         self.loop_pub = self.node.create_publisher(Float64MultiArray, '/bench/loopback', rel)
         self.cmds, self.execs, self.loop = [], [], []
-        self.node.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
+        self.node.create_subscription(Float64MultiArray, ROBOT_COMMAND,
                                       lambda m: self.cmds.append((time.monotonic(), m.data[0])), rel)
         self.node.create_subscription(Float64MultiArray, '/bench/loopback',
                                       lambda m: self.loop.append((time.monotonic(), m.data[0])), rel)
-        self.node.create_subscription(JointState, '/hiors/executed_action',
+        self.node.create_subscription(JointState, EXECUTED_ACTION,
                                       lambda m: self.execs.append((time.monotonic(), m.header.frame_id,
                                                                    list(m.position))), ev)
         self.q = list(HOME)
@@ -165,7 +166,7 @@ def joy_safety_trials(b, n, joy_state, joy_set):
     e-stop cleared with the deadman and the stick still held -> motion until re-armed."""
     import numpy as np
     from std_msgs.msg import Bool
-    estop_pub = b.node.create_publisher(Bool, '/hiors/estop', 10)
+    estop_pub = b.node.create_publisher(Bool, ESTOP, 10)
     follow = b.node.create_timer(0.02, lambda: setattr(b, 'q', list(b.execs[-1][2])) if b.execs else None)
     unplug_rad, hold_ms, estop_rad, failures = [], [], [], 0
     for _ in range(n):
@@ -260,7 +261,7 @@ def main():
         import threading
 
         from sensor_msgs.msg import Joy
-        joy_pub = b.node.create_publisher(Joy, '/joy', 10)
+        joy_pub = b.node.create_publisher(Joy, JOY, 10)
         joy_state = {'buttons': [0] * 11, 'axes': [0.0] * 6, 'on': True, 'last': 0.0}
         joy_done = threading.Event()
 

@@ -4,12 +4,12 @@ recorded, the trainer trains on the accepted ones and publishes a checkpoint, an
 policy swaps it in. No node may crash or restart."""
 import os
 
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, String
 
 from hiors.graph import bringup_graph
 from hiors.supervisor import Supervisor
 from hiors_common.testing import spin_until
+from hiors_common.topics import EPISODE_EVENT, INTERVENTION, POLICY_VERSION, latched_qos
 
 
 def test_online_loop_trains_and_hot_swaps(tmp_path, test_node):
@@ -23,12 +23,11 @@ def test_online_loop_trains_and_hot_swaps(tmp_path, test_node):
         'sim.camera_width': '96', 'sim.camera_height': '96',
         'trainer.checkpoint_every_steps': '10', 'trainer.batch_size': '4',
     })
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    latched = latched_qos()
     versions, interventions, events = [], [], []
-    test_node.create_subscription(String, '/hiors/policy/version', lambda m: versions.append(m.data), latched)
-    test_node.create_subscription(Bool, '/hiors/intervention', lambda m: interventions.append(m.data), latched)
-    test_node.create_subscription(String, '/hiors/episode/event', lambda m: events.append(m.data), 10)
+    test_node.create_subscription(String, POLICY_VERSION, lambda m: versions.append(m.data), latched)
+    test_node.create_subscription(Bool, INTERVENTION, lambda m: interventions.append(m.data), latched)
+    test_node.create_subscription(String, EPISODE_EVENT, lambda m: events.append(m.data), 10)
     sup = Supervisor(specs, str(tmp_path / 'logs'), env=env, echo=lambda m: None).start()
 
     def logs():

@@ -5,13 +5,13 @@ import signal
 import time
 
 import numpy as np
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from hiors.graph import bringup_graph
 from hiors.supervisor import Supervisor
 from hiors_common.testing import spin_until
+from hiors_common.topics import EPISODE_EVENT, JOINT_STATES, reliable_qos
 
 
 def test_kill9_each_node_in_turn(tmp_path, test_node):
@@ -24,9 +24,9 @@ def test_kill9_each_node_in_turn(tmp_path, test_node):
                            'episode_timeout_s': '20.0',
                            'sim.camera_width': '64', 'sim.camera_height': '64'})
     joints, events = [], []
-    test_node.create_subscription(JointState, '/joint_states', lambda m: joints.append(
-        (time.monotonic(), np.array(m.position))), QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-    test_node.create_subscription(String, '/hiors/episode/event', lambda m: events.append(m.data), 10)
+    test_node.create_subscription(JointState, JOINT_STATES, lambda m: joints.append(
+        (time.monotonic(), np.array(m.position))), reliable_qos(50))
+    test_node.create_subscription(String, EPISODE_EVENT, lambda m: events.append(m.data), 10)
     sup = Supervisor(specs, str(tmp_path / 'logs'), env=env, echo=lambda m: None).start()
 
     def logs():

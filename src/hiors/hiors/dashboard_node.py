@@ -4,12 +4,12 @@ import dataclasses
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, String
 
 from hiors_common.diagnostics import level_int
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
+from hiors_common.topics import DIAGNOSTICS, EPISODE_EVENT, INTERVENTION, POLICY_VERSION, latched_qos
 
 from .dashboard_core import DashboardState, start_server
 
@@ -26,13 +26,11 @@ class DashboardNode(Node):
         super().__init__('dashboard')
         self.cfg = declare_config(self, DashboardConfig)
         self.state = DashboardState(max_points=self.cfg.max_points)
-        self.create_subscription(String, '/hiors/episode/event', self._on_event, 50)
-        self.create_subscription(Bool, '/hiors/intervention', lambda m: self.state.intervention(m.data), 50)
-        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 50)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(String, '/hiors/policy/version',
-                                 lambda m: self.state.policy_version_msg(m.data), latched)
+        self.create_subscription(String, EPISODE_EVENT, self._on_event, 50)
+        self.create_subscription(Bool, INTERVENTION, lambda m: self.state.intervention(m.data), 50)
+        self.create_subscription(DiagnosticArray, DIAGNOSTICS, self._on_diag, 50)
+        self.create_subscription(String, POLICY_VERSION,
+                                 lambda m: self.state.policy_version_msg(m.data), latched_qos())
         self.server, self.url = start_server(self.state, self.cfg.host, self.cfg.port)
         self.get_logger().info(f'dashboard at {self.url}')
 

@@ -7,12 +7,12 @@ parameter file from its own package, overrides, remappings and restart policy.
 from dataclasses import dataclass, field
 
 from hiors_common.contracts import DEFAULT_PROMPT
+from hiors_common.topics import ROBOT_COMMAND
 
 # name: (default, description). Values arrive as strings (launch arguments / name:=value).
 ARGUMENTS = {
     'robot': ('sim', "'sim' (embedded MuJoCo arm) or 'real' (a ros2_control arm via remappings)"),
-    'command_topic': ('/forward_position_controller/commands',
-                      'robot command topic (Float64MultiArray) the mux publishes to'),
+    'command_topic': (ROBOT_COMMAND, 'robot command topic (Float64MultiArray) the mux publishes to'),
     'teleop': ('sim_human', "comma list of input devices: sim_human, joy, keyboard, spacemouse, "
                             "evdev, vr (or 'none'); joy = the ROS joy driver + joy_teleop under ros2 launch, "
                             "the pad read through evdev by `hiors launch`"),
@@ -100,14 +100,14 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
     if a['robot'] == 'sim':
         nodes.append(NodeSpec('sim', 'hiors_sim', 'sim_node', 'hiors_sim.sim_node', 'sim.yaml',
                               {'control_rate_hz': rate, 'seed': int(a['seed']), 'task': a['task']},
-                              remappings=[('/forward_position_controller/commands', a['command_topic'])],
+                              remappings=[(ROBOT_COMMAND, a['command_topic'])],
                               restart='always'))
     elif a['robot'] != 'real':
         raise ValueError(f"robot must be 'sim' or 'real', not {a['robot']!r}")
     nodes.append(NodeSpec('command_mux', 'hiors_teleop', 'command_mux_node',
                           'hiors_teleop.command_mux_node', 'command_mux.yaml',
                           {'rate_hz': rate},
-                          remappings=[('/forward_position_controller/commands', a['command_topic'])],
+                          remappings=[(ROBOT_COMMAND, a['command_topic'])],
                           restart='always'))
     if _bool(a['policy']):
         params = {'control_rate_hz': rate, 'preset': a['preset'], 'prompt': a['prompt'],

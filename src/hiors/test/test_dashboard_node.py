@@ -14,6 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Bool, String
 
 from hiors_common.testing import NodeProcess
+from hiors_common.topics import CHECKPOINT, DIAGNOSTICS, EPISODE_EVENT, INTERVENTION, latched_qos
 
 
 def _free_port():
@@ -29,9 +30,9 @@ def _get(url):
 def test_dashboard_node_over_dds_and_browser(test_node):
     port = _free_port()
     url = f'http://127.0.0.1:{port}/'
-    ev = test_node.create_publisher(String, '/hiors/episode/event', 10)
-    iv = test_node.create_publisher(Bool, '/hiors/intervention', 10)
-    dg = test_node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+    ev = test_node.create_publisher(String, EPISODE_EVENT, 10)
+    iv = test_node.create_publisher(Bool, INTERVENTION, 10)
+    dg = test_node.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
     with NodeProcess('hiors.dashboard_node', ros_args=['-p', f'port:={port}']) as proc:
         deadline = time.monotonic() + 30
         while True:   # wait for HTTP up and DDS matched
@@ -130,8 +131,6 @@ def test_dashboard_keeps_a_rejected_checkpoint_visible(tmp_path, test_node):
     """Issue 14 (4): the real policy node rejects a wrongly signed checkpoint; the real dashboard
     shows the policy at ERROR with that message and its time for the hold time (here 4 s), while
     the policy itself goes back to publishing OK/WARN every second."""
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
     from hiors_policy.checkpoint_transport import build_manifest
     key = tmp_path / 'key'
     key.write_text('dashboard-test-key')
@@ -139,8 +138,7 @@ def test_dashboard_keeps_a_rejected_checkpoint_visible(tmp_path, test_node):
     bogus.write_bytes(b'not weights')
     port = _free_port()
     url = f'http://127.0.0.1:{port}/api/state'
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    pub = test_node.create_publisher(String, '/hiors/checkpoint', latched)
+    pub = test_node.create_publisher(String, CHECKPOINT, latched_qos())
     policy = NodeProcess('hiors_policy.policy_node', ros_args=[
         '-r', '__node:=policy', '-p', f'checkpoint_key_file:={key}', '-p', 'diagnostics_hold_s:=4.0',
         '-p', f'checkpoint_dirs:=[{tmp_path}]'], log_path=str(tmp_path / 'policy.log'))

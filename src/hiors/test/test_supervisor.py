@@ -6,6 +6,7 @@ import pytest
 
 from hiors.graph import ARGUMENTS, NodeSpec, bringup_graph, resolve_arguments
 from hiors.supervisor import Supervisor, node_command
+from hiors_common.topics import ROBOT_COMMAND
 
 WORKER = '''
 import os, signal, sys, time
@@ -101,7 +102,7 @@ def test_graph_arguments_and_node_commands():
     assert (drivers['joy'].package, drivers['joy'].executable) == ('joy', 'joy_node')
     assert drivers['joy'].parameters['autorepeat_rate'] > 0
     mux = next(s for s in real if s.name == 'command_mux')
-    assert ('/forward_position_controller/commands', '/arm/cmd') in mux.remappings
+    assert (ROBOT_COMMAND, '/arm/cmd') in mux.remappings
     with pytest.raises(KeyError):
         resolve_arguments({'nope': '1'})
     tuned = bringup_graph({'trainer': 'true', 'trainer.checkpoint_every_steps': '20', 'sim.render': 'false'})

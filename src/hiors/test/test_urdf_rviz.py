@@ -2,6 +2,8 @@ import os
 
 import yaml
 
+from hiors_common.topics import ACTION_CHUNK_MARKERS, camera_topic
+
 CFG = os.path.join(os.path.dirname(__file__), '..', 'config')
 
 
@@ -14,7 +16,7 @@ def test_rviz_config_has_required_displays():
     assert {'rviz_default_plugins/RobotModel', 'rviz_default_plugins/TF',
             'rviz_default_plugins/MarkerArray', 'rviz_default_plugins/Image'} <= classes
     topics = {d['Topic']['Value'] for d in vm['Displays'] if 'Topic' in d}
-    assert {'/camera/front/image_raw', '/camera/wrist/image_raw', '/hiors/policy/action_chunk'} <= topics
+    assert {camera_topic('front'), camera_topic('wrist'), ACTION_CHUNK_MARKERS} <= topics
 
 
 def test_arm_urdf_parses_and_matches_sim():

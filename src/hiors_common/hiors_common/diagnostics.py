@@ -10,6 +10,8 @@ dashboard reads the same names from here).
 """
 import time
 
+from .topics import DIAGNOSTICS
+
 # diagnostic_msgs/DiagnosticStatus levels as plain ints (rclpy's constants are bytes).
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR', STALE: 'STALE'}
@@ -60,7 +62,7 @@ class DiagnosticsPublisher:
         self._node = node
         self._name = name or node.get_fully_qualified_name()
         self._hardware_id = hardware_id
-        self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         if not node.has_parameter(HOLD_PARAM):
             node.declare_parameter(HOLD_PARAM, DEFAULT_HOLD_S)   # s an ERROR/WARN stays the published level
         self.sticky = StickyStatus(float(node.get_parameter(HOLD_PARAM).value))

@@ -118,3 +118,33 @@ def test_sticky_status_holds_the_worst_level_and_the_last_error():
     level, message, extra = s.update(OK, 'running', 21.0, 1021.0)
     assert (level, message) == (OK, 'running') and extra['last_error_age_s'] == '20.0', 'the last error stays listed'
     assert s.update(b'\x02', 'bytes level', 22.0, 1022.0)[0] == ERROR
+
+
+def test_topic_names_are_documented_and_need_no_ros():
+    import subprocess
+    import sys
+    from hiors_common import topics
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    with open(os.path.join(root, 'docs', 'INTERFACES.md')) as f:
+        doc = f.read()
+    names = {k: v for k, v in vars(topics).items() if k.isupper() and isinstance(v, str)}
+    assert set(names) <= set(topics.__all__)
+    names['CAMERA_TOPIC_FORMAT'] = topics.camera_topic('front')
+    missing = {k: v for k, v in names.items() if f'| {v}' not in doc and f'{v}/' not in doc}
+    assert not missing, f'docs/INTERFACES.md does not list {missing}'
+    out = subprocess.run([sys.executable, '-c', "import sys, hiors_common.topics; print('rclpy' in sys.modules)"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == 'False', out
+
+
+def test_qos_profiles():
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from hiors_common.topics import best_effort_qos, event_qos, latched_qos, reliable_qos
+    latched = latched_qos()
+    assert (latched.depth, latched.reliability, latched.durability) == (
+        1, ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)
+    assert event_qos() == QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    assert event_qos().durability == DurabilityPolicy.VOLATILE
+    assert reliable_qos(5) == QoSProfile(depth=5) and reliable_qos().depth == 10
+    assert best_effort_qos(3).reliability == ReliabilityPolicy.BEST_EFFORT
+    assert latched_qos() is not latched, 'a new profile every call (callers may change theirs)'

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
 from visualization_msgs.msg import MarkerArray
@@ -21,6 +20,8 @@ from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
 from hiors_common.robot import JOINT_NAMES
 from hiors_common.signing import SigningKeyMissing, load_key
+from hiors_common.topics import (ACTION_CHUNK_MARKERS, ACTION_CHUNK_RAW, CHECKPOINT, INTERVENTION, JOINT_STATES,
+                                 POLICY_COMMAND, POLICY_VERSION, camera_topic, latched_qos, reliable_qos)
 
 from .checkpoint import load_checkpoint, load_state_into, training_prompt
 from .checkpoint_transport import TransportError, verify_and_fetch
@@ -93,24 +94,20 @@ class PolicyNode(Node):
             self.key = load_key(self.cfg.checkpoint_key_file)
         except SigningKeyMissing as exc:
             self.key = None
-            self.get_logger().warning(f'{exc}: every checkpoint on /hiors/checkpoint will be rejected')
+            self.get_logger().warning(f'{exc}: every checkpoint on {CHECKPOINT} will be rejected')
 
-        sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(JointState, '/joint_states', self._on_joints, sensor_qos)
+        self.create_subscription(JointState, JOINT_STATES, self._on_joints, reliable_qos(5))
         for cam in self.cfg.cameras:
-            self.create_subscription(Image, f'/camera/{cam}/image_raw',
-                                     lambda m, c=cam: self._on_image(c, m), QoSProfile(depth=2))
+            self.create_subscription(Image, camera_topic(cam),
+                                     lambda m, c=cam: self._on_image(c, m), reliable_qos(2))
         # Volatile + reliable matches both latched and plain publishers (a transient-local
         # subscription would silently miss a volatile publisher: the policy would never go quiet).
-        self.create_subscription(Bool, '/hiors/intervention', self._on_intervention,
-                                 QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
-        self.create_subscription(String, '/hiors/checkpoint', self._on_checkpoint, latched)
-        self.pub_cmd = self.create_publisher(Float64MultiArray, '/hiors/policy/command', 10)
-        self.pub_markers = self.create_publisher(MarkerArray, '/hiors/policy/action_chunk', 2)
-        self.pub_raw = self.create_publisher(Float64MultiArray, '/hiors/policy/action_chunk_raw', 10)
-        self.pub_version = self.create_publisher(String, '/hiors/policy/version', latched)
+        self.create_subscription(Bool, INTERVENTION, self._on_intervention, reliable_qos(5))
+        self.create_subscription(String, CHECKPOINT, self._on_checkpoint, latched_qos())
+        self.pub_cmd = self.create_publisher(Float64MultiArray, POLICY_COMMAND, 10)
+        self.pub_markers = self.create_publisher(MarkerArray, ACTION_CHUNK_MARKERS, 2)
+        self.pub_raw = self.create_publisher(Float64MultiArray, ACTION_CHUNK_RAW, 10)
+        self.pub_version = self.create_publisher(String, POLICY_VERSION, latched_qos())
         self.diag = DiagnosticsPublisher(self, 'policy')
         self.pub_version.publish(String(data=self.version))
 

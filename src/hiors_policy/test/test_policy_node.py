@@ -6,12 +6,13 @@ import time
 import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 
 from hiors_common.diagnostics import ERROR, level_int
 from hiors_common.testing import NodeProcess, spin_until
+from hiors_common.topics import (CHECKPOINT, DIAGNOSTICS, INTERVENTION, JOINT_STATES, POLICY_COMMAND, POLICY_VERSION,
+                                 camera_topic, latched_qos)
 from hiors_policy.checkpoint import save_checkpoint
 from hiors_policy.checkpoint_transport import build_manifest
 from hiors_policy.config import make_config
@@ -19,7 +20,7 @@ from hiors_policy.modeling import Pi0Policy
 from hiors_policy.processing import NormStats
 
 JOINTS = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper']
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = latched_qos()
 
 
 def test_policy_node_over_dds(tmp_path, test_node):
@@ -30,9 +31,9 @@ def test_policy_node_over_dds(tmp_path, test_node):
         '-p', 'diagnostics_hold_s:=3.0'])
     proc.start()
     commands, versions, diags = [], [], []
-    test_node.create_subscription(Float64MultiArray, '/hiors/policy/command',
+    test_node.create_subscription(Float64MultiArray, POLICY_COMMAND,
                                   lambda m: commands.append((time.monotonic(), list(m.data))), 10)
-    test_node.create_subscription(String, '/hiors/policy/version', lambda m: versions.append(m.data), LATCHED)
+    test_node.create_subscription(String, POLICY_VERSION, lambda m: versions.append(m.data), LATCHED)
     statuses = []      # (t, level, message, values) of the policy's status
 
     def on_diag(m):
@@ -41,11 +42,11 @@ def test_policy_node_over_dds(tmp_path, test_node):
                 diags.append(st.message)
                 statuses.append((time.monotonic(), level_int(st.level), st.message,
                                  {kv.key: kv.value for kv in st.values}))
-    test_node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
-    pub_js = test_node.create_publisher(JointState, '/joint_states', 10)
-    pub_img = {c: test_node.create_publisher(Image, f'/camera/{c}/image_raw', 2) for c in ('front', 'wrist')}
-    pub_int = test_node.create_publisher(Bool, '/hiors/intervention', LATCHED)
-    pub_ckpt = test_node.create_publisher(String, '/hiors/checkpoint', LATCHED)
+    test_node.create_subscription(DiagnosticArray, DIAGNOSTICS, on_diag, 10)
+    pub_js = test_node.create_publisher(JointState, JOINT_STATES, 10)
+    pub_img = {c: test_node.create_publisher(Image, camera_topic(c), 2) for c in ('front', 'wrist')}
+    pub_int = test_node.create_publisher(Bool, INTERVENTION, LATCHED)
+    pub_ckpt = test_node.create_publisher(String, CHECKPOINT, LATCHED)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8).tobytes()
 

@@ -28,18 +28,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hiors_common.robot import JOINT_NAMES
+from hiors_common.topics import (ACTION_CHUNK_RAW, EPISODE_EVENT, EXECUTED_ACTION, INTERVENTION, JOINT_STATES,
+                                 POLICY_VERSION)
 
 from . import bagio
 from .episode import (BAG_DIR, EPISODE_FILE, EpisodeError, EpisodeInfo, read_episode_info)
 
 log = logging.getLogger('hiors_recorder')
 DEFAULT_TOPICS = {
-    'joint_states': '/joint_states',
-    'executed_action': '/hiors/executed_action',
-    'intervention': '/hiors/intervention',
-    'action_chunk': '/hiors/policy/action_chunk_raw',
-    'policy_version': '/hiors/policy/version',
-    'event': '/hiors/episode/event',
+    'joint_states': JOINT_STATES,
+    'executed_action': EXECUTED_ACTION,
+    'intervention': INTERVENTION,
+    'action_chunk': ACTION_CHUNK_RAW,
+    'policy_version': POLICY_VERSION,
+    'event': EPISODE_EVENT,
 }
 
 

@@ -15,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from hiors_common.contracts import DEFAULT_PROMPT
+from hiors_common.topics import (ACTION_CHUNK_RAW, CAMERA_TOPIC_FORMAT, EPISODE_EVENT, EXECUTED_ACTION, INTERVENTION,
+                                 JOINT_STATES, POLICY_VERSION)
 
 from . import __version__ as RECORDER_VERSION
 from . import bagio
@@ -37,15 +39,15 @@ class RecorderConfig:
     episode_dir: str = field(default='~/.hiors/episodes', metadata={'doc': 'root of the episode directories'})
     robot: str = field(default='hiors_sim_arm', metadata={'doc': 'robot name stored with each episode'})
     task: str = field(default=DEFAULT_PROMPT, metadata={'doc': 'task stored with each episode'})
-    joint_states_topic: str = '/joint_states'
+    joint_states_topic: str = JOINT_STATES
     cameras: list[str] = field(default_factory=lambda: ['front', 'wrist'],
                                metadata={'doc': 'camera names; topic from camera_topic_format'})
-    camera_topic_format: str = '/camera/{name}/image_raw'
-    executed_action_topic: str = '/hiors/executed_action'
-    intervention_topic: str = '/hiors/intervention'
-    action_chunk_topic: str = '/hiors/policy/action_chunk_raw'
-    policy_version_topic: str = '/hiors/policy/version'
-    event_topic: str = '/hiors/episode/event'
+    camera_topic_format: str = CAMERA_TOPIC_FORMAT
+    executed_action_topic: str = EXECUTED_ACTION
+    intervention_topic: str = INTERVENTION
+    action_chunk_topic: str = ACTION_CHUNK_RAW
+    policy_version_topic: str = POLICY_VERSION
+    event_topic: str = EPISODE_EVENT
     joint_states_max_hz: float = field(default=0.0, metadata={'doc': 'record at most this rate (0 = every message)'})
     camera_max_hz: float = field(default=0.0, metadata={'doc': 'per camera; 0 = every message'})
     action_chunk_max_hz: float = field(default=0.0, metadata={'doc': '0 = every message'})

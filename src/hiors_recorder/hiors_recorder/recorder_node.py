@@ -2,11 +2,12 @@
 rosbag2 (MCAP) bag plus episode.json. Subscriptions take the serialized CDR bytes (raw=True),
 which go into the bag unchanged; the disk writes run on the recorder core's writer thread."""
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from hiors_common.diagnostics import DiagnosticsPublisher
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
+from hiors_common.topics import best_effort_qos, event_qos, latched_qos, reliable_qos
 
 from . import bagio
 from .recorder import EpisodeRecorder, RecorderConfig, check_directory, recover_unfinished
@@ -36,12 +37,8 @@ class RecorderNode(Node):
                             ', '.join(f'{name} {what}' for name, what, _ in results))
         self.rec = EpisodeRecorder(self.cfg, log=log)
         self.diag = DiagnosticsPublisher(self)
-        reliability = ReliabilityPolicy.RELIABLE if self.cfg.reliable else ReliabilityPolicy.BEST_EFFORT
-        sensor_qos = QoSProfile(depth=self.cfg.qos_depth, reliability=reliability,
-                                history=HistoryPolicy.KEEP_LAST)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        events = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        sensor_qos = (reliable_qos if self.cfg.reliable else best_effort_qos)(self.cfg.qos_depth)
+        latched, events = latched_qos(), event_qos()
         self._subs = {}
         for topic, msgtype in self.rec.topic_types.items():
             if topic == topics['policy_version']:

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from hiors_common.topics import ACTION_CHUNK_RAW, EPISODE_EVENT, EXECUTED_ACTION, JOINT_STATES, camera_topic
 from hiors_recorder import bagio
 from hiors_recorder.dataset import list_episodes, load_episode, read_topic, topic_stats
 from hiors_recorder.episode import EPISODE_FILE, MARKER_FILE, EpisodeError, relabel_episode
@@ -22,13 +23,13 @@ def test_round_trip_and_alignment(tmp_path):
     assert info.steps == 30 and info.num_interventions == 1
     assert info.intervention_spans == [[pytest.approx(0.6, abs=1e-3), pytest.approx(1.1, abs=1e-3)]]
     assert info.policy_version == 'v000001'
-    assert info.topic_counts['/joint_states'] == 60 and info.topic_counts['/camera/front/image_raw'] == 30
+    assert info.topic_counts[JOINT_STATES] == 60 and info.topic_counts[camera_topic('front')] == 30
 
     # bag is a real rosbag2: rosbags reads metadata.yaml and the MCAP
     from rosbags.rosbag2 import Reader
     with Reader(info.bag_path) as reader:
         assert reader.message_count == sum(info.topic_counts.values())
-        assert {c.topic: c.msgtype for c in reader.connections}['/hiors/executed_action'] == bagio.JOINT_STATE
+        assert {c.topic: c.msgtype for c in reader.connections}[EXECUTED_ACTION] == bagio.JOINT_STATE
 
     ep = load_episode(info)                       # native timeline = executed actions
     assert len(ep) == 30 and ep.state.shape == (30, 7) and ep.state.dtype == np.float32
@@ -48,16 +49,16 @@ def test_round_trip_and_alignment(tmp_path):
     noimg = load_episode(info, load_images=False)
     assert noimg.images == {} and len(noimg) == 30
 
-    chunks = read_topic(info, '/hiors/policy/action_chunk_raw')
+    chunks = read_topic(info, ACTION_CHUNK_RAW)
     assert len(chunks) == 25 and chunks[0][0] == pytest.approx(0.1, abs=1e-3)
     msg = chunks[0][1]
     assert np.asarray(msg.data).reshape([d.size for d in msg.layout.dim]).shape == (4, 7)
 
     stats = topic_stats(info)
-    assert stats['/joint_states']['count'] == 60
-    assert stats['/joint_states']['rate_hz'] == pytest.approx(20.0, rel=1e-3)
-    assert stats['/joint_states']['gaps'] == 0
-    assert stats['/hiors/policy/action_chunk_raw']['gaps'] == 1   # no chunks while the human drove
+    assert stats[JOINT_STATES]['count'] == 60
+    assert stats[JOINT_STATES]['rate_hz'] == pytest.approx(20.0, rel=1e-3)
+    assert stats[JOINT_STATES]['gaps'] == 0
+    assert stats[ACTION_CHUNK_RAW]['gaps'] == 1   # no chunks while the human drove
     with pytest.raises(ValueError):
         load_episode(info, rate_hz=float('nan'))
 
@@ -151,7 +152,7 @@ def test_relabel_cli(tmp_path):
     out = subprocess.run(cli + ['list'], capture_output=True, text=True, timeout=60)
     assert info.episode_id in out.stdout and 'relabelled from failure' in out.stdout
     out = subprocess.run(cli + ['show', info.episode_id, '--gaps'], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and '"/joint_states"' in out.stdout and '"max_gap_s"' in out.stdout
+    assert out.returncode == 0 and f'"{JOINT_STATES}"' in out.stdout and '"max_gap_s"' in out.stdout
     out = subprocess.run(cli + ['relabel', 'ep_does_not_exist', 'success'], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode != 0 and 'ep_does_not_exist' in out.stderr
@@ -207,17 +208,17 @@ def test_out_of_order_messages_around_events(tmp_path):
     ms = 1_000_000
     T = 10**18
     js = lambda k: syn.joint_state([0.01 * k] * 7)  # noqa: E731
-    rec.on_message('/joint_states', js(0), T + 1 * ms, src_ns=T - 5 * ms)     # before start: out
-    rec.on_message('/joint_states', js(1), T + 2 * ms, src_ns=T + 1 * ms)     # sent after start: in
-    rec.on_message('/hiors/episode/event', syn.string('start'), T + 3 * ms, src_ns=T)
+    rec.on_message(JOINT_STATES, js(0), T + 1 * ms, src_ns=T - 5 * ms)     # before start: out
+    rec.on_message(JOINT_STATES, js(1), T + 2 * ms, src_ns=T + 1 * ms)     # sent after start: in
+    rec.on_message(EPISODE_EVENT, syn.string('start'), T + 3 * ms, src_ns=T)
     for k in range(2, 12):
-        rec.on_message('/joint_states', js(k), T + (10 + k) * ms, src_ns=T + (9 + k) * ms)
-    rec.on_message('/hiors/episode/event', syn.string('success'), T + 30 * ms, src_ns=T + 25 * ms)
-    rec.on_message('/joint_states', js(12), T + 31 * ms, src_ns=T + 24 * ms)  # sent before end: in
-    rec.on_message('/joint_states', js(13), T + 32 * ms, src_ns=T + 26 * ms)  # sent after end: out
+        rec.on_message(JOINT_STATES, js(k), T + (10 + k) * ms, src_ns=T + (9 + k) * ms)
+    rec.on_message(EPISODE_EVENT, syn.string('success'), T + 30 * ms, src_ns=T + 25 * ms)
+    rec.on_message(JOINT_STATES, js(12), T + 31 * ms, src_ns=T + 24 * ms)  # sent before end: in
+    rec.on_message(JOINT_STATES, js(13), T + 32 * ms, src_ns=T + 26 * ms)  # sent after end: out
     assert rec.recording
     rec.tick(T + 600 * ms)                                                  # grace over: finish
     assert not rec.recording
     rec.close()
     info = list_episodes(str(tmp_path))[0]
-    assert info.topic_counts['/joint_states'] == 12 and info.outcome == 'success'
+    assert info.topic_counts[JOINT_STATES] == 12 and info.outcome == 'success'

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from hiors_common.testing import NodeProcess, spin_until
+from hiors_common.topics import (ACTION_CHUNK_RAW, DIAGNOSTICS, EPISODE_EVENT, EXECUTED_ACTION, INTERVENTION,
+                                 JOINT_STATES, POLICY_VERSION, camera_topic, event_qos, latched_qos, reliable_qos)
 from hiors_recorder.dataset import list_episodes, load_episode
 from hiors_recorder.episode import EPISODE_FILE, MARKER_FILE
 
@@ -18,24 +20,20 @@ class Feeder:
     """Publishes what the robot, the mux, the teleop and the policy publish, and counts it."""
 
     def __init__(self, node, cameras=('front', 'wrist'), size=32):
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Bool, Float64MultiArray, String
         self.node, self.size, self.cameras = node, size, cameras
-        rel = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        rel, latched = reliable_qos(100), latched_qos()
         self.pubs = {
-            '/joint_states': node.create_publisher(JointState, '/joint_states', rel),
-            '/hiors/executed_action': node.create_publisher(JointState, '/hiors/executed_action', rel),
-            '/hiors/intervention': node.create_publisher(Bool, '/hiors/intervention', rel),
-            '/hiors/policy/action_chunk_raw': node.create_publisher(Float64MultiArray,
-                                                                    '/hiors/policy/action_chunk_raw', rel),
-            '/hiors/policy/version': node.create_publisher(String, '/hiors/policy/version', latched),
-            '/hiors/episode/event': node.create_publisher(String, '/hiors/episode/event', rel),
+            JOINT_STATES: node.create_publisher(JointState, JOINT_STATES, rel),
+            EXECUTED_ACTION: node.create_publisher(JointState, EXECUTED_ACTION, rel),
+            INTERVENTION: node.create_publisher(Bool, INTERVENTION, rel),
+            ACTION_CHUNK_RAW: node.create_publisher(Float64MultiArray, ACTION_CHUNK_RAW, rel),
+            POLICY_VERSION: node.create_publisher(String, POLICY_VERSION, latched),
+            EPISODE_EVENT: node.create_publisher(String, EPISODE_EVENT, rel),
         }
         for cam in cameras:
-            self.pubs[f'/camera/{cam}/image_raw'] = node.create_publisher(Image, f'/camera/{cam}/image_raw', rel)
+            self.pubs[camera_topic(cam)] = node.create_publisher(Image, camera_topic(cam), rel)
         self.types = {'JointState': JointState, 'Image': Image, 'Bool': Bool, 'String': String,
                       'Float64MultiArray': Float64MultiArray}
         self.counts = Counter()
@@ -53,10 +51,10 @@ class Feeder:
         self.counts[topic] += 1
 
     def event(self, text):
-        self._pub('/hiors/episode/event', self.types['String'](data=text))
+        self._pub(EPISODE_EVENT, self.types['String'](data=text))
 
     def version(self, text):
-        self._pub('/hiors/policy/version', self.types['String'](data=text))
+        self._pub(POLICY_VERSION, self.types['String'](data=text))
 
     def run(self, seconds, state_hz=50.0, cam_hz=10.0, act_hz=10.0, human=(0.4, 0.8), stop=None):
         T = self.types
@@ -71,7 +69,7 @@ class Feeder:
             if now >= next_t['s']:
                 js = T['JointState'](name=JOINTS, position=[0.01 * k] * 7)
                 js.header.stamp = self.node.get_clock().now().to_msg()
-                self._pub('/joint_states', js)
+                self._pub(JOINT_STATES, js)
                 next_t['s'] += 1.0 / state_hz
                 k += 1
             if now >= next_t['c']:
@@ -80,23 +78,23 @@ class Feeder:
                     m = T['Image'](height=self.size, width=self.size, encoding='rgb8', step=self.size * 3,
                                    data=img.tobytes())
                     m.header.frame_id = cam
-                    self._pub(f'/camera/{cam}/image_raw', m)
+                    self._pub(camera_topic(cam), m)
                 next_t['c'] += 1.0 / cam_hz
             if now >= next_t['a']:
                 want = human is not None and human[0] <= el < human[1]
                 if want != human_on:
-                    self._pub('/hiors/intervention', T['Bool'](data=want))
+                    self._pub(INTERVENTION, T['Bool'](data=want))
                     human_on = want
                 if not want:
-                    self._pub('/hiors/policy/action_chunk_raw',
+                    self._pub(ACTION_CHUNK_RAW,
                               T['Float64MultiArray'](data=[0.1] * 14))
                 act = T['JointState'](name=JOINTS, position=[0.02 * k] * 7)
                 act.header.frame_id = 'human' if want else 'policy'
-                self._pub('/hiors/executed_action', act)
+                self._pub(EXECUTED_ACTION, act)
                 next_t['a'] += 1.0 / act_hz
             time.sleep(0.002)
         if human_on:
-            self._pub('/hiors/intervention', T['Bool'](data=False))
+            self._pub(INTERVENTION, T['Bool'](data=False))
 
 
 def _wait(predicate, timeout):
@@ -140,11 +138,11 @@ def test_records_episodes_from_real_publishers(test_node, tmp_path):
         for topic, n in published.items():
             assert info.topic_counts.get(topic, 0) == n, (topic, info.topic_counts, dict(published))
         assert info.outcome == 'success' and info.reward == 1.0
-        assert info.steps == published['/hiors/executed_action']
+        assert info.steps == published[EXECUTED_ACTION]
         assert info.num_interventions == 1 and 0.2 < info.intervention_time_s < 0.6
         assert info.policy_version == 'v000007'
-        assert info.topic_counts['/hiors/policy/version'] == 1      # latched version at the start
-        assert info.topic_counts['/hiors/episode/event'] == 2
+        assert info.topic_counts[POLICY_VERSION] == 1      # latched version at the start
+        assert info.topic_counts[EPISODE_EVENT] == 2
         ep = load_episode(info, rate_hz=10.0)
         assert ep.images['front'].shape[1:] == (32, 32, 3) and len(ep) >= 10
         assert ep.intervention.any() and not ep.intervention.all()
@@ -155,7 +153,7 @@ def test_records_episodes_from_real_publishers(test_node, tmp_path):
         from sensor_msgs.msg import Image, JointState
         with Reader(info.bag_path) as reader:
             conns = {c.topic: c for c in reader.connections}
-            for conn, _t, raw in reader.messages([conns['/hiors/executed_action'], conns['/camera/front/image_raw']]):
+            for conn, _t, raw in reader.messages([conns[EXECUTED_ACTION], conns[camera_topic('front')]]):
                 msg = deserialize_message(raw, JointState if conn.msgtype.endswith('JointState') else Image)
                 if isinstance(msg, JointState):
                     assert list(msg.name) == JOINTS and msg.header.frame_id in ('policy', 'human')
@@ -199,9 +197,9 @@ def test_kill9_mid_episode_then_recover(test_node, tmp_path):
     eps = {i.episode_id: i for i in list_episodes(str(root))}
     rec_info = eps[unfinished[0]]
     assert rec_info.recovered and rec_info.outcome == 'abort' and rec_info.reward == 0.0
-    n = rec_info.topic_counts.get('/joint_states', 0)
+    n = rec_info.topic_counts.get(JOINT_STATES, 0)
     # flushed every 0.2 s: almost all of the 1.5 s is there, nothing invented
-    assert 0.5 * published['/joint_states'] <= n <= published['/joint_states']
+    assert 0.5 * published[JOINT_STATES] <= n <= published[JOINT_STATES]
     assert len(load_episode(rec_info)) > 0
     assert open(os.path.join(first.path, EPISODE_FILE)).read() == first_json   # earlier episode intact
 
@@ -209,7 +207,7 @@ def test_kill9_mid_episode_then_recover(test_node, tmp_path):
 def _diag_listener(node):
     from diagnostic_msgs.msg import DiagnosticArray
     seen = []
-    node.create_subscription(DiagnosticArray, '/diagnostics',
+    node.create_subscription(DiagnosticArray, DIAGNOSTICS,
                              lambda m: seen.extend((s.name, s.level[0] if isinstance(s.level, bytes) else s.level,
                                                     s.message) for s in m.status), 10)
     return seen
@@ -256,14 +254,13 @@ def test_disk_full_is_reported(test_node, tmp_path):
 
 def test_adapts_to_best_effort_and_volatile_publishers(test_node, tmp_path):
     """A sensor published best effort and a version published volatile are still recorded."""
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import JointState
     from std_msgs.msg import String
     root = tmp_path / 'episodes'
-    js = test_node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
-    ver = test_node.create_publisher(String, '/hiors/policy/version', 10)
-    ev = test_node.create_publisher(String, '/hiors/episode/event',
-                                    QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    js = test_node.create_publisher(JointState, JOINT_STATES, qos_profile_sensor_data)
+    ver = test_node.create_publisher(String, POLICY_VERSION, 10)
+    ev = test_node.create_publisher(String, EPISODE_EVENT, event_qos())
     with _recorder(tmp_path, root, extra=['-p', 'cameras:=[]']) as rec:
         assert _wait(lambda: js.get_subscription_count() > 0 and ver.get_subscription_count() > 0
                      and ev.get_subscription_count() > 0, 30), rec.log()
@@ -278,4 +275,4 @@ def test_adapts_to_best_effort_and_volatile_publishers(test_node, tmp_path):
         ev.publish(String(data='failure'))
         assert _wait(lambda: len(list_episodes(str(root))) == 1, 20), rec.log()
     info = list_episodes(str(root))[0]
-    assert info.topic_counts['/joint_states'] >= 18 and info.policy_version == 'v42'
+    assert info.topic_counts[JOINT_STATES] >= 18 and info.policy_version == 'v42'

@@ -6,7 +6,6 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
@@ -14,6 +13,8 @@ from std_srvs.srv import Trigger
 from hiors_common.diagnostics import DiagnosticsPublisher, OK
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
+from hiors_common.topics import (EPISODE_EVENT, INTERVENTION, JOINT_STATES, POLICY_COMMAND, SIM_RESET_SERVICE,
+                                 SIM_SUCCESS, SIM_TASK_STATE, TELEOP_COMMAND, latched_qos, reliable_qos)
 
 from .scene import JOINT_NAMES
 from .sim_human import SimHuman, SimHumanConfig
@@ -32,7 +33,7 @@ class SimHumanNodeConfig:
     lookahead_ticks: int = 0      # also judge the policy's command extrapolated this far ahead
     settle_s: float = 0.5
     seed: int = 0
-    reset_service: str = '/hiors/sim/reset'
+    reset_service: str = SIM_RESET_SERVICE
     # Don't start an episode before these nodes subscribe to the episode events (the recorder),
     # or their 'start' would be lost to DDS discovery. Empty = don't wait.
     event_listeners: list[str] = field(default_factory=lambda: ['recorder'])
@@ -49,16 +50,14 @@ class SimHumanNode(Node):
         self.q_stamp = self.task_stamp = None
         self.success = False
         self.policy_command = None
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(JointState, '/joint_states', self._on_joints, qos)
-        self.create_subscription(PoseArray, '/hiors/sim/task_state', self._on_task, qos)
-        self.create_subscription(Bool, '/hiors/sim/success', lambda m: setattr(self, 'success', m.data), qos)
-        self.create_subscription(Float64MultiArray, '/hiors/policy/command', self._on_policy, 10)
-        self.pub_cmd = self.create_publisher(Float64MultiArray, '/hiors/teleop/command', 10)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_intervention = self.create_publisher(Bool, '/hiors/intervention', latched)
-        self.pub_event = self.create_publisher(String, '/hiors/episode/event', QoSProfile(depth=10))
+        qos = reliable_qos(10)
+        self.create_subscription(JointState, JOINT_STATES, self._on_joints, qos)
+        self.create_subscription(PoseArray, SIM_TASK_STATE, self._on_task, qos)
+        self.create_subscription(Bool, SIM_SUCCESS, lambda m: setattr(self, 'success', m.data), qos)
+        self.create_subscription(Float64MultiArray, POLICY_COMMAND, self._on_policy, 10)
+        self.pub_cmd = self.create_publisher(Float64MultiArray, TELEOP_COMMAND, 10)
+        self.pub_intervention = self.create_publisher(Bool, INTERVENTION, latched_qos())
+        self.pub_event = self.create_publisher(String, EPISODE_EVENT, reliable_qos(10))
         self.reset_client = self.create_client(Trigger, self.cfg.reset_service)
         self.diag = DiagnosticsPublisher(self, 'sim_human')
         self._reset_future = None
@@ -98,10 +97,10 @@ class SimHumanNode(Node):
         self.policy_command = np.array(msg.data)
 
     def _missing_listeners(self) -> list[str]:
-        names = {info.node_name for info in self.get_subscriptions_info_by_topic('/hiors/episode/event')}
+        names = {info.node_name for info in self.get_subscriptions_info_by_topic(EPISODE_EVENT)}
         missing = [n for n in self.cfg.event_listeners if n and n not in names]
         if missing:
-            self.get_logger().info(f'waiting for {missing} to subscribe to /hiors/episode/event',
+            self.get_logger().info(f'waiting for {missing} to subscribe to {EPISODE_EVENT}',
                                    throttle_duration_sec=5.0)
         return missing
 

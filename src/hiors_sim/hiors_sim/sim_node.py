@@ -6,7 +6,6 @@ import time
 import numpy as np
 from geometry_msgs.msg import Pose, PoseArray
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
@@ -15,6 +14,8 @@ from trajectory_msgs.msg import JointTrajectory
 from hiors_common.diagnostics import DiagnosticsPublisher, OK, WARN
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
+from hiors_common.topics import (JOINT_STATES, JOINT_TRAJECTORY, ROBOT_COMMAND, SIM_RESET_SERVICE, SIM_SUCCESS,
+                                 SIM_TASK_STATE, camera_topic, reliable_qos)
 
 from .scene import JOINT_NAMES
 from .sim_core import PegInsertionSim, SimConfig
@@ -55,16 +56,15 @@ class SimNode(Node):
         self.sim = PegInsertionSim(sim_cfg)
         self.episode = 0
         self.sim.reset(self.cfg.seed)
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_joints = self.create_publisher(JointState, '/joint_states', qos)
-        self.pub_cams = {name: self.create_publisher(Image, f'/camera/{name}/image_raw', QoSProfile(depth=5))
+        qos = reliable_qos(10)
+        self.pub_joints = self.create_publisher(JointState, JOINT_STATES, qos)
+        self.pub_cams = {name: self.create_publisher(Image, camera_topic(name), reliable_qos(5))
                          for name in self.cfg.cameras} if self.cfg.render else {}
-        self.pub_success = self.create_publisher(Bool, '/hiors/sim/success', qos)
-        self.pub_task = self.create_publisher(PoseArray, '/hiors/sim/task_state', qos)
-        self.create_subscription(Float64MultiArray, '/forward_position_controller/commands', self._on_command, 10)
-        self.create_subscription(JointTrajectory, '/joint_trajectory_controller/joint_trajectory',
-                                 self._on_trajectory, 10)
-        self.create_service(Trigger, '/hiors/sim/reset', self._on_reset)
+        self.pub_success = self.create_publisher(Bool, SIM_SUCCESS, qos)
+        self.pub_task = self.create_publisher(PoseArray, SIM_TASK_STATE, qos)
+        self.create_subscription(Float64MultiArray, ROBOT_COMMAND, self._on_command, 10)
+        self.create_subscription(JointTrajectory, JOINT_TRAJECTORY, self._on_trajectory, 10)
+        self.create_service(Trigger, SIM_RESET_SERVICE, self._on_reset)
         self.diag = DiagnosticsPublisher(self, 'hiors_sim')
         period = 1.0 / self.cfg.control_rate_hz
         cam_rate = self.cfg.camera_rate_hz or self.cfg.control_rate_hz

@@ -2,12 +2,13 @@
 and the simulated human driving it through the command mux."""
 import numpy as np
 import pytest
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from hiors_common.testing import NodeProcess, spin_until
+from hiors_common.topics import (EPISODE_EVENT, JOINT_STATES, ROBOT_COMMAND, SIM_RESET_SERVICE, SIM_SUCCESS,
+                                 camera_topic, reliable_qos)
 from hiors_sim.scene import HOME_Q, JOINT_NAMES
 
 
@@ -22,11 +23,11 @@ def sim_proc():
 
 def test_sim_node_streams_and_obeys(sim_proc, test_node):
     joints, images, success = [], {'front': [], 'wrist': []}, []
-    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    test_node.create_subscription(JointState, '/joint_states', joints.append, qos)
+    qos = reliable_qos(10)
+    test_node.create_subscription(JointState, JOINT_STATES, joints.append, qos)
     for name in images:
-        test_node.create_subscription(Image, f'/camera/{name}/image_raw', images[name].append, 5)
-    test_node.create_subscription(Bool, '/hiors/sim/success', success.append, qos)
+        test_node.create_subscription(Image, camera_topic(name), images[name].append, 5)
+    test_node.create_subscription(Bool, SIM_SUCCESS, success.append, qos)
     assert spin_until(test_node, lambda: len(joints) >= 5 and all(len(v) >= 3 for v in images.values()),
                       timeout=30), sim_proc.log()
     js = joints[-1]
@@ -41,7 +42,7 @@ def test_sim_node_streams_and_obeys(sim_proc, test_node):
     assert success and not success[-1].data
 
     # Move the arm by a forward_position_controller command.
-    pub = test_node.create_publisher(Float64MultiArray, '/forward_position_controller/commands', 10)
+    pub = test_node.create_publisher(Float64MultiArray, ROBOT_COMMAND, 10)
     target = list(HOME_Q)
     target[0] = 0.4
     target[6] = 0.01
@@ -51,7 +52,7 @@ def test_sim_node_streams_and_obeys(sim_proc, test_node):
     assert spin_until(test_node, reached, timeout=15), sim_proc.log()
 
     # Reset brings the arm home.
-    client = test_node.create_client(Trigger, '/hiors/sim/reset')
+    client = test_node.create_client(Trigger, SIM_RESET_SERVICE)
     assert client.wait_for_service(timeout_sec=10)
     future = client.call_async(Trigger.Request())
     assert spin_until(test_node, future.done, timeout=10)
@@ -61,7 +62,7 @@ def test_sim_node_streams_and_obeys(sim_proc, test_node):
 
 def test_simulated_human_runs_demo_episodes_through_the_mux(test_node):
     events = []
-    test_node.create_subscription(String, '/hiors/episode/event', lambda m: events.append(m.data), 10)
+    test_node.create_subscription(String, EPISODE_EVENT, lambda m: events.append(m.data), 10)
     procs = [NodeProcess('hiors_sim.sim_node', ros_args=['-r', '__node:=sim', '-p', 'render:=false']),
              NodeProcess('hiors_teleop.command_mux_node', ros_args=['-r', '__node:=command_mux']),
              NodeProcess('hiors_sim.sim_human_node', ros_args=['-r', '__node:=sim_human', '-p', 'mode:=demo',

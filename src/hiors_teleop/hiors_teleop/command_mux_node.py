@@ -14,7 +14,6 @@ import json
 import time
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
@@ -22,11 +21,11 @@ from std_srvs.srv import SetBool, Trigger
 from hiors_common.diagnostics import ERROR, OK, WARN, DiagnosticsPublisher
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
+from hiors_common.topics import EPISODE_SERVICE_PREFIX, event_qos, reliable_qos
 
 from .mux import HOLD, HUMAN, POLICY, WAITING, CommandMux, MuxConfig
-from .ros_episode import EVENT_QOS, EpisodeControl
+from .ros_episode import EpisodeControl
 
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 WARN_REPEAT_S = 10.0     # a repeated warning is logged at most this often, with its count
 
 
@@ -36,24 +35,25 @@ class CommandMuxNode(Node):
         self.cfg = declare_config(self, MuxConfig)
         self.mux = CommandMux(self.cfg)
         self.index = {name: i for i, name in enumerate(self.cfg.joint_names)}
-        self.cmd_pub = self.create_publisher(Float64MultiArray, self.cfg.command_topic, RELIABLE)
-        self.exec_pub = self.create_publisher(JointState, self.cfg.executed_topic, EVENT_QOS)
-        self.status_pub = self.create_publisher(String, self.cfg.status_topic, RELIABLE)
+        rel, events = reliable_qos(10), event_qos()
+        self.cmd_pub = self.create_publisher(Float64MultiArray, self.cfg.command_topic, rel)
+        self.exec_pub = self.create_publisher(JointState, self.cfg.executed_topic, events)
+        self.status_pub = self.create_publisher(String, self.cfg.status_topic, rel)
         self.diag = DiagnosticsPublisher(self, 'hiors_command_mux')
         self.create_subscription(Float64MultiArray, self.cfg.policy_topic,
-                                 lambda m: self._on_command(POLICY, m), RELIABLE)
+                                 lambda m: self._on_command(POLICY, m), rel)
         self.create_subscription(Float64MultiArray, self.cfg.teleop_topic,
-                                 lambda m: self._on_command(HUMAN, m), RELIABLE)
-        self.create_subscription(Bool, self.cfg.intervention_topic, self._on_intervention, EVENT_QOS)
-        self.create_subscription(Bool, self.cfg.estop_topic, lambda m: self._set_estop(m.data), RELIABLE)
+                                 lambda m: self._on_command(HUMAN, m), rel)
+        self.create_subscription(Bool, self.cfg.intervention_topic, self._on_intervention, events)
+        self.create_subscription(Bool, self.cfg.estop_topic, lambda m: self._set_estop(m.data), rel)
         self.create_subscription(JointState, self.cfg.joint_states_topic, self._on_joint_state, 10)
-        self.create_subscription(String, self.cfg.episode_event_topic, self._on_event, EVENT_QOS)
-        self.create_subscription(Bool, self.cfg.teleop_stale_topic, self._on_teleop_stale, RELIABLE)
-        self.estop_pub = self.create_publisher(Bool, self.cfg.estop_topic, RELIABLE)
+        self.create_subscription(String, self.cfg.episode_event_topic, self._on_event, events)
+        self.create_subscription(Bool, self.cfg.teleop_stale_topic, self._on_teleop_stale, rel)
+        self.estop_pub = self.create_publisher(Bool, self.cfg.estop_topic, rel)
         self.create_service(SetBool, self.cfg.estop_service, self._on_estop_srv)
         self.create_service(Trigger, self.cfg.resume_service, self._on_resume_srv)
         self.episode = EpisodeControl(self, self.cfg.episode_event_topic, self.cfg.reset_service,
-                                      services_prefix='/hiors/episode' if self.cfg.episode_services else None)
+                                      services_prefix=EPISODE_SERVICE_PREFIX if self.cfg.episode_services else None)
         self._warned = {}      # warning key -> [last time logged, repeats since]
         self._missing_joints_logged = False
         self.create_timer(1.0 / self.cfg.rate_hz, self._tick)
@@ -120,7 +120,7 @@ class CommandMuxNode(Node):
         except KeyError as exc:
             if not self._missing_joints_logged:
                 self._missing_joints_logged = True
-                self.get_logger().error(f'/joint_states lacks joint {exc}; names: {list(msg.name)}')
+                self.get_logger().error(f'{self.cfg.joint_states_topic} lacks joint {exc}; names: {list(msg.name)}')
             return
         self.mux.update_joint_state(q, self.now())
 

@@ -8,18 +8,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 
 from hiors_common.diagnostics import DiagnosticsPublisher
 from hiors_common.robot import GRIPPER_CLOSED, GRIPPER_OPEN
+from hiors_common.topics import (EPISODE_EVENT, ESTOP, INTERVENTION, JOINT_STATES, SIM_RESET_SERVICE, TELEOP_COMMAND,
+                                 TELEOP_STALE, latched_qos, reliable_qos)
 
 from .mux import JOINT_NAMES, POSITION_LOWER, POSITION_UPPER
-from .ros_episode import INTERVENTION_PUB_QOS, EpisodeControl
+from .ros_episode import EpisodeControl
 from .teleop_core import TeleopCore, TeleopLimits, load_kinematics
-
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass
@@ -34,15 +33,15 @@ class TeleopNodeConfig:
     position_upper: list[float] = field(default_factory=lambda: list(POSITION_UPPER))
     gripper_open: float = field(default=GRIPPER_OPEN, metadata={'doc': 'opening per finger when open'})
     gripper_closed: float = GRIPPER_CLOSED
-    command_topic: str = '/hiors/teleop/command'
-    intervention_topic: str = '/hiors/intervention'
-    estop_topic: str = field(default='/hiors/estop', metadata={
+    command_topic: str = TELEOP_COMMAND
+    intervention_topic: str = INTERVENTION
+    estop_topic: str = field(default=ESTOP, metadata={
         'doc': 'e-stop requests go out here, and the state is read back (frozen target, re-arm by a new press)'})
-    stale_topic: str = field(default='/hiors/teleop/stale', metadata={
+    stale_topic: str = field(default=TELEOP_STALE, metadata={
         'doc': 'Bool: true as soon as the device counts as lost / frozen (the mux holds at once)'})
-    event_topic: str = '/hiors/episode/event'
-    joint_states_topic: str = '/joint_states'
-    reset_service: str = field(default='/hiors/sim/reset', metadata={'doc': "std_srvs/Trigger for reset ('' = none)"})
+    event_topic: str = EPISODE_EVENT
+    joint_states_topic: str = JOINT_STATES
+    reset_service: str = field(default=SIM_RESET_SERVICE, metadata={'doc': "std_srvs/Trigger for reset ('' = none)"})
     intervention_heartbeat_s: float = field(default=1.0, metadata={
         'doc': 'while taking over, re-send intervention=true this often (a restarted mux learns it)'})
 
@@ -60,12 +59,15 @@ class DeviceTeleopNode(Node):
                               np.asarray(self.cfg.position_upper, dtype=np.float64),
                               self.cfg.gripper_open, self.cfg.gripper_closed)
         self.core = TeleopCore(limits, mode, kin, max_dt=max(0.1, 2.0 / self.cfg.rate_hz))
-        self.cmd_pub = self.create_publisher(Float64MultiArray, self.cfg.command_topic, RELIABLE)
-        self.int_pub = self.create_publisher(Bool, self.cfg.intervention_topic, INTERVENTION_PUB_QOS)
-        self.estop_pub = self.create_publisher(Bool, self.cfg.estop_topic, RELIABLE)
-        self.stale_pub = self.create_publisher(Bool, self.cfg.stale_topic, RELIABLE)
+        rel = reliable_qos(10)
+        # Intervention is published latched (a late subscriber asking for it gets the last value);
+        # its subscribers stay volatile, which matches both latched and plain publishers.
+        self.cmd_pub = self.create_publisher(Float64MultiArray, self.cfg.command_topic, rel)
+        self.int_pub = self.create_publisher(Bool, self.cfg.intervention_topic, latched_qos())
+        self.estop_pub = self.create_publisher(Bool, self.cfg.estop_topic, rel)
+        self.stale_pub = self.create_publisher(Bool, self.cfg.stale_topic, rel)
         self._stale_sent = None
-        self.create_subscription(Bool, self.cfg.estop_topic, self._on_estop, RELIABLE)
+        self.create_subscription(Bool, self.cfg.estop_topic, self._on_estop, rel)
         self.episode = EpisodeControl(self, self.cfg.event_topic, self.cfg.reset_service)
         self.diag = DiagnosticsPublisher(self, f'hiors_teleop_{self.device_name}')
         self.create_subscription(JointState, self.cfg.joint_states_topic, self._on_joint_state, 10)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sensor_msgs.msg import Joy
 
 from hiors_common.node_main import run_node
+from hiors_common.topics import JOY
 
 from .device_node import DeviceTeleopNode, TeleopNodeConfig
 from .joy_mapping import JoyMapConfig, JoyMapper
@@ -22,7 +23,7 @@ from .teleop_core import InputCadence
 
 @dataclass
 class JoyTeleopConfig(JoyMapConfig, TeleopNodeConfig):
-    joy_topic: str = '/joy'
+    joy_topic: str = JOY
     stale_after_periods: float = field(default=3.0, metadata={
         'doc': 'the pad counts as unplugged this many Joy periods after the last message (at most '
                'device_timeout_s; device_timeout_s alone until the period is measured)'})

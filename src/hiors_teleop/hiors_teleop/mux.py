@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hiors_common.robot import JOINT_NAMES, POSITION_LOWER, POSITION_UPPER
+from hiors_common import topics   # as a module: TELEOP_STALE here is a hold reason, not the topic
 
 POLICY, HUMAN, HOLD = 'policy', 'human', 'hold'
 SOURCES = (POLICY, HUMAN)
@@ -68,24 +69,24 @@ class MuxConfig:
     require_joint_state: bool = field(default=True, metadata=_doc(
         'send nothing until the robot position is known (the first command is limited from it)'))
     # topics / services (all remappable anyway; names here so a YAML can change them)
-    policy_topic: str = '/hiors/policy/command'
-    teleop_topic: str = '/hiors/teleop/command'
-    intervention_topic: str = '/hiors/intervention'
-    estop_topic: str = '/hiors/estop'
-    estop_service: str = '/hiors/set_estop'
-    resume_service: str = field(default='/hiors/resume', metadata=_doc(
+    policy_topic: str = topics.POLICY_COMMAND
+    teleop_topic: str = topics.TELEOP_COMMAND
+    intervention_topic: str = topics.INTERVENTION
+    estop_topic: str = topics.ESTOP
+    estop_service: str = topics.SET_ESTOP_SERVICE
+    resume_service: str = field(default=topics.RESUME_SERVICE, metadata=_doc(
         'std_srvs/Trigger: re-arm after an e-stop was cleared (the policy may drive again)'))
-    teleop_stale_topic: str = field(default='/hiors/teleop/stale', metadata=_doc(
+    teleop_stale_topic: str = field(default=topics.TELEOP_STALE, metadata=_doc(
         "std_msgs/Bool from the teleop device: true = its input stopped (hold at once, not after "
         "the watchdog)"))
-    command_topic: str = '/forward_position_controller/commands'
-    executed_topic: str = '/hiors/executed_action'
-    joint_states_topic: str = '/joint_states'
-    status_topic: str = '/hiors/mux/status'
-    episode_event_topic: str = '/hiors/episode/event'
+    command_topic: str = topics.ROBOT_COMMAND
+    executed_topic: str = topics.EXECUTED_ACTION
+    joint_states_topic: str = topics.JOINT_STATES
+    status_topic: str = topics.MUX_STATUS
+    episode_event_topic: str = topics.EPISODE_EVENT
     episode_services: bool = field(default=True, metadata=_doc(
-        'offer the episode services (/hiors/episode/{start,success,failure,abort,reset})'))
-    reset_service: str = field(default='/hiors/sim/reset', metadata=_doc(
+        f'offer the episode services ({topics.EPISODE_SERVICE_PREFIX}/{{start,success,failure,abort,reset}})'))
+    reset_service: str = field(default=topics.SIM_RESET_SERVICE, metadata=_doc(
         "std_srvs/Trigger the robot offers for reset ('' = none)"))
     diagnostics_period_s: float = 1.0
 

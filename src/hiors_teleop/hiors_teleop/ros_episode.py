@@ -1,24 +1,19 @@
 """ROS adapter for episode control: the event publisher, the reset client, and (optionally) the
 Trigger services /hiors/episode/{start,success,failure,abort,reset}. Used by the mux node (which
 hosts the services, since it always runs) and by every device node (which publish directly)."""
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from .episode import ACTIONS, EVENTS, normalise
+from hiors_common.topics import EPISODE_EVENT, SIM_RESET_SERVICE, event_qos
 
-EVENT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-# Intervention publishers latch the last value (a late subscriber asking for it gets it); every
-# subscriber here stays volatile, which matches both latched and plain publishers.
-INTERVENTION_PUB_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
+from .episode import ACTIONS, EVENTS, normalise
 
 
 class EpisodeControl:
-    def __init__(self, node, event_topic: str = '/hiors/episode/event', reset_service: str = '/hiors/sim/reset',
+    def __init__(self, node, event_topic: str = EPISODE_EVENT, reset_service: str = SIM_RESET_SERVICE,
                  services_prefix: str | None = None):
         self.node = node
-        self.pub = node.create_publisher(String, event_topic, EVENT_QOS)
+        self.pub = node.create_publisher(String, event_topic, event_qos())
         self.reset_service = reset_service
         self._reset_client = node.create_client(Trigger, reset_service) if reset_service else None
         self._services = []

@@ -10,9 +10,9 @@ from sensor_msgs.msg import Joy
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
+from hiors_common import topics
 from hiors_common.testing import NodeProcess, spin_until
 from hiors_teleop.mux import TELEOP_STALE
-from hiors_teleop.ros_episode import EVENT_QOS
 
 from .test_mux_node import HOME, Harness
 
@@ -35,8 +35,8 @@ def test_joy_takeover_labels_unplug(test_node, procs):
     mux, joy = procs
     h = Harness(test_node)
     ints = []
-    test_node.create_subscription(Bool, '/hiors/intervention', lambda m: ints.append(m.data), EVENT_QOS)
-    joy_pub = test_node.create_publisher(Joy, '/joy', 10)
+    test_node.create_subscription(Bool, topics.INTERVENTION, lambda m: ints.append(m.data), topics.event_qos())
+    joy_pub = test_node.create_publisher(Joy, topics.JOY, 10)
     state = {'axes': [0.0] * 6, 'buttons': [0] * 11, 'on': True}
 
     def send_joy():
@@ -97,8 +97,8 @@ def test_joy_estop_needs_rearm_and_unplug_stops_at_once(test_node, procs):
     a few Joy periods (bound 0.05 rad) and the mux holds on the device's explicit 'stale'."""
     mux, joy = procs
     h = Harness(test_node)
-    joy_pub = test_node.create_publisher(Joy, '/joy', 10)
-    estop_pub = test_node.create_publisher(Bool, '/hiors/estop', 10)
+    joy_pub = test_node.create_publisher(Joy, topics.JOY, 10)
+    estop_pub = test_node.create_publisher(Bool, topics.ESTOP, 10)
     state = {'axes': [0.0] * 6, 'buttons': [0] * 11, 'on': True, 'last': 0.0}
     done = threading.Event()
 

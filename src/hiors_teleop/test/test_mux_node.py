@@ -13,8 +13,10 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from hiors_common.testing import NodeProcess, spin_until
+from hiors_common.topics import (DIAGNOSTICS, EPISODE_EVENT, ESTOP, EXECUTED_ACTION, INTERVENTION, JOINT_STATES,
+                                 MUX_STATUS, POLICY_COMMAND, RESUME_SERVICE, ROBOT_COMMAND, SET_ESTOP_SERVICE,
+                                 TELEOP_COMMAND, episode_service, event_qos)
 from hiors_teleop.mux import JOINT_NAMES, REARM_WAIT
-from hiors_teleop.ros_episode import EVENT_QOS
 
 HOME = [0.0, 0.3, -0.3, 0.0, 0.5, 0.0, 0.02]
 
@@ -26,22 +28,22 @@ class Harness:
         self.policy = None           # what the fake policy keeps publishing (None = silent)
         self.teleop = None
         self.cmds, self.execs, self.events, self.status = [], [], [], []
-        self.js_pub = node.create_publisher(JointState, '/joint_states', 10)
-        self.pol_pub = node.create_publisher(Float64MultiArray, '/hiors/policy/command', 10)
-        self.tel_pub = node.create_publisher(Float64MultiArray, '/hiors/teleop/command', 10)
-        self.int_pub = node.create_publisher(Bool, '/hiors/intervention', EVENT_QOS)
-        self.estop_pub = node.create_publisher(Bool, '/hiors/estop', 10)
-        node.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
+        self.js_pub = node.create_publisher(JointState, JOINT_STATES, 10)
+        self.pol_pub = node.create_publisher(Float64MultiArray, POLICY_COMMAND, 10)
+        self.tel_pub = node.create_publisher(Float64MultiArray, TELEOP_COMMAND, 10)
+        self.int_pub = node.create_publisher(Bool, INTERVENTION, event_qos())
+        self.estop_pub = node.create_publisher(Bool, ESTOP, 10)
+        node.create_subscription(Float64MultiArray, ROBOT_COMMAND,
                                  lambda m: self.cmds.append((time.monotonic(), list(m.data))), 10)
-        node.create_subscription(JointState, '/hiors/executed_action',
+        node.create_subscription(JointState, EXECUTED_ACTION,
                                  lambda m: self.execs.append((time.monotonic(), m.header.frame_id,
-                                                              list(m.position))), EVENT_QOS)
-        node.create_subscription(String, '/hiors/episode/event', lambda m: self.events.append(m.data),
-                                 EVENT_QOS)
-        node.create_subscription(String, '/hiors/mux/status', lambda m: self.status.append(json.loads(m.data)),
+                                                              list(m.position))), event_qos())
+        node.create_subscription(String, EPISODE_EVENT, lambda m: self.events.append(m.data),
+                                 event_qos())
+        node.create_subscription(String, MUX_STATUS, lambda m: self.status.append(json.loads(m.data)),
                                  10)
         self.diag = []
-        node.create_subscription(DiagnosticArray, '/diagnostics', lambda m: self.diag.extend(m.status), 10)
+        node.create_subscription(DiagnosticArray, DIAGNOSTICS, lambda m: self.diag.extend(m.status), 10)
         node.create_timer(0.02, self._tick)
 
     def _tick(self):
@@ -131,7 +133,7 @@ def test_mux_over_dds(test_node, mux_proc):
     h.policy = clip
     assert h.wait_source('policy', settle_to=pol[:6] + [0.04]), h.last_exec()
     # 8. e-stop by service, cleared by topic
-    cli = test_node.create_client(SetBool, '/hiors/set_estop')
+    cli = test_node.create_client(SetBool, SET_ESTOP_SERVICE)
     assert cli.wait_for_service(timeout_sec=10)
     fut = cli.call_async(SetBool.Request(data=True))
     assert spin_until(test_node, fut.done, 5) and fut.result().success
@@ -142,19 +144,19 @@ def test_mux_over_dds(test_node, mux_proc):
     assert spin_until(test_node, lambda: h.status and h.status[-1]['reason'] == REARM_WAIT, 3), h.status[-1:]
     spin_until(test_node, lambda: False, 0.3)
     assert set(h.sources_since(t_clear)) == {'hold'}, 'cleared is not re-armed: nothing moves'
-    cli = test_node.create_client(Trigger, '/hiors/resume')
+    cli = test_node.create_client(Trigger, RESUME_SERVICE)
     assert cli.wait_for_service(timeout_sec=10)
     fut = cli.call_async(Trigger.Request())
     assert spin_until(test_node, fut.done, 5) and fut.result().success, fut.result()
     assert h.wait_source('policy'), log()
     # 9. episode services publish events; reset without a robot service reports failure
     for action in ('start', 'success'):
-        cli = test_node.create_client(Trigger, f'/hiors/episode/{action}')
+        cli = test_node.create_client(Trigger, episode_service(action))
         assert cli.wait_for_service(timeout_sec=10)
         fut = cli.call_async(Trigger.Request())
         assert spin_until(test_node, fut.done, 5) and fut.result().success
     assert spin_until(test_node, lambda: h.events[-2:] == ['start', 'success'], 3), h.events
-    cli = test_node.create_client(Trigger, '/hiors/episode/reset')
+    cli = test_node.create_client(Trigger, episode_service('reset'))
     assert cli.wait_for_service(timeout_sec=10)
     fut = cli.call_async(Trigger.Request())
     assert spin_until(test_node, fut.done, 5)

@@ -7,7 +7,6 @@ import threading
 from dataclasses import dataclass
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from hiors_common.diagnostics import ERROR, OK, WARN, DiagnosticsPublisher
@@ -15,6 +14,7 @@ from hiors_trainer.telemetry import STATUS_NAME
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
 from hiors_common.signing import SigningKeyMissing, load_key
+from hiors_common.topics import CHECKPOINT, EPISODE_EVENT, latched_qos
 
 from .core import Trainer, TrainerConfig
 
@@ -37,10 +37,8 @@ class TrainerNode(Node):
         except SigningKeyMissing as exc:
             self.key = None
             self.get_logger().error(f'{exc}: checkpoints are saved but not published')
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub = self.create_publisher(String, '/hiors/checkpoint', latched)
-        self.create_subscription(String, '/hiors/episode/event', self._on_event, 10)
+        self.pub = self.create_publisher(String, CHECKPOINT, latched_qos())
+        self.create_subscription(String, EPISODE_EVENT, self._on_event, 10)
         self.diag = DiagnosticsPublisher(self, STATUS_NAME)
         self.trainer = Trainer(self.core_cfg)
         resumed = self.trainer.resume_or_init()

@@ -7,10 +7,10 @@ import time
 
 import yaml
 
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from hiors_common.testing import NodeProcess, spin_until
+from hiors_common.topics import CHECKPOINT, POLICY_VERSION, latched_qos
 from hiors_recorder.synthetic import write_synthetic_episode
 from hiors_trainer.trainer_node import TrainerNodeConfig
 
@@ -33,10 +33,10 @@ def test_policy_node_swaps_in_trainer_checkpoint(test_node, tmp_path):
     key = tmp_path / 'key'
     key.write_text('trainer-test-key')
     env = {'HIORS_CHECKPOINT_KEY_FILE': str(key), 'OMP_NUM_THREADS': '1'}
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    latched = latched_qos()
     versions, manifests = [], []
-    test_node.create_subscription(String, '/hiors/policy/version', lambda m: versions.append(m.data), latched)
-    test_node.create_subscription(String, '/hiors/checkpoint', lambda m: manifests.append(m.data), latched)
+    test_node.create_subscription(String, POLICY_VERSION, lambda m: versions.append(m.data), latched)
+    test_node.create_subscription(String, CHECKPOINT, lambda m: manifests.append(m.data), latched)
     policy = NodeProcess('hiors_policy.policy_node', env=env, log_path=str(tmp_path / 'policy.log'))
     trainer = NodeProcess('hiors_trainer.trainer_node', env=env, log_path=str(tmp_path / 'trainer.log'),
                           ros_args=['--params-file', YAML, '-p', f'episode_dir:={eps}',
