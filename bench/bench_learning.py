@@ -137,8 +137,12 @@ def mux_overrides(args) -> dict:
     return {} if args.mux_blend is None else {'blend_time_s': args.mux_blend}
 
 
+EVAL_NOISE_SEED = 7_000_000
+
+
 def core_evaluate(args, weights, norm_stats, config, seed):
     """The policy alone on eval instances, each tried `trials` times (same instance, new noise)."""
+    import torch
     from hiors.sync_loop import PolicyActor, SyncWorld
     from hiors_policy.modeling import Pi0Policy
     policy = Pi0Policy(config)
@@ -149,8 +153,13 @@ def core_evaluate(args, weights, norm_stats, config, seed):
                       cameras=config.camera_names)
     outcomes, failures = [], {}
     for i in range(args.eval_instances):
-        for _ in range(args.trials):
-            r = world.episode(900000 + 1000 * seed + i, actor, record=False)
+        for trial in range(args.trials):
+            # Common random numbers: every policy evaluated on this seed meets the same flow-matching
+            # noise on each (instance, trial), so a paired comparison with the base shows what the
+            # weights changed rather than which noise they drew. The training RNG is left as it was.
+            with torch.random.fork_rng():
+                torch.manual_seed(EVAL_NOISE_SEED + 1000 * seed + 10 * i + trial)
+                r = world.episode(900000 + 1000 * seed + i, actor, record=False)
             outcomes.append(r.outcome == 'success')
             if r.outcome != 'success':
                 mode = (f'peg knocked over in {r.fell_in}' if r.fell_in
@@ -355,6 +364,23 @@ def pooled(rows, trials):
     return {'n': n, 'wins': wins, 'ci95': wilson_interval(wins[1], n)}
 
 
+def paired_with_base(results, method, budget):
+    """(fixed, broken, pairs): evaluation episodes the base failed and this cell solved, and the
+    reverse, over seeds whose base was evaluated on the same instances (common random numbers);
+    None where no seed pairs up."""
+    base = results.get('base', {}).get(0, results.get('base', {}).get('0', {}))
+    fixed = broken = pairs = 0
+    for seed, row in (results.get(method, {}).get(budget) or {}).items():
+        b = (base.get(seed) or base.get(str(seed)) or {}).get('outcomes')
+        o = row.get('outcomes')
+        if not b or not o or len(b) != len(o):
+            continue
+        fixed += sum(1 for x, y in zip(b, o) if y and not x)
+        broken += sum(1 for x, y in zip(b, o) if x and not y)
+        pairs += len(o)
+    return (fixed, broken, pairs) if pairs else None
+
+
 def cells(results, trials):
     """(method, frames, rows) for the base and every method x budget, in report order."""
     out = []
@@ -378,8 +404,9 @@ def report(out, results, trials):
     import numpy as np
     ks = range(1, trials + 1)
     lines = ['| method | online frames | seeds | n | success@1 [95% CI] | ' +
-             ' | '.join(f'success@{k}' for k in ks if k > 1) + ' | online success with the human |',
-             '|---|---|---|---|---|' + '---|' * (trials - 1) + '---|']
+             ' | '.join(f'success@{k}' for k in ks if k > 1) + ' | online success with the human | '
+             'paired with the base: fixed / broken |',
+             '|---|---|---|---|---|' + '---|' * (trials - 1) + '---|---|']
     json_cells = []
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     series = {}
@@ -403,8 +430,14 @@ def report(out, results, trials):
                                'ci95': [lo, hi], 'success_at_3': at[3] if trials >= 3 else None, 'seeds': len(rows)})
             series.setdefault(method, []).append((frames_, at[1], lo, hi, at))
         label = 'base policy (demos only)' if method == 'base' else method
+        pair = None if method == 'base' else paired_with_base(results, method, next(
+            b for b in results[method] if int(b) == frames_))
+        pair_cell = f'+{pair[0]} / -{pair[1]} of {pair[2]}' if pair else ''
+        if json_cells and json_cells[-1]['method'] == method and json_cells[-1]['frames'] == frames_:
+            json_cells[-1]['paired_with_base'] = (None if pair is None else
+                                                  {'fixed': pair[0], 'broken': pair[1], 'pairs': pair[2]})
         lines.append(f'| {label} | {frames_} | {len(rows)} | {p["n"] if p else "-"} | {cell} | ' +
-                     ' | '.join(rest) + f' | {online} |')
+                     ' | '.join(rest) + f' | {online} | {pair_cell} |')
     base_pt = series.pop('base', None)
     for method, pts in series.items():
         pts = ([base_pt[0]] if base_pt else []) + pts

@@ -10,6 +10,10 @@ from hiors_common.robot import (ARM_JOINTS, GRIPPER_CLOSED, GRIPPER_JOINT, GRIPP
 
 FINGER_HALF_WIDTH = 0.012    # finger pads: half width along the tool x axis
 FINGER_HALF_THICKNESS = 0.005  # half thickness along the closing axis (inner face at the opening)
+FINGER_HALF_LENGTH = 0.030   # finger pads: half length along the tool axis
+FINGER_BASE = 0.060          # finger roots below the flange (link6 origin), along the tool axis
+TCP_DEPTH = 0.085            # the tcp site below the flange: between the pads, 3.5 cm above their tips
+FINGERTIP_BEYOND_TCP = FINGER_BASE + 2 * FINGER_HALF_LENGTH - TCP_DEPTH
 
 PEG_HALF = 0.010          # peg: 2 cm square, 8 cm tall
 PEG_HALF_HEIGHT = 0.040
@@ -112,16 +116,18 @@ def build_mjcf(clearance: float = 0.0015, width: int = 224, height: int = 224, c
                   <joint name="joint6" axis="0 0 1" range="-3.05 3.05" damping="1"/>
                   <geom class="link" type="box" size="0.025 0.055 0.015" pos="0 0 0.01" rgba="0.3 0.3 0.32 1"/>
                   <camera name="wrist" pos="0.07 0 0.0" xyaxes="0 -1 0 -0.94 0 -0.34" fovy="70"/>
-                  <site name="tcp" pos="0 0 0.085" size="0.004" rgba="1 0 0 0"/>
-                  <body name="finger_left" pos="0 0 0.06" gravcomp="1">
+                  <site name="tcp" pos="0 0 {TCP_DEPTH}" size="0.004" rgba="1 0 0 0"/>
+                  <body name="finger_left" pos="0 0 {FINGER_BASE}" gravcomp="1">
                     <joint name="gripper" type="slide" axis="0 1 0" range="0 0.04" damping="5" armature="0.01"/>
-                    <geom class="finger" type="box" size="{FINGER_HALF_WIDTH} {FINGER_HALF_THICKNESS} 0.03"
-                          pos="0 {FINGER_HALF_THICKNESS} 0.03"/>
+                    <geom class="finger" type="box"
+                          size="{FINGER_HALF_WIDTH} {FINGER_HALF_THICKNESS} {FINGER_HALF_LENGTH}"
+                          pos="0 {FINGER_HALF_THICKNESS} {FINGER_HALF_LENGTH}"/>
                   </body>
-                  <body name="finger_right" pos="0 0 0.06" gravcomp="1">
+                  <body name="finger_right" pos="0 0 {FINGER_BASE}" gravcomp="1">
                     <joint name="gripper_mirror" type="slide" axis="0 -1 0" range="0 0.04" damping="5" armature="0.01"/>
-                    <geom class="finger" type="box" size="{FINGER_HALF_WIDTH} {FINGER_HALF_THICKNESS} 0.03"
-                          pos="0 -{FINGER_HALF_THICKNESS} 0.03"/>
+                    <geom class="finger" type="box"
+                          size="{FINGER_HALF_WIDTH} {FINGER_HALF_THICKNESS} {FINGER_HALF_LENGTH}"
+                          pos="0 -{FINGER_HALF_THICKNESS} {FINGER_HALF_LENGTH}"/>
                   </body>
                 </body>
               </body>

@@ -14,7 +14,7 @@ import numpy as np
 
 from .expert import ScriptedExpert, quat_yaw, wrap_quarter
 from .kinematics import tool_yaw
-from .scene import FINGER_HALF_THICKNESS, FINGER_HALF_WIDTH, HOME_Q, PEG_HALF, PEG_HALF_HEIGHT
+from .scene import FINGER_HALF_THICKNESS, FINGER_HALF_WIDTH, FINGERTIP_BEYOND_TCP, HOME_Q, PEG_HALF, PEG_HALF_HEIGHT
 
 FINGER_MARGIN_M = 0.002     # a finger passing closer than this to the peg counts as hitting it
 OFF_CENTRE_GRASP_M = 0.010  # fingers closing a peg half-width off its axis push it rather than grip it
@@ -241,13 +241,21 @@ class SimHuman:
         push it over)? Coming down around it ahead of the expert's plan is fine. `rel`: commanded
         tcp minus peg centre (world); tool x runs along the finger width, tool y is the closing
         axis (inner faces at +-`opening`); the square peg, turned by its yaw relative to the
-        tool, reaches PEG_HALF * (|cos| + |sin|) along either axis."""
+        tool, reaches PEG_HALF * (|cos| + |sin|) along either axis. Fingertips already below
+        the peg top straddle it: they can no longer come down on it, only be pushed into it
+        sideways (no margin then) or close on it off-centre; closing within OFF_CENTRE_GRASP_M
+        of its axis is a grasp (the pads centre the peg), even started above the expert's
+        grasp height."""
         tool_x = np.array([np.cos(yaw), np.sin(yaw)])
         tool_y = np.array([np.sin(yaw), -np.cos(yaw)])
         dx, dy = abs(float(tool_x @ rel[:2])), abs(float(tool_y @ rel[:2]))
         turn = wrap_quarter(peg_yaw - yaw)
         reach = PEG_HALF * (abs(np.cos(turn)) + abs(np.sin(turn)))
         m = FINGER_MARGIN_M
+        if rel[2] - FINGERTIP_BEYOND_TCP < PEG_HALF_HEIGHT:       # straddling
+            if closing:
+                return max(dx, dy) > OFF_CENTRE_GRASP_M
+            m = 0.0
         on_a_finger = (dy + reach > opening - m and dy - reach < opening + 2 * FINGER_HALF_THICKNESS + m
                        and dx - reach < FINGER_HALF_WIDTH + m)
         return bool(on_a_finger or (closing and max(dx, dy) > OFF_CENTRE_GRASP_M))

@@ -96,21 +96,30 @@ def _started_human(sim, **overrides):
     return human
 
 
-@pytest.mark.parametrize('along_width, along_closing, gripper, takeover', [
-    (0.0, 0.0, 0.035, False),     # open fingers coming down around the peg, ahead of the expert
-    (0.0, 0.0, 0.0, False),       # closing them around it at grasp height: a grasp
-    (0.0, 0.028, 0.035, True),    # a finger would land on the peg
-    (0.012, 0.0, 0.0, True),      # closing 12 mm off its axis: pushes it rather than grips it
+@pytest.mark.parametrize('along_width, along_closing, gripper, takeover, height, opening', [
+    (0.0, 0.0, 0.035, False, 0.045, None),   # open fingers coming down around the peg, ahead of the expert
+    (0.0, 0.0, 0.0, False, 0.045, None),     # closing them around it at grasp height: a grasp
+    (0.0, 0.028, 0.035, True, 0.045, None),  # a finger would land on the peg
+    (0.012, 0.0, 0.0, True, 0.045, None),    # closing 12 mm off its axis: pushes it rather than grips it
+    # Half-closed fingers, 7 mm off the axis across them, closing further: with the tips 1.5 cm
+    # below the peg top they straddle it and the pads centre it (a grasp started high); with the
+    # tips still 1 cm above the top one finger comes down on it.
+    (0.0, 0.007, 0.0, False, 0.060, 0.017),
+    (0.0, 0.007, 0.0, True, 0.085, 0.017),
 ])
-def test_a_descent_onto_the_peg_is_judged_by_where_the_fingers_go(along_width, along_closing, gripper, takeover):
+def test_a_descent_onto_the_peg_is_judged_by_where_the_fingers_go(along_width, along_closing, gripper, takeover,
+                                                                  height, opening):
     from hiors_sim.kinematics import quat_from_yaw_down, tool_yaw
     sim = PegInsertionSim()
     human = _started_human(sim)
     ts, q = sim.task_state(), sim.joint_positions()
+    if opening is not None:
+        q = q.copy()
+        q[6] = opening                   # the fingers' measured opening
     yaw = tool_yaw(human.expert.kin.fk(q[:6])[1])
     yaw += wrap_quarter(quat_yaw(ts['peg_quat']) - yaw)                 # fingers square to the peg
     width_axis, closing_axis = np.array([np.cos(yaw), np.sin(yaw), 0]), np.array([np.sin(yaw), -np.cos(yaw), 0])
-    target = ts['peg_pos'] + [0, 0, 0.045] + along_width * width_axis + along_closing * closing_axis
+    target = ts['peg_pos'] + [0, 0, height] + along_width * width_axis + along_closing * closing_axis
     cmd = list(human.expert.kin.ik(target, quat_from_yaw_down(yaw), q[:6])) + [gripper]
     out = human.tick(1.1, q, ts, False, cmd)
     assert out['intervention'] is takeover and human.takeovers == int(takeover)
