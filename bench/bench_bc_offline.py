@@ -12,6 +12,7 @@ import json
 import os
 import time
 
+from hiors_common.atomic import atomic_write_json
 from hiors_common.ros_env import use_local_ros_network
 
 use_local_ros_network()          # no DDS is used here; set anyway, like every bench
@@ -182,10 +183,9 @@ def main():
         from hiors_trainer.core import FullWeights
         info = save_checkpoint(a.save, FullWeights(tr.model_state()), config, tr.norm_stats, 'base')
         side = os.path.splitext(a.save)[0] + '.json'
-        with open(side, 'w') as f:
-            json.dump({'sha256': info['sha256'], 'size': info['size'], 'created': time.strftime('%Y-%m-%d'),
-                       'command': 'MUJOCO_GL=egl .venv/bin/python ' + ' '.join(sys.argv),
-                       'evaluations': evaluations}, f, indent=1)
+        atomic_write_json(side, {'sha256': info['sha256'], 'size': info['size'], 'created': time.strftime('%Y-%m-%d'),
+                                 'command': 'MUJOCO_GL=egl .venv/bin/python ' + ' '.join(sys.argv),
+                                 'evaluations': evaluations}, indent=1, sort_keys=False)
         print(f'saved {a.save} and {side}', flush=True)
 
 

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from hiors_common.atomic import atomic_path, atomic_write_json, atomic_write_text
+
 from .phases import ensure_checkpoint_key, episodes, run_phase, say, success_rate, wilson_interval
 
 
@@ -191,16 +193,17 @@ def _report(out, demo_dir, eval_base, online, eval_final, final):
     fig.suptitle('Hi-ORS on the simulated peg-in-hole arm')
     fig.tight_layout()
     plot = os.path.join(out, 'success_rate.png')
-    fig.savefig(plot, dpi=110)
+    with atomic_path(plot) as tmp:
+        fig.savefig(tmp, dpi=110, format='png')
     table = ['| phase | success [95% CI] | episodes |', '|---|---|---|']
     table += [f'| {r[0]} | {r[1]:.0%} [{r[3][0]:.0%}, {r[3][1]:.0%}] | {r[2]} |' for r in rows]
     text = '\n'.join(table)
     print(text)
-    with open(os.path.join(out, 'results.md'), 'w') as f:
-        f.write(text + f'\n\nfinal checkpoint: {final}\n')
-    with open(os.path.join(out, 'results.json'), 'w') as f:
-        json.dump({'rows': rows, 'final_checkpoint': final}, f, indent=1)
+    atomic_write_text(os.path.join(out, 'results.md'), text + f'\n\nfinal checkpoint: {final}\n')
+    atomic_write_json(os.path.join(out, 'results.json'), {'rows': rows, 'final_checkpoint': final},
+                      indent=1, sort_keys=False)
     keys = ('demos', 'base_alone', 'online', 'after_alone')
-    with open(os.path.join(out, 'main_job.json'), 'w') as f:
-        json.dump({k: {'n': r[2], 'success': r[1], 'ci95': list(r[3])} for k, r in zip(keys, rows)}, f, indent=1)
+    atomic_write_json(os.path.join(out, 'main_job.json'),
+                      {k: {'n': r[2], 'success': r[1], 'ci95': list(r[3])} for k, r in zip(keys, rows)},
+                      indent=1, sort_keys=False)
     return {'plot': plot, 'rows': rows}

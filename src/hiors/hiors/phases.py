@@ -9,6 +9,8 @@ import os
 import threading
 import time
 
+from hiors_common.atomic import atomic_write_text
+
 from .graph import bringup_graph
 from .supervisor import Supervisor
 
@@ -53,9 +55,7 @@ def ensure_checkpoint_key(out):
     """A per-run HMAC key for checkpoint signing, exported to every node of the run."""
     key_file = os.path.join(out, 'checkpoint.key')
     if not os.path.exists(key_file):
-        with open(key_file, 'w') as f:
-            f.write(os.urandom(32).hex())
-        os.chmod(key_file, 0o600)
+        atomic_write_text(key_file, os.urandom(32).hex(), mode=0o600)
     os.environ['HIORS_CHECKPOINT_KEY_FILE'] = key_file
     return key_file
 

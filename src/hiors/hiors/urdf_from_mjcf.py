@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from hiors_common.atomic import atomic_write_text
+
 
 def _rpy(quat):
     import mujoco
@@ -101,8 +103,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     out = argv[0] if argv else os.path.join(os.path.dirname(__file__), '..', 'config', 'arm.urdf')
     text = build_urdf(mujoco.MjModel.from_xml_string(build_mjcf()))
-    with open(out, 'w') as f:
-        f.write(text)
+    atomic_write_text(out, text)
     print(f'wrote {os.path.abspath(out)}')
 
 

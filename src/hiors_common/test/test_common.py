@@ -148,3 +148,28 @@ def test_qos_profiles():
     assert reliable_qos(5) == QoSProfile(depth=5) and reliable_qos().depth == 10
     assert best_effort_qos(3).reliability == ReliabilityPolicy.BEST_EFFORT
     assert latched_qos() is not latched, 'a new profile every call (callers may change theirs)'
+
+
+def test_atomic_writes_replace_whole_files_and_leave_no_temporaries(tmp_path):
+    from hiors_common.atomic import atomic_path, atomic_write_json, atomic_write_text
+    target = tmp_path / 'out.bin'
+    atomic_write_text(target, 'old')
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            with open(tmp, 'w') as f:
+                f.write('half')
+            raise RuntimeError('writer died')
+    assert target.read_text() == 'old'            # the target is untouched on an error
+    with atomic_path(target) as tmp:              # a writer that wants a path (save_file, parquet)
+        assert os.path.dirname(tmp) == str(tmp_path) and tmp.endswith('.tmp')
+        with open(tmp, 'w') as f:
+            f.write('new')
+    assert target.read_text() == 'new'
+    atomic_write_json(tmp_path / 'a.json', {'b': 1, 'a': 2})
+    assert (tmp_path / 'a.json').read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask   # like open(path, 'w'), not mkstemp's 0600
+    atomic_write_text(tmp_path / 'key', 'k', mode=0o600)
+    assert (tmp_path / 'key').stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a.json', 'key', 'out.bin']

@@ -1,7 +1,7 @@
 """Policy checkpoints: ONE .safetensors file = weights + metadata (never pickle).
 
 Header metadata (all strings): format = 'hiors-safetensors-v1', config (PolicyConfig JSON),
-norm_stats (NormStats JSON), version. Files are written atomically (tmp + fsync + rename) so a
+norm_stats (NormStats JSON), version. Files are written atomically (hiors_common.atomic) so a
 reader never sees a half-written checkpoint.
 """
 from __future__ import annotations
@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,7 +19,7 @@ from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save as st_save
 from safetensors.torch import save_file as st_save_file
 
-from hiors_common.atomic import fsync_dir
+from hiors_common.atomic import atomic_path
 
 from .config import PolicyConfig
 from .device import resolve_device, torch_dtype
@@ -75,24 +74,13 @@ def save_checkpoint(path, policy: Pi0Policy, config: PolicyConfig, norm_stats: N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = _metadata(config, norm_stats, version, prompt)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
+    h = hashlib.sha256()
+    with atomic_path(path) as tmp:
         st_save_file(_tensors(policy, dtype), tmp, metadata=meta)
-        h = hashlib.sha256()
-        with open(tmp, 'rb+') as f:
+        with open(tmp, 'rb') as f:
             for block in iter(lambda: f.read(1 << 22), b''):
                 h.update(block)
-            os.fsync(f.fileno())
         size = os.path.getsize(tmp)
-        os.replace(tmp, path)
-        fsync_dir(str(path.parent))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return {'path': str(path), 'sha256': h.hexdigest(), 'size': size, 'format': FORMAT, 'version': str(version)}
 
 

@@ -16,13 +16,13 @@ Older LeRobot files (transformers < 4.52) use paligemma.vision_tower / paligemma
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from hiors_common.atomic import atomic_path, atomic_write_json
 
 from .checkpoint import CheckpointError, check_state_dict
 from .config import PolicyConfig, make_config
@@ -151,17 +151,9 @@ def export_lerobot(policy: Pi0Policy, out_dir, norm_stats: NormStats | None = No
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sd = to_lerobot_state_dict(policy, include_lm_head)
-    fd, tmp = tempfile.mkstemp(prefix='.model.', suffix='.tmp', dir=out)
-    os.close(fd)
-    try:
+    with atomic_path(out / 'model.safetensors') as tmp:
         save_file(sd, tmp, metadata={'format': 'pt'})
-        os.replace(tmp, out / 'model.safetensors')
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    cfg = out / 'config.json'
-    cfg.with_suffix('.json.tmp').write_text(json.dumps(_config_json(policy.config, norm_stats), indent=2))
-    os.replace(cfg.with_suffix('.json.tmp'), cfg)
+    atomic_write_json(out / 'config.json', _config_json(policy.config, norm_stats), sort_keys=False)
     return out
 
 

@@ -21,6 +21,8 @@ import os
 
 import numpy as np
 
+from hiors_common.atomic import atomic_path, atomic_write_json
+
 from .dataset import JOINT_NAMES, load_episode
 
 CODEBASE_VERSION = 'v3.0'
@@ -93,7 +95,8 @@ def _write_tasks(path, tasks):
                          'numpy_type': 'object', 'metadata': None}],
             'creator': {'library': 'pyarrow', 'version': pa.__version__}, 'pandas_version': '2.2.0'}
     table = table.replace_schema_metadata({b'pandas': json.dumps(meta).encode()})
-    pq.write_table(table, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def export_lerobot(episodes, out_dir: str, fps: float = 10.0, robot_type: str = '',
@@ -182,7 +185,8 @@ def export_lerobot(episodes, out_dir: str, fps: float = 10.0, robot_type: str = 
         'next.done': pa.array(cols['next.done'], pa.bool_()),
         'is_intervention': pa.array(cols['is_intervention'], pa.bool_()),
     })
-    pq.write_table(table, os.path.join(out_dir, DATA_PATH.format(chunk_index=0, file_index=0)))
+    with atomic_path(os.path.join(out_dir, DATA_PATH.format(chunk_index=0, file_index=0))) as tmp:
+        pq.write_table(table, tmp)
 
     stats = {'observation.state': _stats(np.asarray(cols['observation.state'])),
              'action': _stats(np.asarray(cols['action']))}
@@ -192,7 +196,8 @@ def export_lerobot(episodes, out_dir: str, fps: float = 10.0, robot_type: str = 
         stats[key] = _image_stats(samples)
     # Per-episode rows carry stats too in LeRobot; the aggregate in stats.json is what training uses.
     ep_table = pa.Table.from_pylist(ep_rows)
-    pq.write_table(ep_table, os.path.join(out_dir, EPISODES_PATH))
+    with atomic_path(os.path.join(out_dir, EPISODES_PATH)) as tmp:
+        pq.write_table(ep_table, tmp)
     _write_tasks(os.path.join(out_dir, 'meta', 'tasks.parquet'), tasks)
 
     scalar = lambda dtype: {'dtype': dtype, 'shape': [1], 'names': None}  # noqa: E731
@@ -214,10 +219,9 @@ def export_lerobot(episodes, out_dir: str, fps: float = 10.0, robot_type: str = 
             'chunks_size': 1000, 'data_files_size_in_mb': 100, 'video_files_size_in_mb': 500,
             'fps': fps, 'splits': {'train': f'0:{len(ep_rows)}'},
             'data_path': DATA_PATH, 'video_path': VIDEO_PATH if shapes else None, 'features': features}
-    with open(os.path.join(out_dir, 'meta', 'info.json'), 'w') as f:
-        json.dump(info, f, indent=4)
-    with open(os.path.join(out_dir, 'meta', 'stats.json'), 'w') as f:
-        json.dump(stats, f, indent=4)
+    # info.json last: a directory with it holds a complete export (the videos were closed above).
+    atomic_write_json(os.path.join(out_dir, 'meta', 'stats.json'), stats, indent=4, sort_keys=False)
+    atomic_write_json(os.path.join(out_dir, 'meta', 'info.json'), info, indent=4, sort_keys=False)
     return info
 
 

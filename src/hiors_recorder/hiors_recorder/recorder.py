@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from hiors_common.atomic import atomic_write_text
 from hiors_common.contracts import DEFAULT_PROMPT
 from hiors_common.topics import (ACTION_CHUNK_RAW, CAMERA_TOPIC_FORMAT, EPISODE_EVENT, EXECUTED_ACTION, INTERVENTION,
                                  JOINT_STATES, POLICY_VERSION)
@@ -408,8 +409,7 @@ def quarantine(root: str, ep_dir: str, reason: str, log) -> str:
     if os.path.exists(dst):
         dst += f'.{int(time.time())}'
     shutil.move(ep_dir, dst)
-    with open(os.path.join(dst, 'QUARANTINED.txt'), 'w') as f:
-        f.write(reason + '\n')
+    atomic_write_text(os.path.join(dst, 'QUARANTINED.txt'), reason + '\n')
     log.error(f'quarantined unfinished episode {os.path.basename(ep_dir)} -> {dst}: {reason}')
     return dst
 

@@ -571,6 +571,7 @@ class Trainer:
         """Policy checkpoint + optimizer (safetensors) + state JSON, then latest.json (atomic):
         a kill -9 at any point leaves the previous complete checkpoint as 'latest'.
         Under FSDP every rank calls (weights are gathered) and rank != 0 returns None."""
+        from hiors_common.atomic import atomic_path
         from hiors_policy.checkpoint import save_checkpoint
         weights = self.model_state()
         if self.rank != 0:
@@ -594,12 +595,8 @@ class Trainer:
             if self.ema is not None:
                 tensors.update({RAW_PREFIX + k: v.detach().to('cpu').contiguous()
                                 for k, v in self.policy.state_dict().items()})
-        opath = os.path.join(self.out_dir, names['optimizer'])
-        tmp = opath + '.tmp'
-        st_save_file(tensors, tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, opath)
+        with atomic_path(os.path.join(self.out_dir, names['optimizer'])) as tmp:
+            st_save_file(tensors, tmp)
         _atomic_json(os.path.join(self.out_dir, names['state_json']), {
             'step': self.step, 'version': self.version, 'samples_trained': self.samples_trained,
             'ledger': self.ledger, 'stats': self.stats.to_dict(), 'optimizer': scalars,
