@@ -2,7 +2,8 @@
 where ROS 2 is installed) and the pip-only runner (`hiors launch bringup`).
 
 A node is listed once with its package, executable (ros2 run name), module (python -m name),
-parameter file from its own package, overrides, remappings and restart policy.
+parameter file from its own package, overrides and remappings; its restart policy comes from
+the RESTART table below, and `should_restart` is the one rule both runners apply to it.
 """
 from dataclasses import dataclass, field
 
@@ -37,6 +38,44 @@ ARGUMENTS = {
 }
 
 
+# What each restart policy means, for `ros2 launch` (bringup.launch.py: restarts through on_exit,
+# never launch's own respawn, which also restarts after a clean exit) and the pip runner alike.
+RESTART_POLICIES = {
+    'always': 'restarted after any exit while the graph runs, clean (exit 0) or not',
+    'on-failure': 'restarted only after a non-zero exit or death by a signal; a clean exit 0 stays down',
+    'never': 'never restarted',
+}
+# node name -> restart policy: the ONE per-node table (NodeSpec.restart defaults to it). The
+# robot-facing loop (sim, mux, policy, recorder, trainer) always comes back; the dashboard and the
+# input devices only after a crash (one that exits 0 on its own ended on purpose).
+RESTART = {
+    'sim': 'always',
+    'command_mux': 'always',
+    'policy': 'always',
+    'recorder': 'always',
+    'trainer': 'always',
+    'dashboard': 'on-failure',
+    'sim_human': 'on-failure',
+    'joy': 'on-failure',                 # the ROS joy driver (ros2 launch only)
+    'joy_teleop': 'on-failure',
+    'keyboard_teleop': 'on-failure',
+    'spacemouse_teleop': 'on-failure',
+    'evdev_teleop': 'on-failure',
+    'vr_teleop': 'on-failure',
+}
+RESTART_LIMIT = 20          # restarts per node before it is left down (and reported failed)
+RESTART_DELAY_S = 1.0       # ros2 launch waits this long; the pip runner backs off on quick crash loops
+
+
+def should_restart(policy: str, returncode: int) -> bool:
+    """Whether a node with restart `policy` that exited with `returncode` (negative: killed by a
+    signal, as subprocess and launch report it) is started again. `required` nodes never are:
+    their exit ends the graph. Exits while the graph is stopping are not restarts either."""
+    if policy not in RESTART_POLICIES:
+        raise ValueError(f'unknown restart policy {policy!r}; known: {", ".join(RESTART_POLICIES)}')
+    return policy == 'always' or (policy == 'on-failure' and returncode != 0)
+
+
 @dataclass
 class NodeSpec:
     name: str
@@ -46,9 +85,13 @@ class NodeSpec:
     params_file: str = ''                 # file name in <package>/config/
     parameters: dict = field(default_factory=dict)
     remappings: list = field(default_factory=list)
-    restart: str = 'on-failure'           # 'always' | 'on-failure' | 'never'
+    restart: str = ''                     # a RESTART_POLICIES key; '' = RESTART[name] ('on-failure' if absent)
     required: bool = False                # the whole graph stops when this node exits
     stop_timeout_s: float = 10.0          # after SIGINT, before the supervisor's SIGKILL
+
+    def __post_init__(self):
+        self.restart = self.restart or RESTART.get(self.name, 'on-failure')
+        should_restart(self.restart, 0)       # a typo in a policy fails here, not at the first exit
 
 
 def _bool(value: str) -> bool:
@@ -100,15 +143,13 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
     if a['robot'] == 'sim':
         nodes.append(NodeSpec('sim', 'hiors_sim', 'sim_node', 'hiors_sim.sim_node', 'sim.yaml',
                               {'control_rate_hz': rate, 'seed': int(a['seed']), 'task': a['task']},
-                              remappings=[(ROBOT_COMMAND, a['command_topic'])],
-                              restart='always'))
+                              remappings=[(ROBOT_COMMAND, a['command_topic'])]))
     elif a['robot'] != 'real':
         raise ValueError(f"robot must be 'sim' or 'real', not {a['robot']!r}")
     nodes.append(NodeSpec('command_mux', 'hiors_teleop', 'command_mux_node',
                           'hiors_teleop.command_mux_node', 'command_mux.yaml',
                           {'rate_hz': rate},
-                          remappings=[(ROBOT_COMMAND, a['command_topic'])],
-                          restart='always'))
+                          remappings=[(ROBOT_COMMAND, a['command_topic'])]))
     if _bool(a['policy']):
         params = {'control_rate_hz': rate, 'preset': a['preset'], 'prompt': a['prompt'],
                   # signed manifests may point only into the trainer's checkpoint directory
@@ -116,11 +157,11 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
         if a['checkpoint']:
             params['checkpoint'] = os.path.expanduser(a['checkpoint'])
         nodes.append(NodeSpec('policy', 'hiors_policy', 'policy_node', 'hiors_policy.policy_node',
-                              'policy.yaml', params, restart='always'))
+                              'policy.yaml', params))
     if _bool(a['recorder']):
         nodes.append(NodeSpec('recorder', 'hiors_recorder', 'recorder_node',
                               'hiors_recorder.recorder_node', 'recorder.yaml',
-                              {'episode_dir': episode_dir, 'task': a['prompt']}, restart='always'))
+                              {'episode_dir': episode_dir, 'task': a['prompt']}))
     if _bool(a['trainer']):
         nodes.append(NodeSpec('trainer', 'hiors_trainer', 'trainer_node', 'hiors_trainer.trainer_node',
                               'trainer.yaml',
@@ -131,10 +172,10 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
                                   if a['checkpoint'] else {})},
                               # A stop finishes the train step in flight (<= 30 s) and saves
                               # the steps since the last checkpoint: large models need time.
-                              restart='always', stop_timeout_s=120.0))
+                              stop_timeout_s=120.0))
     if _bool(a['dashboard']):
         nodes.append(NodeSpec('dashboard', 'hiors', 'dashboard_node', 'hiors.dashboard_node', 'dashboard.yaml',
-                              {'port': int(a['dashboard_port'])}, restart='on-failure'))
+                              {'port': int(a['dashboard_port'])}))
     for device in teleop:
         if device == 'sim_human':
             if a['robot'] != 'sim':
@@ -147,17 +188,15 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
                                    'event_listeners': ['recorder'] if _bool(a['recorder']) else [''],
                                    'episode_timeout_s': float(a['episode_timeout_s']),
                                    'seed': int(a['seed'])},
-                                  restart='on-failure', required=num > 0))
+                                  required=num > 0))
         elif device == 'joy' and ros_drivers:
-            nodes.append(NodeSpec('joy', 'joy', 'joy_node', '', '', {'autorepeat_rate': JOY_AUTOREPEAT_HZ},
-                                  restart='on-failure'))
+            nodes.append(NodeSpec('joy', 'joy', 'joy_node', '', '', {'autorepeat_rate': JOY_AUTOREPEAT_HZ}))
             nodes.append(NodeSpec('joy_teleop', 'hiors_teleop', 'joy_teleop_node', 'hiors_teleop.joy_teleop_node',
-                                  'joy_teleop.yaml', restart='on-failure'))
+                                  'joy_teleop.yaml'))
         elif device in DEVICE_NODES:
             executable = DEVICE_NODES[device if device != 'joy' else 'evdev']
             nodes.append(NodeSpec(f'{device}_teleop', 'hiors_teleop', executable,
-                                  f'hiors_teleop.{executable}', f'{executable.removesuffix("_node")}.yaml',
-                                  restart='on-failure'))
+                                  f'hiors_teleop.{executable}', f'{executable.removesuffix("_node")}.yaml'))
         else:
             raise ValueError(f'unknown teleop device {device!r}; known: sim_human, {", ".join(DEVICE_NODES)}')
     return nodes

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from hiors_common.paths import package_file
 from hiors_common.ros_env import use_local_ros_network
 
-from .graph import NodeSpec
+from .graph import RESTART_LIMIT, NodeSpec, should_restart
 
 
 def _param_value(value) -> str:
@@ -48,13 +48,14 @@ class _Running:
 class Supervisor:
     """Start, watch and stop a set of node processes.
 
-    restart='always' restarts a node whenever it exits while the graph runs; 'on-failure' only on
-    a non-zero exit; 'never' leaves it down. A `required` node ending (any exit code) stops the
-    whole graph, like launch's on_exit=Shutdown.
+    Each node restarts per its spec's restart policy (graph.RESTART_POLICIES; the decision is
+    graph.should_restart, the same one bringup.launch.py uses): 'always' after any exit while the
+    graph runs, 'on-failure' only after a non-zero exit or a signal, 'never' not at all. A
+    `required` node ending (any exit code) stops the whole graph, like launch's Shutdown.
     """
 
     def __init__(self, specs: list[NodeSpec], log_dir: str, env: dict | None = None,
-                 max_restarts: int = 20, echo=print):
+                 max_restarts: int = RESTART_LIMIT, echo=print):
         self.specs = specs
         self.log_dir = log_dir
         self.env = use_local_ros_network(env=dict(os.environ if env is None else env))
@@ -104,7 +105,7 @@ class Supervisor:
                 if code != 0:
                     self.failed.append(name)
                 return False
-            again = r.spec.restart == 'always' or (r.spec.restart == 'on-failure' and code != 0)
+            again = should_restart(r.spec.restart, code)
             if again and r.restarts < self.max_restarts:
                 # Quick crash loops back off; a node that ran a while restarts at once.
                 if time.monotonic() - r.started < 2.0:

@@ -1,10 +1,14 @@
 """Process supervision of the pip-only runner: restart policies, required nodes, clean stop."""
+import importlib.util
 import os
+import sys
 import time
+import types
 
 import pytest
 
-from hiors.graph import ARGUMENTS, NodeSpec, bringup_graph, resolve_arguments
+from hiors.graph import (ARGUMENTS, DEVICE_NODES, RESTART, RESTART_LIMIT, RESTART_POLICIES, NodeSpec, bringup_graph,
+                         resolve_arguments, should_restart)
 from hiors.supervisor import Supervisor, node_command
 from hiors_common.topics import ROBOT_COMMAND
 
@@ -46,14 +50,16 @@ def _starts(tmp_path, name):
 
 def test_restart_policies_and_clean_stop(worker):
     tmp_path, env = worker
-    env.update(WORKER_MODE_a='crash', WORKER_MODE_b='crash', WORKER_MODE_c='sleep')
+    env.update(WORKER_MODE_a='crash', WORKER_MODE_b='crash', WORKER_MODE_c='sleep', WORKER_MODE_d='finish')
     specs = [NodeSpec('a', 'x', 'x', 'fake_worker', restart='on-failure'),
              NodeSpec('b', 'x', 'x', 'fake_worker', restart='never'),
-             NodeSpec('c', 'x', 'x', 'fake_worker', restart='always')]
+             NodeSpec('c', 'x', 'x', 'fake_worker', restart='always'),
+             NodeSpec('d', 'x', 'x', 'fake_worker', restart='on-failure')]
     sup = Supervisor(specs, str(tmp_path / 'logs'), env=env, max_restarts=2, echo=lambda m: None)
     code = sup.start().run(duration=6.0)
     assert _starts(tmp_path, 'a') == 3          # first run + 2 restarts
     assert _starts(tmp_path, 'b') == 1          # never restarted
+    assert _starts(tmp_path, 'd') == 1          # on-failure: a clean exit 0 stays down, not a failure
     assert 'clean-stop' in (tmp_path / 'c').read_text()   # SIGINT reached it at shutdown
     assert code == 1 and set(sup.failed) == {'a', 'b'}
     assert (tmp_path / 'logs' / 'a.log').read_text().count('=== exit 3') == 3
@@ -122,3 +128,82 @@ def test_launch_file_reads_the_same_graph():
     calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     assert 'bringup_graph' in calls and 'generate_launch_description' in {
         n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def test_restart_policy_table_covers_every_node():
+    assert set(RESTART.values()) <= set(RESTART_POLICIES)
+    graphs = [bringup_graph({'teleop': 'sim_human,' + ','.join(DEVICE_NODES), 'num_episodes': '0'}, ros_drivers=d)
+              for d in (False, True)]
+    for spec in (s for g in graphs for s in g):
+        assert spec.name in RESTART and spec.restart == RESTART[spec.name], spec.name
+    assert should_restart('always', 0) and should_restart('always', 1)
+    assert not should_restart('on-failure', 0)
+    assert should_restart('on-failure', 1) and should_restart('on-failure', -9)   # -9: killed by a signal
+    assert not should_restart('never', 1)
+    with pytest.raises(ValueError):
+        NodeSpec('x', 'x', 'x', 'x', restart='on_failure')
+
+
+class _Action:
+    """Stands in for a launch action / substitution: records its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def perform(self, context):           # LaunchConfiguration(name).perform(context)
+        return context.values[self.args[0]]
+
+
+def _load_launch_file(monkeypatch):
+    """bringup.launch.py with `launch`, `launch_ros` and `ament_index_python` replaced by recording
+    stubs (none of them is installable from PyPI)."""
+    stubs = {'launch': ['LaunchDescription'],
+             'launch.actions': ['DeclareLaunchArgument', 'OpaqueFunction', 'Shutdown', 'TimerAction'],
+             'launch.substitutions': ['LaunchConfiguration'], 'launch_ros': [], 'launch_ros.actions': ['Node'],
+             'ament_index_python': [], 'ament_index_python.packages': []}
+    for name, classes in stubs.items():
+        module = types.ModuleType(name)
+        for cls in classes:
+            setattr(module, cls, type(cls, (_Action,), {}))
+        monkeypatch.setitem(sys.modules, name, module)
+    sys.modules['ament_index_python.packages'].get_package_share_directory = lambda pkg: f'/share/{pkg}'
+    path = os.path.join(os.path.dirname(__file__), '..', 'launch', 'bringup.launch.py')
+    spec = importlib.util.spec_from_file_location('hiors_bringup_launch_under_test', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, 'use_local_ros_network', lambda: None)
+    return module
+
+
+def test_launch_file_restarts_follow_the_graph_table(monkeypatch):
+    launch_file = _load_launch_file(monkeypatch)
+    values = {**resolve_arguments(), 'teleop': 'sim_human,joy,keyboard', 'num_episodes': '0'}
+    context = types.SimpleNamespace(values=values, is_shutdown=False)
+    nodes = {a.kwargs['name']: a for a in launch_file._nodes(context)}
+    specs = {s.name: s for s in bringup_graph(values, ros_drivers=True)}
+    assert set(nodes) == set(specs) and {'dashboard', 'joy', 'sim_human'} <= set(nodes)
+    for name, node in nodes.items():
+        assert node.kwargs['respawn'] is False, name      # launch's respawn also restarts after exit 0
+        for code in (0, 1, -2, -9):
+            actions = node.kwargs['on_exit'](types.SimpleNamespace(returncode=code), context)
+            assert bool(actions) == should_restart(RESTART[name], code), (name, code)
+            if actions:                                   # a fresh copy of the node, after a delay
+                (timer,) = actions
+                assert type(timer).__name__ == 'TimerAction'
+                (again,) = timer.kwargs['actions']
+                assert again.kwargs['name'] == name and again.kwargs['parameters'] == node.kwargs['parameters']
+    assert nodes['dashboard'].kwargs['on_exit'](types.SimpleNamespace(returncode=0), context) is None
+    # no restarts while launch is stopping (Ctrl-C makes nodes exit non-zero)
+    stopping = types.SimpleNamespace(values=values, is_shutdown=True)
+    assert nodes['sim'].kwargs['on_exit'](types.SimpleNamespace(returncode=-2), stopping) is None
+    # the restart limit is the pip runner's
+    node = nodes['sim']
+    for _ in range(RESTART_LIMIT):
+        (timer,) = node.kwargs['on_exit'](types.SimpleNamespace(returncode=1), context)
+        (node,) = timer.kwargs['actions']
+    assert node.kwargs['on_exit'](types.SimpleNamespace(returncode=1), context) is None
+    # a required node's exit (any code) shuts the launch down, as in the pip runner
+    context.values = {**values, 'teleop': 'sim_human', 'num_episodes': '3'}
+    human = next(a for a in launch_file._nodes(context) if a.kwargs['name'] == 'sim_human')
+    (shutdown,) = human.kwargs['on_exit'](types.SimpleNamespace(returncode=0), context)
+    assert type(shutdown).__name__ == 'Shutdown'
