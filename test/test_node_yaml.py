@@ -62,3 +62,9 @@ def test_yaml_matches_config(fname):
     assert not set(params) - fields, f'{fname}: unknown parameters {set(params) - fields}'
     for k, v in params.items():
         assert _ok(v, hints[k]), f'{fname}: {k}={v!r} is not {hints[k]}'
+
+
+def test_the_graph_names_the_same_config_classes():
+    from hiors.graph import NODE_CONFIGS
+    listed = {node: f'{module}:{cls}' for node, module, cls in NODES.values()}
+    assert listed == {node: config for node, (_, config) in NODE_CONFIGS.items()}

@@ -63,6 +63,33 @@ RESTART = {
     'evdev_teleop': 'on-failure',
     'vr_teleop': 'on-failure',
 }
+# Node (its own default name = the top-level key of its YAML) -> (python module, the config
+# dataclass whose fields are its ROS parameters, 'module:Class'; hiors_common.params declares them,
+# with the defaults and docs `hiors args <node>` prints).
+NODE_CONFIGS = {
+    'sim': ('hiors_sim.sim_node', 'hiors_sim.sim_node:SimNodeConfig'),
+    'command_mux': ('hiors_teleop.command_mux_node', 'hiors_teleop.mux:MuxConfig'),
+    'policy': ('hiors_policy.policy_node', 'hiors_policy.policy_node:PolicyNodeConfig'),
+    'recorder': ('hiors_recorder.recorder_node', 'hiors_recorder.recorder:RecorderConfig'),
+    'trainer': ('hiors_trainer.trainer_node', 'hiors_trainer.trainer_node:TrainerNodeConfig'),
+    'dashboard': ('hiors.dashboard_node', 'hiors.dashboard_node:DashboardConfig'),
+    'sim_human': ('hiors_sim.sim_human_node', 'hiors_sim.sim_human_node:SimHumanNodeConfig'),
+    'joy_teleop': ('hiors_teleop.joy_teleop_node', 'hiors_teleop.joy_teleop_node:JoyTeleopConfig'),
+    'keyboard_teleop': ('hiors_teleop.keyboard_teleop_node', 'hiors_teleop.keyboard_teleop_node:KeyboardTeleopConfig'),
+    'spacemouse_teleop': ('hiors_teleop.spacemouse_teleop_node',
+                          'hiors_teleop.spacemouse_teleop_node:SpaceMouseTeleopConfig'),
+    'evdev_teleop': ('hiors_teleop.evdev_teleop_node', 'hiors_teleop.evdev_teleop_node:EvdevTeleopConfig'),
+    'vr_teleop': ('hiors_teleop.vr_teleop_node', 'hiors_teleop.vr_teleop_node:VRTeleopConfig'),
+}
+
+
+def node_config_class(node: str):
+    """The config dataclass of a NODE_CONFIGS node (imports its module)."""
+    import importlib
+    module, cls = NODE_CONFIGS[node][1].split(':')
+    return getattr(importlib.import_module(module), cls)
+
+
 RESTART_LIMIT = 20          # restarts per node before it is left down (and reported failed)
 RESTART_DELAY_S = 1.0       # ros2 launch waits this long; the pip runner backs off on quick crash loops
 

@@ -207,3 +207,35 @@ def test_launch_file_restarts_follow_the_graph_table(monkeypatch):
     human = next(a for a in launch_file._nodes(context) if a.kwargs['name'] == 'sim_human')
     (shutdown,) = human.kwargs['on_exit'](types.SimpleNamespace(returncode=0), context)
     assert type(shutdown).__name__ == 'Shutdown'
+
+
+def test_hiors_args_prints_every_node_parameter_with_default_and_doc(capsys):
+    import dataclasses
+
+    from hiors.cli import main
+    from hiors.graph import NODE_CONFIGS, node_config_class
+    from hiors_common.params import field_default, field_docs
+    graphs = [bringup_graph({'teleop': 'sim_human,' + ','.join(DEVICE_NODES)}, ros_drivers=d) for d in (False, True)]
+    modules = {module for module, _ in NODE_CONFIGS.values()}
+    assert {s.module for g in graphs for s in g if s.module} == modules   # every node the graph runs has its config
+    assert main(['args']) == 0
+    out = capsys.readouterr().out
+    for name in ARGUMENTS:
+        assert f'\n  {name} ' in out
+    sections = {block.split('  (', 1)[0]: block for block in out.split('\n\n')}
+    for node in NODE_CONFIGS:
+        cls = node_config_class(node)
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            assert f'\n  {f.name}: ' in sections[node] and f' = {field_default(f)!r}' in sections[node], (node, f.name)
+            first_words = ' '.join(docs[f.name].split()[:4])
+            assert first_words in ' '.join(sections[node].split()), (node, f.name)
+    assert 'diagnostics_hold_s: float = 10.0' in out
+    # docs come from field(metadata={'doc': ...}), else from the field's source comment
+    assert 'root of the episode directories' in sections['recorder']
+    assert "autonomous samples every k steps; 0 = the policy's n_action_steps" in sections['trainer']
+    assert main(['args', 'trainer']) == 0
+    one = capsys.readouterr().out
+    assert one.lstrip().startswith('trainer  (') and 'rate_hz: float = 0.0   [bringup: 10.0]' in one
+    assert 'recorder  (' not in one
+    assert main(['args', 'nope']) == 2

@@ -16,8 +16,9 @@ from .topics import DIAGNOSTICS
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR', STALE: 'STALE'}
 ERROR_KEYS = ('last_error', 'last_error_level', 'last_error_time', 'last_error_age_s')
-HOLD_PARAM = 'diagnostics_hold_s'
+HOLD_PARAM = 'diagnostics_hold_s'      # a parameter of every node with a DiagnosticsPublisher
 DEFAULT_HOLD_S = 10.0
+HOLD_DOC = 'seconds an ERROR / WARN stays the published /diagnostics level (and the last error is shown)'
 
 
 def level_int(level) -> int:
@@ -64,7 +65,8 @@ class DiagnosticsPublisher:
         self._hardware_id = hardware_id
         self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         if not node.has_parameter(HOLD_PARAM):
-            node.declare_parameter(HOLD_PARAM, DEFAULT_HOLD_S)   # s an ERROR/WARN stays the published level
+            from rcl_interfaces.msg import ParameterDescriptor
+            node.declare_parameter(HOLD_PARAM, DEFAULT_HOLD_S, ParameterDescriptor(description=HOLD_DOC))
         self.sticky = StickyStatus(float(node.get_parameter(HOLD_PARAM).value))
 
     def publish(self, level, message: str, values: dict | None = None):

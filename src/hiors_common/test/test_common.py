@@ -173,3 +173,31 @@ def test_atomic_writes_replace_whole_files_and_leave_no_temporaries(tmp_path):
     atomic_write_text(tmp_path / 'key', 'k', mode=0o600)
     assert (tmp_path / 'key').stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ['a.json', 'key', 'out.bin']
+
+
+@dataclasses.dataclass
+class _DocBase:
+    rate_hz: float = dataclasses.field(default=10.0, metadata={'doc': 'from metadata'})
+    # the comment block right above
+    # a field documents it
+    depth: int = 3
+    name: str = 'x'          # a trailing comment
+    bare: bool = True
+
+
+@dataclasses.dataclass
+class _DocChild(_DocBase):
+    rate_hz: float = 20.0    # re-declared: its own comment wins
+    depth: int = 4
+    extra: str = ''
+
+
+def test_field_docs_from_metadata_else_source_comments():
+    from hiors_common.params import field_docs
+    assert field_docs(_DocBase) == {'rate_hz': 'from metadata',
+                                    'depth': 'the comment block right above a field documents it',
+                                    'name': 'a trailing comment', 'bare': ''}
+    child = field_docs(_DocChild)
+    assert child['rate_hz'] == 're-declared: its own comment wins'
+    assert child['depth'] == 'the comment block right above a field documents it'   # inherited doc
+    assert child['name'] == 'a trailing comment' and child['extra'] == ''
