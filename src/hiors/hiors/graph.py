@@ -214,7 +214,7 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
                                    # episodes start only once the recorder hears the events
                                    'event_listeners': ['recorder'] if _bool(a['recorder']) else [''],
                                    'episode_timeout_s': float(a['episode_timeout_s']),
-                                   'seed': int(a['seed'])},
+                                   'seed': int(a['seed']), 'task': a['task']},
                                   required=num > 0))
         elif device == 'joy' and ros_drivers:
             nodes.append(NodeSpec('joy', 'joy', 'joy_node', '', '', {'autorepeat_rate': JOY_AUTOREPEAT_HZ}))

@@ -106,7 +106,7 @@ class SyncWorld:
         cfg.camera_width = cfg.camera_height = self.image_size
         self.sim = PegInsertionSim(cfg)
         self.dt = 1.0 / cfg.control_rate_hz
-        self.human = SimHuman(SimHumanConfig(mode=self.mode, episode_timeout_s=self.episode_timeout_s,
+        self.human = SimHuman(SimHumanConfig(mode=self.mode, episode_timeout_s=self.episode_timeout_s, task=self.task,
                                              **self.human_overrides))
         self.mux = CommandMux(MuxConfig(**self.mux_overrides))
         self.now = 0.0

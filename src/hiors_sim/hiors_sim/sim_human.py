@@ -19,6 +19,18 @@ from .scene import FINGER_HALF_THICKNESS, FINGER_HALF_WIDTH, FINGERTIP_BEYOND_TC
 FINGER_MARGIN_M = 0.002     # a finger passing closer than this to the peg counts as hitting it
 OFF_CENTRE_GRASP_M = 0.010  # fingers closing a peg half-width off its axis push it rather than grip it
 
+IN_THE_HOLE_M = 0.005       # a peg bottom this far below the fixture top is in the hole, not on its rim
+
+
+def capture_range_m(task: str) -> float:
+    """How far off the hole axis a held peg lowered onto the fixture still slides in: the
+    task's clearance plus the chamfer, less 1 mm (measured, BENCHMARKS.md grasp fragility)."""
+    from .sim_core import SimConfig
+    from .tasks import task_config
+    cfg = SimConfig(**task_config(task))
+    return cfg.clearance_m + cfg.chamfer_m - 0.001
+
+
 PHASE_ORDER = {'start': 0, 'retreat': 1, 'approach': 1, 'descend': 2, 'close': 3, 'lift': 4,
                'carry': 5, 'insert': 6, 'fallen': -1}
 
@@ -37,12 +49,18 @@ class SimHumanConfig:
     # policy's command extrapolated this many ticks ahead (its last step repeated). Through the
     # ROS graph commands reach the arm 1-3 ticks after the decision; 0 = judge the command alone.
     lookahead_ticks: int = 0
+    # The task variant supervised (hiors_sim.tasks): its clearance and chamfer decide which
+    # placements a person lets slide in.
+    task: str = 'peg_insert'
     # A person also sees a held peg being lowered onto the fixture beside the hole and takes over
     # (the expert then lifts, re-aligns and retries): the policy's command takes or keeps the peg
-    # bottom within `misaligned_height_m` of the fixture top, not lifting it, while more than
-    # `misaligned_m` off the hole axis (beyond what clearance and chamfer catch) and within
-    # `fixture_reach_m` of it (over the fixture, not across the table).
-    misaligned_m: float = 0.005
+    # bottom within `misaligned_height_m` of the fixture top (and not already down in the hole),
+    # not lifting it, while more than `misaligned_m` off the hole axis and within
+    # `fixture_reach_m` of it (over the fixture, not across the table). 0 = what the task's
+    # clearance and chamfer catch, less 1 mm (bench_grasp_fragility: the expert aiming 6 mm off
+    # inserts 19/20 on the narrow task, 3 + 4 mm): a takeover there would replace an insertion
+    # that works with the expert's.
+    misaligned_m: float = 0.0
     misaligned_height_m: float = 0.005
     fixture_reach_m: float = 0.05
     success_hold_s: float = 0.3
@@ -55,6 +73,7 @@ class SimHuman:
         if config.mode not in ('demo', 'intervene', 'label_only'):
             raise ValueError(f"mode must be 'demo', 'intervene' or 'label_only', not {config.mode!r}")
         self.cfg = config
+        self.misaligned_m = config.misaligned_m or capture_range_m(config.task)
         self.expert = expert or ScriptedExpert()
         self.state = 'need_reset'             # need_reset -> settling -> running -> need_reset / done
         self.episodes_done = 0
@@ -272,8 +291,9 @@ class SimHuman:
         motion = np.asarray(commanded_tcp, float) - self._last_tcp
         peg_next = peg + motion
         lateral = np.linalg.norm(peg_next[:2] - hole[:2])
-        return bool(motion[2] < 1e-3 and self.cfg.misaligned_m < lateral < self.cfg.fixture_reach_m
-                    and peg_next[2] - PEG_HALF_HEIGHT < hole[2] + self.cfg.misaligned_height_m)
+        bottom = peg_next[2] - PEG_HALF_HEIGHT - hole[2]          # above the fixture top
+        return bool(motion[2] < 1e-3 and self.misaligned_m < lateral < self.cfg.fixture_reach_m
+                    and -IN_THE_HOLE_M < bottom < self.cfg.misaligned_height_m)
 
     def _start(self, now):
         self.state = 'running'

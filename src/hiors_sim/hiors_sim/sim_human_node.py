@@ -31,6 +31,7 @@ class SimHumanNodeConfig:
     min_takeover_s: float = 1.5
     max_takeover_s: float = 8.0
     lookahead_ticks: int = 0      # also judge the policy's command extrapolated this far ahead
+    task: str = 'peg_insert'      # the sim's task variant: its clearance sets which misses a person lets go
     settle_s: float = 0.5
     seed: int = 0
     reset_service: str = SIM_RESET_SERVICE

@@ -145,7 +145,15 @@ def test_bad_mode_is_rejected():
         SimHuman(SimHumanConfig(mode='sometimes'))
 
 
-@pytest.mark.parametrize('misaligned_m, outcome', [(0.005, 'success'), (1.0, 'failure')])
+def test_the_capture_range_is_what_clearance_and_chamfer_catch():
+    from hiors_sim.sim_human import capture_range_m
+    assert capture_range_m('peg_insert_narrow') == pytest.approx(0.006)    # 3 mm + 4 mm chamfer - 1 mm
+    assert capture_range_m('peg_insert') == pytest.approx(0.0045)
+    assert SimHuman(SimHumanConfig(task='peg_insert_narrow')).misaligned_m == pytest.approx(0.006)
+    assert SimHuman(SimHumanConfig(task='peg_insert_narrow', misaligned_m=0.01)).misaligned_m == 0.01
+
+
+@pytest.mark.parametrize('misaligned_m, outcome', [(0.0, 'success'), (1.0, 'failure')])
 def test_takes_over_a_peg_lowered_beside_the_hole(misaligned_m, outcome):
     """A 'policy' that grasps and carries well but lowers the peg 9 mm beside the hole (beyond
     clearance + chamfer): the human sees it and takes over; the expert lifts, re-aligns and
@@ -161,7 +169,7 @@ def test_takes_over_a_peg_lowered_beside_the_hole(misaligned_m, outcome):
         ts = sim.task_state()
         return off_expert.act(q, ts['peg_pos'], ts['peg_quat'], ts['hole_pos'] + off, ts['hole_quat'])
     human = SimHuman(SimHumanConfig(mode='intervene', num_episodes=1, episode_timeout_s=25.0,
-                                    misaligned_m=misaligned_m))
+                                    task='peg_insert_narrow', misaligned_m=misaligned_m))
     events, trace = _run(human, sim, policy)
     assert events[-1] == outcome
     assert outcome == 'failure' or human.takeovers >= 1
@@ -184,3 +192,18 @@ def test_takes_over_a_peg_slid_about_on_the_rim_unless_the_policy_lifts_it(dz, t
     human._last_tcp = tcp
     cmd_tcp = tcp + [0.0, 0.004, dz]                   # slide sideways (or lift)
     assert human._peg_onto_rim_beside_hole(cmd_tcp, peg_on_rim) is takeover
+
+
+def test_a_peg_already_down_in_the_hole_is_not_on_the_rim():
+    """Moving a peg that is 3 cm down in the hole sideways (its centre 7 mm off the axis: it
+    tilts in the clearance) is not a landing beside the hole: nothing to take over."""
+    from hiors_sim.sim_core import SimConfig
+    from hiors_sim.tasks import task_config
+    sim = PegInsertionSim(SimConfig(**task_config('peg_insert_narrow')))
+    human = _started_human(sim, task='peg_insert_narrow')
+    ts = sim.task_state()
+    hole = np.asarray(ts['hole_pos'], float)
+    for depth, expected in ((0.0, True), (0.03, False)):
+        peg = dict(ts, peg_pos=hole + [0.007, 0.0, 0.04 - depth])
+        human._last_tcp = peg['peg_pos'] + [0, 0, 0.045]
+        assert human._peg_onto_rim_beside_hole(human._last_tcp + [0.0, 0.002, 0.0], peg) is expected
