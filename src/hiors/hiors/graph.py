@@ -222,7 +222,9 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
                                   'joy_teleop.yaml'))
         elif device in DEVICE_NODES:
             executable = DEVICE_NODES[device if device != 'joy' else 'evdev']
-            nodes.append(NodeSpec(f'{device}_teleop', 'hiors_teleop', executable,
+            # Named after its executable: the node's YAML is keyed by that name (a pad read through
+            # evdev runs as evdev_teleop, with evdev_teleop.yaml).
+            nodes.append(NodeSpec(executable.removesuffix('_node'), 'hiors_teleop', executable,
                                   f'hiors_teleop.{executable}', f'{executable.removesuffix("_node")}.yaml'))
         else:
             raise ValueError(f'unknown teleop device {device!r}; known: sim_human, {", ".join(DEVICE_NODES)}')

@@ -101,7 +101,8 @@ def test_graph_arguments_and_node_commands():
     assert 'sim' not in [s.name for s in real]
     # teleop:=joy: the pip runner has no ROS joy driver and reads the pad through evdev; ros2 launch
     # starts the driver and the Joy teleop node
-    assert [s.module for s in real if s.name.startswith(('joy', 'evdev'))] == ['hiors_teleop.evdev_teleop_node']
+    assert [(s.name, s.module) for s in real if s.name.startswith(('joy', 'evdev'))] == [
+        ('evdev_teleop', 'hiors_teleop.evdev_teleop_node')]     # the name its YAML is keyed by
     ros = bringup_graph({'robot': 'real', 'teleop': 'joy', 'trainer': 'false'}, ros_drivers=True)
     drivers = {s.name: s for s in ros if s.name.startswith('joy')}
     assert set(drivers) == {'joy', 'joy_teleop'}
