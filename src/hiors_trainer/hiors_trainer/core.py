@@ -1,5 +1,7 @@
-"""Hi-ORS training core (ROS-agnostic): episode intake, rejection sampling, the Hi-ORS loss,
-AdamW + cosine schedule, checkpoints with resumable optimizer state (safetensors + JSON).
+"""Hi-ORS training core (ROS-agnostic): the trainer's configuration, and `Trainer`, which composes
+intake.py (episodes, ledger, rejection sampling), model.py (the Hi-ORS loss, DDP/FSDP),
+step.py (AdamW + cosine schedule + EMA) and store.py (checkpoints with resumable optimizer state,
+safetensors + JSON) and runs the training loop.
 
     trainer = Trainer(TrainerConfig(episode_dir=..., out_dir=...))
     trainer.resume_or_init()
@@ -10,9 +12,7 @@ AdamW + cosine schedule, checkpoints with resumable optimizer state (safetensors
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import os
 import sys
 import time
@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from safetensors.torch import load_file as st_load_file
-from safetensors.torch import save_file as st_save_file
 
-from hiors_common.atomic import atomic_write_bytes, atomic_write_json
+from .intake import Intake, Stored
+from .model import build_policy, full_weights, hiors_loss, loss_module
+from .sampling import FilterConfig, ThresholdSchedule
+from .step import RAW_PREFIX, Optimisation, cosine_lr, optimizer_from_tensors, optimizer_to_tensors
+from .store import CheckpointStore, FullWeights, read_policy
 
-from .sampling import (REASON_BELOW_THRESHOLD, REASON_LOAD_ERROR, REASON_NO_IMAGES, EpisodeDecision, FilterConfig,
-                       RejectionStats, ThresholdSchedule, accepted, action_chunk, episode_filter)
+# Other modules import these from here.
+__all__ = ['METHODS', 'PROFILES', 'RAW_PREFIX', 'FullWeights', 'Trainer', 'TrainerConfig', 'cosine_lr',
+           'hiors_loss', 'optimizer_from_tensors', 'optimizer_to_tensors']
 
 log = logging.getLogger('hiors_trainer')
 
@@ -38,9 +41,6 @@ PROFILES = {
     'cpu': dict(lr=1e-3, end_lr=1e-4, warmup_steps=20, decay_steps=2000, betas=(0.9, 0.95),
                 weight_decay=1e-10, grad_clip=1.0, batch_size=8),
 }
-
-# With EMA on, the optimizer file also holds the raw (non-averaged) weights under this prefix.
-RAW_PREFIX = 'raw_weights.'
 
 # Baselines / ablations selected by config ('method').
 METHODS = {
@@ -162,130 +162,52 @@ class TrainerConfig:
         return ThresholdSchedule(list(self.thresholds), list(self.threshold_boundaries), self.threshold_unit)
 
 
-def cosine_lr(step: int, lr: float, end_lr: float, warmup_steps: int, decay_steps: int) -> float:
-    """openpi CosineDecaySchedule: linear warm-up to lr, cosine decay to end_lr, then flat."""
-    if step < warmup_steps:
-        init = lr / (warmup_steps + 1)
-        return init + (lr - init) * step / warmup_steps
-    t = min(1.0, (step - warmup_steps) / max(1, decay_steps))
-    return end_lr + (lr - end_lr) * 0.5 * (1 + math.cos(math.pi * t))
-
-
-def hiors_loss(policy, batch: dict, indicator: torch.Tensor, noise=None, time=None,
-               noise_samples: int = 1) -> torch.Tensor:
-    """L = E[ 1[R(tau) >= m] * || v_theta(u, s, x^u) - (x1 - x0) ||^2 ] over a batch: the
-    per-sample flow-matching loss (time u ~ Beta(1.5, 1), every denoising time) weighted by the
-    rejection indicator, averaged over the batch."""
-    per = policy.compute_loss(batch, noise=noise, time=time, sample_weight=indicator,
-                              noise_samples=noise_samples)
-    return per.mean()
-
-
-class FullWeights:
-    """A state dict in the shape save_checkpoint expects of a policy (it calls state_dict())."""
-
-    def __init__(self, state_dict: dict):
-        self._sd = state_dict
-
-    def state_dict(self) -> dict:
-        return self._sd
-
-
-class _LossModule(torch.nn.Module):
-    """DDP needs forward(); this routes it to the policy's loss."""
-
-    def __init__(self, policy, noise_samples: int = 1):
-        super().__init__()
-        self.policy = policy
-        self.noise_samples = noise_samples
-
-    def forward(self, batch, indicator):
-        return hiors_loss(self.policy, batch, indicator, noise_samples=self.noise_samples)
-
-
-# ------------------------------------------------------------------------- file helpers
-_atomic_write_bytes = atomic_write_bytes
-_atomic_json = atomic_write_json
-
-
-def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """AdamW state -> (flat tensors for safetensors, JSON-able scalars). No pickle."""
-    sd = opt.state_dict()
-    tensors, scalars = {}, {'param_groups': sd['param_groups'], 'state': {}}
-    for idx, st in sd['state'].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f'{idx}.{k}'] = v.detach().to('cpu').contiguous()
-            else:
-                scalars['state'].setdefault(str(idx), {})[k] = v
-    return tensors, scalars
-
-
-def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, scalars: dict):
-    state: dict = {}
-    for name, v in tensors.items():
-        idx, k = name.split('.', 1)
-        state.setdefault(int(idx), {})[k] = v
-    for idx, d in scalars.get('state', {}).items():
-        state.setdefault(int(idx), {}).update(d)
-    groups = scalars['param_groups']
-    for g in groups:
-        if 'betas' in g:
-            g['betas'] = tuple(g['betas'])
-    opt.load_state_dict({'state': state, 'param_groups': groups})
-
-
-# ------------------------------------------------------------------------- data
-@dataclass
-class _Stored:
-    decision: EpisodeDecision
-    state: np.ndarray
-    action: np.ndarray
-    images: dict
-    prompt: str
-    demo: bool = False
+def _part(part: str, name: str) -> property:
+    """Trainer.<name> reads <part>.<name> (the attribute lives in the part that owns it)."""
+    return property(lambda self: getattr(getattr(self, part), name))
 
 
 class Trainer:
+    """The Hi-ORS learner, composed of its parts: `intake` (episodes, ledger, accepted samples,
+    rejection counts), the model (policy + DDP/FSDP wrapper, see model.py), `optim` (AdamW,
+    cosine LR, EMA, one update) and `ckpts` (checkpoint files); it owns the step counters and
+    the sampling RNG, and runs the loop."""
+
     def __init__(self, cfg: TrainerConfig, loader=None, lister=None, success_classifier=None,
                  rank: int = 0, world_size: int = 1):
         cfg.validate()
         self.cfg = cfg
         self.opt_cfg = cfg.resolved()
-        self.fcfg = cfg.filter_config()
-        self.sched = cfg.schedule()
-        self.method = METHODS[cfg.method]
-        self.success_classifier = success_classifier
         self.rank, self.world_size = rank, world_size
         self.fsdp = world_size > 1 and cfg.parallel == 'fsdp'
-        if lister is None or loader is None:
-            from hiors_recorder.dataset import list_episodes, load_episode
-            lister = lister or list_episodes
-            loader = loader or load_episode
-        self._list, self._load = lister, loader
+        self.intake = Intake(cfg, cfg.filter_config(), cfg.schedule(), METHODS[cfg.method].get('use_online', True),
+                             lister, loader, success_classifier)
         self.out_dir = os.path.expanduser(cfg.out_dir)
-        os.makedirs(self.out_dir, exist_ok=True)
+        self.ckpts = CheckpointStore(self.out_dir, cfg.keep_last)
         torch.set_num_threads(max(1, cfg.num_threads))
-        self.ledger: dict[str, dict] = {}    # episode_id -> {'ret', 'reason', 'samples'} (online)
-        self.store: dict[str, _Stored] = {}
-        self.stats = RejectionStats()
+        self.optim = Optimisation(self.opt_cfg, cfg.ema_decay, ema_warmup=not cfg.init_checkpoint)
         self.step = 0
         self.samples_trained = 0
-        self.nonfinite_steps = 0
         self.saved_step = 0
         self.version = 0
-        self.t_start = time.time()
-        self.elapsed_before = 0.0            # training seconds before a resume (time schedule)
         self.rng = np.random.default_rng(cfg.seed + 1000 * rank)
         self.policy = None
-        self.last_loss = float('nan')
         self.samples_per_s = 0.0
+
+    ledger = _part('intake', 'ledger')
+    store = _part('intake', 'store')
+    stats = _part('intake', 'stats')
+    fcfg = _part('intake', 'fcfg')
+    elapsed_s = _part('intake', 'elapsed_s')
+    optimizer = _part('optim', 'optimizer')
+    ema = _part('optim', 'ema')
+    last_loss = _part('optim', 'last_loss')
+    nonfinite_steps = _part('optim', 'nonfinite_steps')
 
     # ------------------------------------------------------------------ model
     def _build(self, state_dict=None, config=None, norm_stats=None):
         from hiors_policy.config import make_config
         from hiors_policy.device import resolve_device
-        from hiors_policy.modeling import Pi0Policy
         from hiors_policy.processing import PolicyProcessor
         self.device = resolve_device(self.cfg.device)
         torch.manual_seed(self.cfg.seed)
@@ -293,158 +215,51 @@ class Trainer:
         if not self.cfg.replan_stride or self.cfg.pre_takeover_steps < 0:
             # Varied frequency: autonomous segments are sampled where the policy re-planned;
             # steps before a takeover are dropped over the policy's chunk length.
-            self.fcfg = self.cfg.filter_config(policy_stride=self.config.n_action_steps,
-                                               chunk_size=self.config.chunk_size)
-        self.policy = Pi0Policy(self.config).to(self.device)
-        if state_dict is not None:
-            self.policy.load_state_dict(state_dict, strict=True)
-        self.policy.train()
+            self.intake.fcfg = self.cfg.filter_config(policy_stride=self.config.n_action_steps,
+                                                      chunk_size=self.config.chunk_size)
+        self.policy = build_policy(self.config, self.device, state_dict)
+        self.intake.cameras = self.config.camera_names
         self.norm_stats = norm_stats
         self.processor = PolicyProcessor(self.config, norm_stats)
-        o = self.opt_cfg
-        self.loss_module = _LossModule(self.policy, self.cfg.noise_samples)
-        if self.fsdp:
-            # FSDP2, one group at the root: parameters, gradients and AdamW moments are sharded
-            # across ranks and gathered for the step (the joint layers call sub-modules directly,
-            # not their forward(), so per-layer groups would not get their gather hooks).
-            from torch.distributed.fsdp import fully_shard
-            fully_shard(self.loss_module)
-        elif self.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-            ids = [self.device.index] if self.device.type == 'cuda' else None
-            # A few parameters never reach the loss (the prefix LM's last-layer outputs are not
-            # read by the action expert), so DDP must look for unused ones.
-            self.loss_module = DDP(self.loss_module, device_ids=ids, find_unused_parameters=True)
-        self.ema = ({k: v.detach().clone() for k, v in self.policy.state_dict().items()}
-                    if self.cfg.ema_decay else None)
-        # After sharding: the optimizer must hold the (sharded) parameters.
-        self.optimizer = torch.optim.AdamW(self.loss_module.parameters(), lr=o['lr'], betas=o['betas'],
-                                           weight_decay=o['weight_decay'])
+        self.loss_module = loss_module(self.policy, self.device, self.cfg.noise_samples, self.world_size, self.fsdp)
+        self.optim.attach(self.loss_module, self.policy)
 
     def resume_or_init(self, config=None) -> bool:
         """Resume model, optimizer, step and the episode ledger from the last checkpoint in
         out_dir; else start from init_checkpoint or random init (from `config`, a PolicyConfig,
         default: the policy_preset's). True if resumed."""
-        latest = os.path.join(self.out_dir, 'latest.json')
-        if os.path.exists(latest):
-            with open(latest) as f:
-                ptr = json.load(f)
-            from hiors_policy.checkpoint import read_metadata
-            ckpt = os.path.join(self.out_dir, ptr['checkpoint'])
-            config, norm_stats, _, _ = read_metadata(ckpt)
-            self._build(st_load_file(ckpt), config, norm_stats)
-            with open(os.path.join(self.out_dir, ptr['state_json'])) as f:
-                st = json.load(f)
+        names = self.ckpts.latest()
+        if names is not None:
+            ckpt = self.ckpts.path(names['checkpoint'])
+            self._build(*read_policy(ckpt))
+            st = self.ckpts.read_state(names)
             if not st['optimizer'].get('fsdp') and not self.fsdp:
-                tensors = st_load_file(os.path.join(self.out_dir, ptr['optimizer']))
-                raw = {k[len(RAW_PREFIX):]: v for k, v in tensors.items() if k.startswith(RAW_PREFIX)}
-                if raw:
-                    # The checkpoint holds the EMA weights; training resumes on the raw ones.
-                    if self.ema is not None:
-                        self.ema = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
-                    self.policy.load_state_dict(raw, strict=True)
-                optimizer_from_tensors(self.optimizer, {k: v for k, v in tensors.items()
-                                                        if not k.startswith(RAW_PREFIX)}, st['optimizer'])
+                self.optim.load_state(self.ckpts.read_optimizer(names), st['optimizer'])
             else:
                 log.warning('FSDP run: AdamW moments restart from zero on resume (weights resume)')
             self.step, self.version = st['step'], st['version']
             self.saved_step = self.step
             self.samples_trained = st['samples_trained']
-            self.ledger = st['ledger']
-            self.stats = RejectionStats.from_dict(st['stats'])
-            self.elapsed_before = st.get('elapsed_s', 0.0)
+            self.intake.restore(st['ledger'], st['stats'], st.get('elapsed_s', 0.0))
             self.rng = np.random.default_rng(self.cfg.seed + 1000 * self.rank + self.step)
             log.info('resumed from %s at step %d (%d episodes in the ledger)', ckpt, self.step, len(self.ledger))
             return True
         if self.cfg.init_checkpoint:
-            from hiors_policy.checkpoint import read_metadata
-            config, norm_stats, _, _ = read_metadata(self.cfg.init_checkpoint)
-            self._build(st_load_file(self.cfg.init_checkpoint), config, norm_stats)
+            self._build(*read_policy(self.cfg.init_checkpoint))
         else:
             self._build(config=config)
         return False
 
     # ------------------------------------------------------------------ intake
-    @property
-    def elapsed_s(self) -> float:
-        return self.elapsed_before + (time.time() - self.t_start)
-
     def threshold(self) -> float:
-        return self.sched.threshold(len(self.ledger), self.elapsed_s)
-
-    def _load_one(self, info, demo: bool):
-        """Load, filter and keep one episode; a corrupt one is skipped with a warning."""
-        eid = str(info.episode_id)
-        rate = self.cfg.rate_hz or None
-        try:
-            ep = self._load(info, rate_hz=rate)
-            dec = episode_filter(ep, self.fcfg, self.success_classifier)
-        except Exception as exc:  # noqa: BLE001 - any bad episode must not stop training
-            log.warning('skipping corrupt episode %s: %s', eid, exc)
-            return EpisodeDecision(eid, 0.0, REASON_LOAD_ERROR), None
-        if demo and dec.usable and dec.ret < self.sched.thresholds[0]:
-            return dec, ep                 # a failed demonstration is not a demonstration
-        if dec.usable:
-            cams = self.config.camera_names if self.policy is not None else None
-            images = {k: v for k, v in ep.images.items() if cams is None or k in cams}
-            if not images:
-                log.warning('skipping episode %s: none of the cameras %s was recorded', eid, cams)
-                dec.reason = REASON_NO_IMAGES
-                return dec, ep
-            self.store[('demo:' if demo else '') + eid] = _Stored(
-                dec, np.asarray(ep.state, np.float32), np.asarray(ep.action, np.float32), images,
-                str(getattr(ep.info, 'task', '') or ''), demo)
-        return dec, ep
+        return self.intake.threshold()
 
     def ingest(self) -> int:
         """Read newly finished episodes (and, first time, the demos). Returns how many new ones."""
-        new = 0
-        if self.cfg.demo_dir and not any(s.demo for s in self.store.values()) and \
-                (self.cfg.demo_ratio > 0 or self.cfg.demo_mix == 'pooled' or not self.method.get('use_online', True)):
-            for info in self._list(os.path.expanduser(self.cfg.demo_dir)):
-                self._load_one(info, demo=True)
-        if not self.method.get('use_online', True):
-            return 0
-        for info in self._list(os.path.expanduser(self.cfg.episode_dir)):
-            eid = str(info.episode_id)
-            if eid in self.store:
-                continue
-            known = eid in self.ledger
-            if known and self.ledger[eid]['reason']:
-                continue                   # rejected before a restart: nothing to reload
-            dec, _ = self._load_one(info, demo=False)
-            if known:
-                continue                   # reloaded after a resume: counted once already
-            self.ledger[eid] = {'ret': dec.ret, 'reason': dec.reason, 'samples': int(dec.indices.size)}
-            if dec.reason:
-                self.stats.episodes[dec.reason] += 1
-            self.stats.transitions.update(dec.transition_rejects)
-            new += 1
-        return new
-
-    def _pools(self):
-        m = self.threshold()
-        online, demo = [], []
-        for key, s in self.store.items():
-            if s.demo:
-                demo.extend((key, int(k)) for k in s.decision.indices)
-            elif accepted(s.decision, m, self.fcfg):
-                online.extend((key, int(k)) for k in s.decision.indices)
-        return online, demo
+        return self.intake.ingest()
 
     def report(self) -> dict:
-        m = self.threshold()
-        acc = [e for e, d in self.ledger.items() if not d['reason'] and
-               (not self.fcfg.use_rejection or d['ret'] >= m)]
-        below = sum(1 for d in self.ledger.values() if not d['reason']) - len(acc)
-        rej = dict(self.stats.episodes)
-        if below:
-            rej[REASON_BELOW_THRESHOLD] = below
-        online, demo = self._pools()
-        return {'step': self.step, 'threshold': m, 'episodes_seen': len(self.ledger),
-                'accepted_episodes': len(acc), 'rejected_episodes': rej,
-                'rejected_transitions': dict(self.stats.transitions),
-                'accepted_samples': len(online), 'demo_samples': len(demo),
+        return {'step': self.step, **self.intake.summary(),
                 'samples_trained': self.samples_trained, 'version': self.version}
 
     def telemetry(self) -> dict:
@@ -455,47 +270,23 @@ class Trainer:
                 'samples_per_s': self.samples_per_s, 'version': self.version}
 
     def norm_stats_from_data(self):
-        from hiors_policy.processing import NormStats
-        s = [x.state for x in self.store.values()]
-        a = [x.action for x in self.store.values()]
-        return NormStats.from_arrays(np.concatenate(s), np.concatenate(a))
+        return self.intake.norm_stats()
 
     # ------------------------------------------------------------------ training
     def ready(self) -> bool:
-        online, demo = self._pools()
-        return len(online) + len(demo) >= max(1, self.cfg.min_accepted_samples)
+        return self.intake.ready(self.cfg.min_accepted_samples)
 
     def _draw(self, n: int):
-        online, demo = self._pools()
-        if not online and not demo:
-            raise RuntimeError('no accepted samples to train on yet')
-        ratio = len(demo) / (len(demo) + len(online)) if self.cfg.demo_mix == 'pooled' else self.cfg.demo_ratio
-        out = []
-        for _ in range(n):
-            use_demo = bool(demo) and (not online or self.rng.random() < ratio)
-            pool = demo if use_demo else online
-            out.append(pool[int(self.rng.integers(len(pool)))])
-        return out
+        return self.intake.draw(n, self.rng)
+
+    def _labels(self, s: Stored) -> np.ndarray:
+        return self.intake.labels(s)
 
     def make_batch(self, draws):
-        H = self.config.chunk_size
-        samples, ind = [], []
-        m = self.threshold()
-        for key, k in draws:
-            s = self.store[key]
-            chunk, pad = action_chunk(self._labels(s), k, H)
-            samples.append({'images': {c: v[k] for c, v in s.images.items()}, 'state': s.state[k],
-                            'prompt': s.prompt, 'action': chunk, 'action_is_pad': pad})
-            ind.append(1.0 if s.demo else float(accepted(s.decision, m, self.fcfg)))
+        samples, ind = self.intake.samples(draws, self.config.chunk_size)
         batch = self.processor.prepare_batch(samples)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         return batch, torch.tensor(ind, device=self.device)
-
-    def _labels(self, s: '_Stored') -> np.ndarray:
-        """Per-step label rows: label k = the executed command at k, or the state measured at k+1."""
-        if self.cfg.label_source == 'measured':
-            return np.concatenate([s.state[1:], s.state[-1:]], axis=0)
-        return s.action
 
     def train_step(self) -> dict:
         if self.norm_stats is None:
@@ -503,76 +294,31 @@ class Trainer:
             from hiors_policy.processing import PolicyProcessor
             self.norm_stats = self.norm_stats_from_data()
             self.processor = PolicyProcessor(self.config, self.norm_stats)
-        o = self.opt_cfg
-        lr = cosine_lr(self.step, o['lr'], o['end_lr'], o['warmup_steps'], o['decay_steps'])
-        for g in self.optimizer.param_groups:
-            g['lr'] = lr
-        batch, ind = self.make_batch(self._draw(o['batch_size']))
-        loss = self.loss_module(batch, ind)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.loss_module.parameters(), o['grad_clip'])
-        if hasattr(gnorm, 'full_tensor'):
-            gnorm = gnorm.full_tensor()
-        if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
-            # Skip the update (weights stay finite); give up only if it keeps happening.
-            self.nonfinite_steps += 1
-            log.warning('non-finite loss/gradient at step %d: update skipped', self.step)
-            if self.nonfinite_steps >= 10:
-                raise FloatingPointError(f'{self.nonfinite_steps} non-finite steps in a row at step {self.step}')
-            return {'loss': float('nan'), 'lr': lr, 'grad_norm': float('nan'), 'skipped': True}
-        self.nonfinite_steps = 0
-        self.last_loss = loss.item()
-        self.optimizer.step()
-        if self.ema is not None:
-            self._update_ema()
-        self.step += 1
-        self.samples_trained += o['batch_size'] * self.world_size
-        return {'loss': loss.item(), 'lr': lr, 'grad_norm': gnorm.item()}
-
-    @torch.no_grad()
-    def _update_ema(self):
-        # Fine-tuning from init_checkpoint: the average starts at trained weights, so no warm-up
-        # (it would hand the published weights to the first, noisiest online steps).
-        d = (self.cfg.ema_decay if self.cfg.init_checkpoint
-             else min(self.cfg.ema_decay, (1.0 + self.step) / (10.0 + self.step)))
-        for k, v in self.policy.state_dict().items():
-            e = self.ema[k]
-            if e.is_floating_point():
-                e.mul_(d).add_(v.detach(), alpha=1.0 - d)
-            else:
-                e.copy_(v)
+        lr = self.optim.set_lr(self.step)
+        batch, ind = self.make_batch(self._draw(self.opt_cfg['batch_size']))
+        out = self.optim.update(batch, ind, self.step, lr)
+        if not out.get('skipped'):
+            self.step += 1
+            self.samples_trained += self.opt_cfg['batch_size'] * self.world_size
+        return out
 
     # ------------------------------------------------------------------ checkpoints
     def model_state(self) -> dict:
         """Full (unsharded, CPU) weights of the policy — the EMA weights when ema_decay is on.
         Collective under FSDP: every rank calls."""
-        if self.ema is not None:
-            return {k: v.detach().clone() for k, v in self.ema.items()}
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-            sd = get_model_state_dict(self.loss_module,
-                                      options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-            return {k[len('policy.'):]: v for k, v in sd.items()}
-        return self.policy.state_dict()
+        if self.optim.ema is not None:
+            return self.optim.ema_state()
+        return full_weights(self.loss_module, self.policy, self.fsdp)
 
     def training_prompt(self) -> str:
         """The instruction most of the accepted samples carry (saved in the checkpoint, so the policy
         node can warn when it runs with another one)."""
-        import collections
-        m = self.threshold()
-        counts = collections.Counter()
-        for s in self.store.values():
-            if s.prompt and (s.demo or accepted(s.decision, m, self.fcfg)):
-                counts[s.prompt] += len(s.decision.indices)
-        return counts.most_common(1)[0][0] if counts else ''
+        return self.intake.training_prompt()
 
     def save_checkpoint(self) -> dict | None:
         """Policy checkpoint + optimizer (safetensors) + state JSON, then latest.json (atomic):
         a kill -9 at any point leaves the previous complete checkpoint as 'latest'.
         Under FSDP every rank calls (weights are gathered) and rank != 0 returns None."""
-        from hiors_common.atomic import atomic_path
-        from hiors_policy.checkpoint import save_checkpoint
         weights = self.model_state()
         if self.rank != 0:
             return None
@@ -582,39 +328,15 @@ class Trainer:
             from hiors_policy.processing import NormStats
             self.norm_stats = NormStats.identity(self.config.state_dim, self.config.action_dim)
         self.version += 1
-        v = f'{self.version:06d}'
-        names = {'checkpoint': f'ckpt_{v}.safetensors', 'optimizer': f'optim_{v}.safetensors',
-                 'state_json': f'state_{v}.json', 'version': v}
-        info = save_checkpoint(os.path.join(self.out_dir, names['checkpoint']), FullWeights(weights),
-                               self.config, self.norm_stats, v, prompt=self.training_prompt())
-        if self.fsdp:
-            # Sharded moments are not gathered (they would need the whole model's memory twice).
-            tensors, scalars = {}, {'fsdp': True, 'state': {}, 'param_groups': []}
-        else:
-            tensors, scalars = optimizer_to_tensors(self.optimizer)
-            if self.ema is not None:
-                tensors.update({RAW_PREFIX + k: v.detach().to('cpu').contiguous()
-                                for k, v in self.policy.state_dict().items()})
-        with atomic_path(os.path.join(self.out_dir, names['optimizer'])) as tmp:
-            st_save_file(tensors, tmp)
-        _atomic_json(os.path.join(self.out_dir, names['state_json']), {
-            'step': self.step, 'version': self.version, 'samples_trained': self.samples_trained,
-            'ledger': self.ledger, 'stats': self.stats.to_dict(), 'optimizer': scalars,
-            'elapsed_s': self.elapsed_s, 'config': dataclasses.asdict(self.cfg)})
-        _atomic_json(os.path.join(self.out_dir, 'latest.json'), names)
+        prompt = self.training_prompt()
+        tensors, scalars = self.optim.state(sharded=self.fsdp)
+        state = {'step': self.step, 'version': self.version, 'samples_trained': self.samples_trained,
+                 'ledger': self.ledger, 'stats': self.stats.to_dict(), 'optimizer': scalars,
+                 'elapsed_s': self.elapsed_s, 'config': dataclasses.asdict(self.cfg)}
+        info = self.ckpts.save(self.version, weights, self.config, self.norm_stats, prompt, tensors, state)
         self.saved_step = self.step
-        self._prune()
+        self.ckpts.prune()
         return info
-
-    def _prune(self):
-        vs = sorted({n.split('_', 1)[1].split('.')[0] for n in os.listdir(self.out_dir)
-                     if n.startswith(('ckpt_', 'optim_', 'state_')) and not n.endswith('.tmp')})
-        for v in vs[:-self.cfg.keep_last]:
-            for p in (f'ckpt_{v}.safetensors', f'optim_{v}.safetensors', f'state_{v}.json'):
-                try:
-                    os.unlink(os.path.join(self.out_dir, p))
-                except FileNotFoundError:
-                    pass
 
     # ------------------------------------------------------------------ the asynchronous loop
     def run(self, max_steps: int = 0, stop=None, on_checkpoint=None, progress: bool = False,

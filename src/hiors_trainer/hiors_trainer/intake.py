@@ -1,0 +1,198 @@
+"""Episode intake: finds finished episodes, loads and filters each one once, and keeps what the
+decisions say: the ledger of online episodes, the kept episodes, the accepted samples under the
+threshold schedule, and the rejection counts (the one source of the accepted / rejected numbers).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .sampling import (REASON_BELOW_THRESHOLD, REASON_LOAD_ERROR, REASON_NO_IMAGES, EpisodeDecision, FilterConfig,
+                       RejectionStats, ThresholdSchedule, accepted, action_chunk, episode_filter)
+
+if TYPE_CHECKING:
+    from .core import TrainerConfig
+
+log = logging.getLogger('hiors_trainer')
+
+
+@dataclass
+class Stored:
+    """One kept episode: its decision and the arrays its samples are cut from."""
+    decision: EpisodeDecision
+    state: np.ndarray
+    action: np.ndarray
+    images: dict
+    prompt: str
+    demo: bool = False
+
+
+class Intake:
+    """Episode discovery, loading and per-episode decisions; the ledger, the kept episodes, the
+    accepted-sample index and the rejection counts. `lister(dir)` lists episodes, `loader(info,
+    rate_hz=)` loads one (default: hiors_recorder.dataset)."""
+
+    def __init__(self, cfg: TrainerConfig, fcfg: FilterConfig, sched: ThresholdSchedule, use_online: bool = True,
+                 lister=None, loader=None, success_classifier=None):
+        self.cfg, self.fcfg, self.sched = cfg, fcfg, sched
+        self.use_online = use_online
+        if lister is None or loader is None:
+            from hiors_recorder.dataset import list_episodes, load_episode
+            lister = lister or list_episodes
+            loader = loader or load_episode
+        self._list, self._load = lister, loader
+        self.success_classifier = success_classifier
+        self.cameras = None                  # the policy's cameras once it is built; None keeps every one
+        self.ledger: dict[str, dict] = {}    # episode_id -> {'ret', 'reason', 'samples'} (online)
+        self.store: dict[str, Stored] = {}
+        self.stats = RejectionStats()
+        self.t_start = time.time()
+        self.elapsed_before = 0.0            # training seconds before a resume (time schedule)
+
+    def restore(self, ledger: dict, stats: dict, elapsed_s: float):
+        """Take back a checkpoint's ledger, rejection counts and training time."""
+        self.ledger = ledger
+        self.stats = RejectionStats.from_dict(stats)
+        self.elapsed_before = elapsed_s
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + (time.time() - self.t_start)
+
+    def threshold(self) -> float:
+        return self.sched.threshold(len(self.ledger), self.elapsed_s)
+
+    # ------------------------------------------------------------------ loading
+    def _load_one(self, info, demo: bool):
+        """Load, filter and keep one episode; a corrupt one is skipped with a warning."""
+        eid = str(info.episode_id)
+        rate = self.cfg.rate_hz or None
+        try:
+            ep = self._load(info, rate_hz=rate)
+            dec = episode_filter(ep, self.fcfg, self.success_classifier)
+        except Exception as exc:  # noqa: BLE001 - any bad episode must not stop training
+            log.warning('skipping corrupt episode %s: %s', eid, exc)
+            return EpisodeDecision(eid, 0.0, REASON_LOAD_ERROR), None
+        if demo and dec.usable and dec.ret < self.sched.thresholds[0]:
+            return dec, ep                 # a failed demonstration is not a demonstration
+        if dec.usable:
+            cams = self.cameras
+            images = {k: v for k, v in ep.images.items() if cams is None or k in cams}
+            if not images:
+                log.warning('skipping episode %s: none of the cameras %s was recorded', eid, cams)
+                dec.reason = REASON_NO_IMAGES
+                return dec, ep
+            self.store[('demo:' if demo else '') + eid] = Stored(
+                dec, np.asarray(ep.state, np.float32), np.asarray(ep.action, np.float32), images,
+                str(getattr(ep.info, 'task', '') or ''), demo)
+        return dec, ep
+
+    def ingest(self) -> int:
+        """Read newly finished episodes (and, first time, the demos). Returns how many new ones."""
+        new = 0
+        if self.cfg.demo_dir and not any(s.demo for s in self.store.values()) and \
+                (self.cfg.demo_ratio > 0 or self.cfg.demo_mix == 'pooled' or not self.use_online):
+            for info in self._list(os.path.expanduser(self.cfg.demo_dir)):
+                self._load_one(info, demo=True)
+        if not self.use_online:
+            return 0
+        for info in self._list(os.path.expanduser(self.cfg.episode_dir)):
+            eid = str(info.episode_id)
+            if eid in self.store:
+                continue
+            known = eid in self.ledger
+            if known and self.ledger[eid]['reason']:
+                continue                   # rejected before a restart: nothing to reload
+            dec, _ = self._load_one(info, demo=False)
+            if known:
+                continue                   # reloaded after a resume: counted once already
+            self.ledger[eid] = {'ret': dec.ret, 'reason': dec.reason, 'samples': int(dec.indices.size)}
+            if dec.reason:
+                self.stats.episodes[dec.reason] += 1
+            self.stats.transitions.update(dec.transition_rejects)
+            new += 1
+        return new
+
+    # ------------------------------------------------------------------ accepted samples
+    def pools(self):
+        """(online, demo) sample lists of (key, step): online ones from accepted episodes only."""
+        m = self.threshold()
+        online, demo = [], []
+        for key, s in self.store.items():
+            if s.demo:
+                demo.extend((key, int(k)) for k in s.decision.indices)
+            elif accepted(s.decision, m, self.fcfg):
+                online.extend((key, int(k)) for k in s.decision.indices)
+        return online, demo
+
+    def ready(self, min_samples: int) -> bool:
+        online, demo = self.pools()
+        return len(online) + len(demo) >= max(1, min_samples)
+
+    def draw(self, n: int, rng: np.random.Generator):
+        """n (key, step) samples: from the demos at the configured share, else the online pool."""
+        online, demo = self.pools()
+        if not online and not demo:
+            raise RuntimeError('no accepted samples to train on yet')
+        ratio = len(demo) / (len(demo) + len(online)) if self.cfg.demo_mix == 'pooled' else self.cfg.demo_ratio
+        out = []
+        for _ in range(n):
+            use_demo = bool(demo) and (not online or rng.random() < ratio)
+            pool = demo if use_demo else online
+            out.append(pool[int(rng.integers(len(pool)))])
+        return out
+
+    def labels(self, s: Stored) -> np.ndarray:
+        """Per-step label rows: label k = the executed command at k, or the state measured at k+1."""
+        if self.cfg.label_source == 'measured':
+            return np.concatenate([s.state[1:], s.state[-1:]], axis=0)
+        return s.action
+
+    def samples(self, draws, horizon: int) -> tuple[list, list]:
+        """The training samples of `draws` with `horizon`-step chunk labels, and each one's
+        indicator 1[R >= m] (1 for a demonstration)."""
+        samples, ind = [], []
+        m = self.threshold()
+        for key, k in draws:
+            s = self.store[key]
+            chunk, pad = action_chunk(self.labels(s), k, horizon)
+            samples.append({'images': {c: v[k] for c, v in s.images.items()}, 'state': s.state[k],
+                            'prompt': s.prompt, 'action': chunk, 'action_is_pad': pad})
+            ind.append(1.0 if s.demo else float(accepted(s.decision, m, self.fcfg)))
+        return samples, ind
+
+    def training_prompt(self) -> str:
+        """The instruction most of the accepted samples carry."""
+        m = self.threshold()
+        counts = collections.Counter()
+        for s in self.store.values():
+            if s.prompt and (s.demo or accepted(s.decision, m, self.fcfg)):
+                counts[s.prompt] += len(s.decision.indices)
+        return counts.most_common(1)[0][0] if counts else ''
+
+    def norm_stats(self):
+        from hiors_policy.processing import NormStats
+        s = [x.state for x in self.store.values()]
+        a = [x.action for x in self.store.values()]
+        return NormStats.from_arrays(np.concatenate(s), np.concatenate(a))
+
+    # ------------------------------------------------------------------ counts
+    def summary(self) -> dict:
+        """Threshold, episode and sample counts: accepted = the ledger's decisions under the
+        indicator `accepted`; rejected = the reasons counted at intake plus those below m."""
+        m = self.threshold()
+        acc = sum(accepted(EpisodeDecision(e, d['ret'], d['reason']), m, self.fcfg) for e, d in self.ledger.items())
+        below = sum(1 for d in self.ledger.values() if not d['reason']) - acc
+        rej = dict(self.stats.episodes)
+        if below:
+            rej[REASON_BELOW_THRESHOLD] = below
+        online, demo = self.pools()
+        return {'threshold': m, 'episodes_seen': len(self.ledger), 'accepted_episodes': acc,
+                'rejected_episodes': rej, 'rejected_transitions': dict(self.stats.transitions),
+                'accepted_samples': len(online), 'demo_samples': len(demo)}
