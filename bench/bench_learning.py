@@ -404,7 +404,7 @@ def report(out, results, trials):
     import numpy as np
     ks = range(1, trials + 1)
     lines = ['| method | online frames | seeds | n | success@1 [95% CI] | ' +
-             ' | '.join(f'success@{k}' for k in ks if k > 1) + ' | online success with the human | '
+             ''.join(f'success@{k} | ' for k in ks if k > 1) + 'online success with the human | '
              'paired with the base: fixed / broken |',
              '|---|---|---|---|---|' + '---|' * (trials - 1) + '---|---|']
     json_cells = []
@@ -437,7 +437,7 @@ def report(out, results, trials):
             json_cells[-1]['paired_with_base'] = (None if pair is None else
                                                   {'fixed': pair[0], 'broken': pair[1], 'pairs': pair[2]})
         lines.append(f'| {label} | {frames_} | {len(rows)} | {p["n"] if p else "-"} | {cell} | ' +
-                     ' | '.join(rest) + f' | {online} | {pair_cell} |')
+                     ''.join(f'{r} | ' for r in rest) + f'{online} | {pair_cell} |')
     base_pt = series.pop('base', None)
     for method, pts in series.items():
         pts = ([base_pt[0]] if base_pt else []) + pts
