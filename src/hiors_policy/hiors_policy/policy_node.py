@@ -37,21 +37,24 @@ JOINTS = list(JOINT_NAMES)
 @dataclass
 class PolicyNodeConfig:
     control_rate_hz: float = 10.0
-    preset: str = 'tiny'
-    checkpoint: str = ''
+    preset: str = 'tiny'                # model preset, used only without a checkpoint (random init)
+    checkpoint: str = ''                # .safetensors written by the trainer ('' = random init)
     prompt: str = DEFAULT_PROMPT
-    n_action_steps: int = 0             # k executed per chunk; 0 = the policy config's own
-    lead_ticks: int = 2
-    blend_ticks: int = 3
+    # k of the H predicted actions executed per chunk (re-plan after k); 0 = the checkpoint's /
+    # policy config's own
+    n_action_steps: int = 0
+    lead_ticks: int = 2                 # ask for the next chunk this many ticks early
+    blend_ticks: int = 3                # cross-fade between chunks over this many ticks
     cameras: list[str] = field(default_factory=lambda: ['front', 'wrist'])
+    # the robot description's (hiors_common.robot); set them for another arm
     joint_names: list[str] = field(default_factory=lambda: list(JOINTS))
-    observation_timeout_s: float = 1.0
-    checkpoint_key_file: str = ''
+    observation_timeout_s: float = 1.0  # joint states / images older than this -> hold position
+    checkpoint_key_file: str = ''       # '' = env HIORS_CHECKPOINT_KEY_FILE / HIORS_CHECKPOINT_KEY
     max_checkpoint_bytes: int = 4 << 30
     # A signed manifest's file:// URI is opened only inside these directories (real paths);
     # empty = the start checkpoint's directory and ~/.hiors/checkpoints.
     checkpoint_dirs: list[str] = field(default_factory=lambda: [''])
-    torch_threads: int = 1
+    torch_threads: int = 1              # the sim and the recorder share the CPU
     seed: int = 0
     frame_id: str = 'world'
 

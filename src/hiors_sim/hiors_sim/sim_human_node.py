@@ -1,5 +1,6 @@
 """ROS 2 adapter of the simulated human: expert commands on /hiors/teleop/command, takeover on
 /hiors/intervention, episode events, sim resets. Exits when num_episodes are done."""
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,18 +22,12 @@ from .sim_human import SimHuman, SimHumanConfig
 
 
 @dataclass
-class SimHumanNodeConfig:
-    mode: str = 'intervene'
-    episode_timeout_s: float = 30.0
-    num_episodes: int = 0
-    drift_threshold_m: float = 0.04
-    drift_time_s: float = 0.5
-    stall_time_s: float = 4.0
-    min_takeover_s: float = 1.5
-    max_takeover_s: float = 8.0
-    lookahead_ticks: int = 0      # also judge the policy's command extrapolated this far ahead
-    task: str = 'peg_insert'      # the sim's task variant: its clearance sets which misses a person lets go
-    settle_s: float = 0.5
+class SimHumanNodeConfig(SimHumanConfig):
+    """The core SimHumanConfig's fields (each default and doc declared there, once; `mode` is
+    re-declared only to document its choices) and the node's own."""
+    mode: str = field(default=SimHumanConfig.mode, metadata={
+        'doc': "'demo' (the expert drives every step), 'intervene' (the policy drives, the human takes "
+               "over when it drifts or stalls) or 'label_only' (never takes over: evaluation)"})
     seed: int = 0
     reset_service: str = SIM_RESET_SERVICE
     # Don't start an episode before these nodes subscribe to the episode events (the recorder),
@@ -44,8 +39,8 @@ class SimHumanNode(Node):
     def __init__(self):
         super().__init__('sim_human')
         self.cfg = declare_config(self, SimHumanNodeConfig)
-        core_fields = SimHumanConfig.__dataclass_fields__
-        self.human = SimHuman(SimHumanConfig(**{k: v for k, v in vars(self.cfg).items() if k in core_fields}))
+        self.human = SimHuman(SimHumanConfig(**{f.name: getattr(self.cfg, f.name)
+                                                 for f in dataclasses.fields(SimHumanConfig)}))
         self.q = None
         self.task = None
         self.q_stamp = self.task_stamp = None

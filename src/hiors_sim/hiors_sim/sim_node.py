@@ -24,17 +24,21 @@ from .tasks import task_config
 
 @dataclass
 class SimNodeConfig:
-    control_rate_hz: float = 10.0
-    camera_rate_hz: float = 0.0          # 0 = every control tick
+    control_rate_hz: float = SimConfig.control_rate_hz   # control (and physics step) rate; core SimConfig's default
+    camera_rate_hz: float = 0.0          # 0 = a frame every control tick
     cameras: list[str] = field(default_factory=lambda: ['front', 'wrist'])
-    camera_width: int = 224
-    camera_height: int = 224
+    camera_width: int = SimConfig.camera_width           # image size; core SimConfig's default
+    camera_height: int = SimConfig.camera_height
     render: bool = True
     seed: int = 0
-    task: str = 'peg_insert'             # a named variant (hiors_sim.tasks): randomisation and clearance
-    clearance_m: float = 0.0             # per side; 0 = the task's
+    # a named variant (hiors_sim.tasks): randomisation and clearance; peg_insert (wide) |
+    # peg_insert_narrow
+    task: str = 'peg_insert'
+    # per side; 0 = the task's (peg_insert: 1.5 mm, a 2 cm peg in a 2.3 cm hole)
+    clearance_m: float = 0.0
     frame_id: str = 'world'
-    repeat_each: int = 1                 # reuse each episode's scene this many times (retries of one task instance)
+    # >1: reuse each episode's scene this many times in a row (test-time retries of one task instance)
+    repeat_each: int = 1
 
 
 def _pose(pos, quat) -> Pose:

@@ -22,11 +22,14 @@ DEFAULT_BUTTON_CODES = [304, 305, 307, 308, 314, 316, 315, 317, 318, 310, 311]
 @dataclass
 class EvdevMapConfig:
     axis_codes: list[int] = field(default_factory=lambda: list(DEFAULT_AXIS_CODES),
-                                  metadata={'doc': 'evdev ABS code for each Joy axis index'})
+                                  metadata={'doc': 'evdev ABS code for each Joy axis index (default: ABS_X '
+                                                   'ABS_Y ABS_RX ABS_RY ABS_Z ABS_RZ)'})
     axis_invert: list[bool] = field(default_factory=lambda: [False, True, False, True, False, False],
                                     metadata={'doc': 'flip axes (evdev Y is + down; joy is + up)'})
     button_codes: list[int] = field(default_factory=lambda: list(DEFAULT_BUTTON_CODES),
-                                    metadata={'doc': 'evdev KEY/BTN code for each Joy button index'})
+                                    metadata={'doc': 'evdev KEY/BTN code for each Joy button index (default: '
+                                                     'an Xbox-style pad in the SDL order, A B X Y back guide '
+                                                     'start LS RS LB RB)'})
 
 
 class EvdevGamepadDecoder:

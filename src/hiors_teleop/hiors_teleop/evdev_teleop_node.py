@@ -19,11 +19,14 @@ from .joy_mapping import JoyMapConfig, JoyMapper
 
 @dataclass
 class EvdevTeleopConfig(EvdevMapConfig, JoyMapConfig, TeleopNodeConfig):
-    device_path: str = field(default='', metadata={'doc': "/dev/input/eventN ('' = first gamepad found)"})
+    """Button/axis indices are the Joy ones (joy_mapping's SDL layout); axis_codes / button_codes
+    say which evdev code feeds each index."""
+    device_path: str = field(default='', metadata={
+        'doc': "/dev/input/eventN ('' = the first device with sticks and BTN_SOUTH)"})
     device_name_contains: str = field(default='', metadata={'doc': 'pick the first device whose name has this'})
-    reconnect_period_s: float = 1.0
+    reconnect_period_s: float = 1.0      # after an unplug / open error, retry opening this often
     grab: bool = field(default=False, metadata={'doc': 'exclusive access (other programs stop seeing the pad)'})
-    device_timeout_s: float = 0.0
+    device_timeout_s: float = 0.0        # evdev reports changes only: a silent pad is not frozen
 
 
 def find_gamepad(path: str = '', name_contains: str = ''):

@@ -21,24 +21,29 @@ from .teleop_core import DeviceInput
 
 @dataclass
 class JoyMapConfig:
-    deadman_button: int = field(default=9, metadata={'doc': 'hold for takeover (or toggle, see takeover_toggle)'})
+    # Button / axis indices are the Joy ones, in the SDL game-controller layout (module doc).
+    deadman_button: int = field(default=9, metadata={
+        'doc': 'LB: hold for takeover (or toggle, see takeover_toggle)'})
     takeover_toggle: bool = field(default=False, metadata={'doc': 'press once to take over, again to hand back'})
-    success_button: int = 0
-    failure_button: int = 1
-    abort_button: int = 2
-    start_button: int = 6
-    reset_button: int = 4
+    success_button: int = field(default=0, metadata={'doc': 'A: label the episode a success; -1 = none'})
+    failure_button: int = field(default=1, metadata={'doc': 'B: label the episode a failure; -1 = none'})
+    abort_button: int = field(default=2, metadata={'doc': 'X: abort the episode; -1 = none'})
+    start_button: int = field(default=6, metadata={'doc': 'start: start an episode; -1 = none'})
+    reset_button: int = field(default=4, metadata={'doc': 'back: reset the robot / scene; -1 = none'})
     estop_button: int = field(default=5, metadata={'doc': 'press engages the mux e-stop (guide); -1 = none. '
                                                           'Clear it with the keyboard (P) or /hiors/set_estop'})
-    gripper_open_button: int = 10
-    gripper_close_button: int = 3
+    gripper_open_button: int = field(default=10, metadata={'doc': 'RB: hold to open the gripper'})
+    gripper_close_button: int = field(default=3, metadata={'doc': 'Y: hold to close the gripper'})
     axis_map: list[int] = field(default_factory=lambda: [1, 0, 3, 2, -1, -1], metadata={
-        'doc': 'axis index for each of the 6 motion dims (joint1..6 or vx vy vz wx wy wz); -1 = none'})
+        'doc': 'axis index for each of the 6 motion dims (joint1..6 in joint mode, vx vy vz wx wy wz in '
+               'ee mode); -1 = none. Defaults: LY LX RY RX -> the first 4 dims'})
     axis_scale: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0], metadata={
         'doc': 'sign / scale per motion dim (applied before the speed)'})
     axis_offset: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0, 0.0, 0.0], metadata={
-        'doc': 'rest value per motion dim (triggers rest at 1.0 in SDL layouts)'})
-    deadzone: float = 0.1
+        'doc': 'rest value per motion dim (triggers rest at 1.0 in the SDL layout: to use one, set its '
+               'offset to 1.0)'})
+    deadzone: float = field(default=0.1, metadata={'doc': 'axis values below this count as 0 (after offset '
+                                                          'and scale)'})
     joint_speed: float = field(default=0.5, metadata={'doc': 'rad/s at full deflection (joint mode)'})
     linear_speed: float = field(default=0.1, metadata={'doc': 'm/s at full deflection (ee mode)'})
     angular_speed: float = field(default=0.5, metadata={'doc': 'rad/s at full deflection (ee mode)'})

@@ -23,6 +23,8 @@ from .teleop_core import InputCadence
 
 @dataclass
 class JoyTeleopConfig(JoyMapConfig, TeleopNodeConfig):
+    # sensor_msgs/Joy from the ros2 `joy` driver (SDL game-controller layout, see joy_mapping); run
+    # the driver with autorepeat_rate > 1/device_timeout_s so a pad held still keeps sending.
     joy_topic: str = JOY
     stale_after_periods: float = field(default=3.0, metadata={
         'doc': 'the pad counts as unplugged this many Joy periods after the last message (at most '

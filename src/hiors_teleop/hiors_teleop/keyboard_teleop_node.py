@@ -20,13 +20,15 @@ from .keyboard_mapping import DEFAULT_KEYMAP, KeyboardMapper, help_text
 
 @dataclass
 class KeyboardTeleopConfig(TeleopNodeConfig):
-    tty_path: str = field(default='', metadata={'doc': "terminal to read ('' = this process's stdin)"})
+    tty_path: str = field(default='', metadata={
+        'doc': "terminal to read ('' = this process's stdin: the node needs a terminal, so run it yourself "
+               "or set this)"})
     keymap: list[str] = field(default_factory=lambda: list(DEFAULT_KEYMAP),
                               metadata={'doc': '"key=action" entries, see keyboard_mapping'})
-    joint_step: float = 0.05
-    linear_step: float = 0.01
-    angular_step: float = 0.05
-    gripper_step: float = 0.005
+    joint_step: float = 0.05             # rad per key press (joint mode)
+    linear_step: float = 0.01            # m per key press (ee mode)
+    angular_step: float = 0.05           # rad per key press (ee mode)
+    gripper_step: float = 0.005          # m per finger per key press
 
 
 class KeyboardTeleopNode(DeviceTeleopNode):

@@ -38,7 +38,10 @@ def _doc(text):
 class MuxConfig:
     """Parameters of the command mux node (one flat dataclass: declared once as ROS parameters)."""
     joint_names: list[str] = field(default_factory=lambda: list(JOINT_NAMES),
-                                   metadata=_doc('command vector order; /joint_states is mapped by name'))
+                                   metadata=_doc('command vector order; /joint_states is mapped by name. '
+                                                 'Default and the limits: the robot description '
+                                                 '(hiors_common.robot, the hiors_sim arm); set them for '
+                                                 'another arm'))
     rate_hz: float = field(default=10.0, metadata=_doc(
         'minimum output rate: holds/blends/heartbeats are published at this rate; commands of the '
         'active source are forwarded as they arrive'))
@@ -58,7 +61,8 @@ class MuxConfig:
     position_upper: list[float] = field(default_factory=lambda: list(POSITION_UPPER),
                                         metadata=_doc('joint position upper limits'))
     velocity_limit: list[float] = field(default_factory=lambda: [1.5, 1.5, 1.5, 2.0, 2.0, 2.0, 0.2],
-                                        metadata=_doc('max |change of command| per second, per joint'))
+                                        metadata=_doc('max |change of command| per second, per joint (for '
+                                                      'the hiors_sim arm; a real arm sets its own)'))
     range_tolerance: float = field(default=0.05, metadata=_doc(
         'commands up to this far outside the position limits are clipped; further out are dropped'))
     resync_jump: float = field(default=0.5, metadata=_doc(

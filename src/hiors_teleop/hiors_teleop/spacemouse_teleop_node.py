@@ -19,11 +19,14 @@ from .spacemouse_decoding import VENDOR_IDS, SpaceMouseDecoder, SpaceMouseMapCon
 
 @dataclass
 class SpaceMouseTeleopConfig(SpaceMouseMapConfig, TeleopNodeConfig):
-    device_path: str = field(default='', metadata={'doc': "/dev/hidrawN ('' = first 3Dconnexion device)"})
+    device_path: str = field(default='', metadata={
+        'doc': "/dev/hidrawN ('' = first 3Dconnexion device; needs read access: a udev rule)"})
     button_report_len: int = 3
-    reconnect_period_s: float = 1.0
+    reconnect_period_s: float = 1.0  # after an unplug / open error, retry opening this often
     device_timeout_s: float = 0.0    # the cap sends nothing at rest: silence is not a fault
-    mode: str = 'ee'                 # the cap is a 6-D end-effector input; 'joint' maps axes to joints
+    # 'ee': the cap is a 6-D input, a base-frame twist via the robot's FK/IK (hiors_sim.kinematics);
+    # 'joint' maps its 6 axes to joints 1..6
+    mode: str = 'ee'
 
 
 class _HidrawSource:

@@ -20,8 +20,10 @@ from .vr_server import VRServer
 class VRTeleopConfig(VRMapConfig, TeleopNodeConfig):
     host: str = field(default='127.0.0.1', metadata={'doc': 'listen address (keep 127.0.0.1 unless you '
                                                             'know you need the LAN)'})
-    port: int = field(default=8765, metadata={'doc': 'http + websocket port (0 = any free port)'})
-    mode: str = 'ee_abs'
+    port: int = field(default=8765, metadata={
+        'doc': 'http + websocket port (0 = any free port): open http://<host>:<port>/ in a WebXR browser '
+               '(desktop: emulated controller)'})
+    mode: str = 'ee_abs'   # the only VR mode: absolute end-effector targets via the robot's FK/IK
 
 
 class VRTeleopNode(DeviceTeleopNode):

@@ -59,14 +59,20 @@ class TrainerConfig:
     episode_dir: str = '~/.hiors/episodes'
     demo_dir: str = ''                   # initial demonstrations (mixed in at demo_ratio)
     out_dir: str = '~/.hiors/trainer'
+    # a METHODS key: hiors | bc | hg_dagger | hiors_no_human | hiors_fixed_threshold |
+    # hiors_no_filters | hiors_fixed_frequency
     method: str = 'hiors'
+    # a PROFILES key: 'pi0' = the paper's values (AdamW 2.5e-5, betas (0.9, 0.95), cosine 100
+    # warm-up / 500 decay to 2.5e-6, clip 1.0); 'cpu' = the tiny CPU model's
     profile: str = 'cpu'
     policy_preset: str = 'tiny'
     init_checkpoint: str = ''            # base policy to start from (e.g. train_offline's output)
     # Rejection sampling.
-    thresholds: list[float] = field(default_factory=lambda: [1.0])
+    thresholds: list[float] = field(default_factory=lambda: [1.0])   # rejection thresholds m1 <= m2 <= ...
+    # episode counts (or seconds since training started) where the next threshold starts; one
+    # fewer than thresholds
     threshold_boundaries: list[float] = field(default_factory=list)
-    threshold_unit: str = 'episodes'
+    threshold_unit: str = 'episodes'     # of threshold_boundaries: 'episodes' | 'seconds'
     min_steps: int = 2
     noop_threshold: float = 1e-3
     replan_stride: int = 0               # autonomous samples every k steps; 0 = the policy's n_action_steps
