@@ -19,6 +19,15 @@ from typing import Any
 FORMAT_VERSION = 1
 
 
+def loads_json(text: str, what: str) -> Any:
+    """json.loads(text); text that is not JSON raises ValueError('<what> is not valid JSON: ...').
+    Used by PolicyConfig.from_json and NormStats.from_json."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'{what} is not valid JSON: {e}') from None
+
+
 @dataclass
 class PolicyConfig:
     name: str = 'tiny'
@@ -154,11 +163,7 @@ class PolicyConfig:
 
     @classmethod
     def from_json(cls, s: str) -> 'PolicyConfig':
-        try:
-            d = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise ValueError(f'policy config is not valid JSON: {e}') from None
-        return cls.from_dict(d)
+        return cls.from_dict(loads_json(s, 'policy config'))
 
 
 # Sizes per preset. pi0 values follow openpi's gemma_2b / gemma_300m / SigLIP so400m/14.

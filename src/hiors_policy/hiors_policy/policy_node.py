@@ -36,27 +36,31 @@ JOINTS = list(JOINT_NAMES)
 
 @dataclass
 class PolicyNodeConfig:
-    control_rate_hz: float = 10.0
+    control_rate_hz: float = 10.0       # control ticks per second: one command to the mux per tick
     preset: str = 'tiny'                # model preset, used only without a checkpoint (random init)
     checkpoint: str = ''                # .safetensors written by the trainer ('' = random init)
+    # task instruction the policy conditions on (default: hiors_common.contracts.DEFAULT_PROMPT);
+    # a checkpoint trained on another prompt is used anyway, with a warning
     prompt: str = DEFAULT_PROMPT
     # k of the H predicted actions executed per chunk (re-plan after k); 0 = the checkpoint's /
     # policy config's own
     n_action_steps: int = 0
     lead_ticks: int = 2                 # ask for the next chunk this many ticks early
     blend_ticks: int = 3                # cross-fade between chunks over this many ticks
+    # cameras read, each from camera_topic(name) = /camera/<name>/image_raw (hiors_common.topics);
+    # each must be one of the model's camera_names, and all fresh, or the policy holds
     cameras: list[str] = field(default_factory=lambda: ['front', 'wrist'])
     # the robot description's (hiors_common.robot); set them for another arm
     joint_names: list[str] = field(default_factory=lambda: list(JOINTS))
     observation_timeout_s: float = 1.0  # joint states / images older than this -> hold position
     checkpoint_key_file: str = ''       # '' = env HIORS_CHECKPOINT_KEY_FILE / HIORS_CHECKPOINT_KEY
-    max_checkpoint_bytes: int = 4 << 30
+    max_checkpoint_bytes: int = 4 << 30  # a published checkpoint larger than this (bytes) is rejected
     # A signed manifest's file:// URI is opened only inside these directories (real paths);
     # empty = the start checkpoint's directory and ~/.hiors/checkpoints.
     checkpoint_dirs: list[str] = field(default_factory=lambda: [''])
     torch_threads: int = 1              # the sim and the recorder share the CPU
-    seed: int = 0
-    frame_id: str = 'world'
+    seed: int = 0                       # torch seed: random-init weights and the flow-matching sampling noise
+    frame_id: str = 'world'             # header.frame_id of the action-chunk markers (RViz)
 
 
 class PolicyNode(Node):

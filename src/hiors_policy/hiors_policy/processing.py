@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from .config import PolicyConfig
+from .config import PolicyConfig, loads_json
 from .tokenizer import make_tokenizer, tokenize_prompt
 
 MIN_STD = 1e-4   # floor so a joint that never moved in the data does not blow up
@@ -77,11 +77,7 @@ class NormStats:
 
     @classmethod
     def from_json(cls, s: str) -> 'NormStats':
-        try:
-            d = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise ValueError(f'norm_stats is not valid JSON: {e}') from None
-        return cls.from_dict(d)
+        return cls.from_dict(loads_json(s, 'norm_stats'))
 
     def __eq__(self, other):
         return isinstance(other, NormStats) and all(

@@ -50,7 +50,7 @@ def test_overrides_and_validation():
         make_config('tiny', chunk_size=0)
     with pytest.raises(ValueError, match='unknown policy config keys'):
         PolicyConfig.from_dict(dict(make_config('tiny').to_dict(), nope=1))
-    with pytest.raises(ValueError, match='not valid JSON'):
+    with pytest.raises(ValueError, match='^policy config is not valid JSON: '):
         PolicyConfig.from_json('{')
 
 

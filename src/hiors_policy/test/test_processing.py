@@ -33,6 +33,8 @@ def test_norm_stats_json_round_trip_and_validation(stats):
     assert stats.action_std[6] > 0
     with pytest.raises(ValueError):
         NormStats.from_json('{"state_mean": [0]}')
+    with pytest.raises(ValueError, match='^norm_stats is not valid JSON: '):
+        NormStats.from_json('{')
     with pytest.raises(ValueError):
         NormStats(np.zeros(7), np.zeros(7), np.zeros(7), np.ones(7))     # std 0
     with pytest.raises(ValueError):

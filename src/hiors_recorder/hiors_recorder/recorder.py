@@ -35,25 +35,37 @@ ROLE_TYPES = {
 END_EVENTS = ('success', 'failure', 'abort')
 
 
+_FROM_TOPICS = '(default from hiors_common.topics)'
+
+
 @dataclass
 class RecorderConfig:
     episode_dir: str = field(default='~/.hiors/episodes', metadata={'doc': 'root of the episode directories'})
     robot: str = field(default='hiors_sim_arm', metadata={'doc': 'robot name stored with each episode'})
     task: str = field(default=DEFAULT_PROMPT, metadata={'doc': 'task stored with each episode'})
-    joint_states_topic: str = JOINT_STATES
+    joint_states_topic: str = field(default=JOINT_STATES, metadata={
+        'doc': f'sensor_msgs/JointState recorded: the measured robot state {_FROM_TOPICS}'})
     cameras: list[str] = field(default_factory=lambda: ['front', 'wrist'],
                                metadata={'doc': 'camera names; topic from camera_topic_format'})
-    camera_topic_format: str = CAMERA_TOPIC_FORMAT
-    executed_action_topic: str = EXECUTED_ACTION
-    intervention_topic: str = INTERVENTION
-    action_chunk_topic: str = ACTION_CHUNK_RAW
-    policy_version_topic: str = POLICY_VERSION
-    event_topic: str = EPISODE_EVENT
+    camera_topic_format: str = field(default=CAMERA_TOPIC_FORMAT, metadata={
+        'doc': f'sensor_msgs/Image topic of each camera, {{name}} = the camera name {_FROM_TOPICS}'})
+    executed_action_topic: str = field(default=EXECUTED_ACTION, metadata={
+        'doc': f"sensor_msgs/JointState recorded: the mux's sent commands, the training labels {_FROM_TOPICS}"})
+    intervention_topic: str = field(default=INTERVENTION, metadata={
+        'doc': f'std_msgs/Bool recorded: true while a human has control {_FROM_TOPICS}'})
+    action_chunk_topic: str = field(default=ACTION_CHUNK_RAW, metadata={
+        'doc': f"std_msgs/Float64MultiArray recorded: the policy's unnormalised action chunks {_FROM_TOPICS}"})
+    policy_version_topic: str = field(default=POLICY_VERSION, metadata={
+        'doc': f"std_msgs/String recorded: the policy's checkpoint version, stored with the episode {_FROM_TOPICS}"})
+    event_topic: str = field(default=EPISODE_EVENT, metadata={
+        'doc': f'std_msgs/String: start | success | failure | abort; start and end each episode {_FROM_TOPICS}'})
     joint_states_max_hz: float = field(default=0.0, metadata={'doc': 'record at most this rate (0 = every message)'})
     camera_max_hz: float = field(default=0.0, metadata={'doc': 'per camera; 0 = every message'})
     action_chunk_max_hz: float = field(default=0.0, metadata={'doc': '0 = every message'})
     reliable: bool = field(default=True, metadata={'doc': 'reliable subscriptions (false: best effort)'})
-    qos_depth: int = 100
+    qos_depth: int = field(default=100, metadata={
+        'doc': 'queue depth of the joint state, camera and action chunk subscriptions (events, '
+               'intervention and executed actions use EVENT_DEPTH, the policy version depth 1)'})
     compression: str = field(default='', metadata={'doc': "'' or 'zstd' (MCAP chunk compression)"})
     max_queue_mb: float = field(default=1024.0, metadata={'doc': 'drop (and count) messages beyond this backlog'})
     min_free_mb: float = field(default=200.0, metadata={'doc': 'refuse to start an episode with less free disk'})
@@ -62,8 +74,10 @@ class RecorderConfig:
         'doc': 'messages sent (source time) after start / before the end event but handled out of '
                'order within this time still go into the episode'})
     max_episode_s: float = field(default=0.0, metadata={'doc': 'end as abort after this long (0 = no limit)'})
-    recover_on_start: bool = True
-    diagnostics_period_s: float = 1.0
+    recover_on_start: bool = field(default=True, metadata={
+        'doc': "at start, finish the unfinished episodes a crashed recorder left in episode_dir (outcome "
+               "'abort', recovered: true) or move them to _quarantine/"})
+    diagnostics_period_s: float = field(default=1.0, metadata={'doc': 'seconds between /diagnostics reports'})
 
     def topics(self) -> dict:
         """role -> topic, plus 'cameras': {name: topic}."""

@@ -38,13 +38,15 @@ PHASE_ORDER = {'start': 0, 'retreat': 1, 'approach': 1, 'descend': 2, 'close': 3
 @dataclass
 class SimHumanConfig:
     mode: str = 'intervene'
-    episode_timeout_s: float = 30.0
+    episode_timeout_s: float = 30.0       # an episode still running after this long (s) ends as a failure
     num_episodes: int = 0                 # 0 = forever
     drift_threshold_m: float = 0.04       # policy tcp target vs expert tcp target
     drift_time_s: float = 0.5             # drift this long -> take over
     stall_time_s: float = 4.0             # no phase progress and little motion this long -> take over
+    # a takeover hands back once held this long (s) and the expert reached a new phase (never with
+    # the peg in hand: lift, carry, insert)
     min_takeover_s: float = 1.5
-    max_takeover_s: float = 8.0
+    max_takeover_s: float = 8.0           # a takeover hands back after this long (s) even without progress
     # A person sees where the arm is heading: the "about to hit the peg" check also runs on the
     # policy's command extrapolated this many ticks ahead (its last step repeated). Through the
     # ROS graph commands reach the arm 1-3 ticks after the decision; 0 = judge the command alone.
@@ -61,9 +63,9 @@ class SimHumanConfig:
     # inserts 19/20 on the narrow task, 3 + 4 mm): a takeover there would replace an insertion
     # that works with the expert's.
     misaligned_m: float = 0.0
-    misaligned_height_m: float = 0.005
-    fixture_reach_m: float = 0.05
-    success_hold_s: float = 0.3
+    misaligned_height_m: float = 0.005    # misaligned-peg check: peg bottom less than this (m) above the fixture top
+    fixture_reach_m: float = 0.05         # misaligned-peg check: peg less than this (m) off the hole axis
+    success_hold_s: float = 0.3           # the sim must report success this long (s) in a row to end as a success
     settle_s: float = 0.5                 # after a reset, before 'start'
     homing_timeout_s: float = 4.0         # after an episode, arm home before the reset
 

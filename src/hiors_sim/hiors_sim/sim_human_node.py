@@ -28,7 +28,11 @@ class SimHumanNodeConfig(SimHumanConfig):
     mode: str = field(default=SimHumanConfig.mode, metadata={
         'doc': "'demo' (the expert drives every step), 'intervene' (the policy drives, the human takes "
                "over when it drifts or stalls) or 'label_only' (never takes over: evaluation)"})
+    # the bringup's seed:= (as the sim's); unused here: the simulated human has no randomness, the
+    # sim node seeds the scenes
     seed: int = 0
+    # std_srvs/Trigger called before each episode: re-randomise the scene, arm home (the sim's;
+    # default from hiors_common.topics)
     reset_service: str = SIM_RESET_SERVICE
     # Don't start an episode before these nodes subscribe to the episode events (the recorder),
     # or their 'start' would be lost to DDS discovery. Empty = don't wait.

@@ -26,17 +26,21 @@ from .tasks import task_config
 class SimNodeConfig:
     control_rate_hz: float = SimConfig.control_rate_hz   # control (and physics step) rate; core SimConfig's default
     camera_rate_hz: float = 0.0          # 0 = a frame every control tick
+    # cameras rendered, each published (rgb8) on camera_topic(name) = /camera/<name>/image_raw
+    # (hiors_common.topics); the scene has 'front' and 'wrist'
     cameras: list[str] = field(default_factory=lambda: ['front', 'wrist'])
-    camera_width: int = SimConfig.camera_width           # image size; core SimConfig's default
-    camera_height: int = SimConfig.camera_height
-    render: bool = True
+    camera_width: int = SimConfig.camera_width           # image width (px); core SimConfig's default
+    camera_height: int = SimConfig.camera_height         # image height (px); core SimConfig's default
+    render: bool = True                  # false: no rendering and no camera topics
+    # scene seed: the first scene uses it; the scene after reset k uses
+    # seed * 100003 + (k - 1) // repeat_each + 1
     seed: int = 0
     # a named variant (hiors_sim.tasks): randomisation and clearance; peg_insert (wide) |
     # peg_insert_narrow
     task: str = 'peg_insert'
     # per side; 0 = the task's (peg_insert: 1.5 mm, a 2 cm peg in a 2.3 cm hole)
     clearance_m: float = 0.0
-    frame_id: str = 'world'
+    frame_id: str = 'world'              # header.frame_id of /joint_states and the task-state PoseArray
     # >1: reuse each episode's scene this many times in a row (test-time retries of one task instance)
     repeat_each: int = 1
 

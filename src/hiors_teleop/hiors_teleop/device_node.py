@@ -28,19 +28,31 @@ class TeleopNodeConfig:
     rate_hz: float = field(default=50.0, metadata={'doc': 'command rate while taking over'})
     device_timeout_s: float = field(default=0.5, metadata={
         'doc': 'a streaming device silent this long counts as frozen (0 = never)'})
-    joint_names: list[str] = field(default_factory=lambda: list(JOINT_NAMES))
-    position_lower: list[float] = field(default_factory=lambda: list(POSITION_LOWER))
-    position_upper: list[float] = field(default_factory=lambda: list(POSITION_UPPER))
+    joint_names: list[str] = field(default_factory=lambda: list(JOINT_NAMES), metadata={
+        'doc': 'command vector order; joint_states are read by name (default: the robot description, '
+               'hiors_common.robot; set these and the limits for another arm)'})
+    position_lower: list[float] = field(default_factory=lambda: list(POSITION_LOWER), metadata={
+        'doc': 'per joint: targets are clipped to at least this (rad, gripper m per finger)'})
+    position_upper: list[float] = field(default_factory=lambda: list(POSITION_UPPER), metadata={
+        'doc': 'per joint: targets are clipped to at most this (rad, gripper m per finger)'})
     gripper_open: float = field(default=GRIPPER_OPEN, metadata={'doc': 'opening per finger when open'})
-    gripper_closed: float = GRIPPER_CLOSED
-    command_topic: str = TELEOP_COMMAND
-    intervention_topic: str = INTERVENTION
+    gripper_closed: float = field(default=GRIPPER_CLOSED, metadata={'doc': 'opening per finger when closed (m)'})
+    command_topic: str = field(default=TELEOP_COMMAND, metadata={
+        'doc': 'std_msgs/Float64MultiArray out: the joint targets while taking over (default from '
+               'hiors_common.topics)'})
+    intervention_topic: str = field(default=INTERVENTION, metadata={
+        'doc': 'std_msgs/Bool out, latched: true while this device has control (default from '
+               'hiors_common.topics)'})
     estop_topic: str = field(default=ESTOP, metadata={
         'doc': 'e-stop requests go out here, and the state is read back (frozen target, re-arm by a new press)'})
     stale_topic: str = field(default=TELEOP_STALE, metadata={
         'doc': 'Bool: true as soon as the device counts as lost / frozen (the mux holds at once)'})
-    event_topic: str = EPISODE_EVENT
-    joint_states_topic: str = JOINT_STATES
+    event_topic: str = field(default=EPISODE_EVENT, metadata={
+        'doc': "std_msgs/String out: episode events from the device's buttons / keys, where it has them "
+               "(start | success | failure | abort; default from hiors_common.topics)"})
+    joint_states_topic: str = field(default=JOINT_STATES, metadata={
+        'doc': 'sensor_msgs/JointState in: the measured position a takeover starts from (default from '
+               'hiors_common.topics)'})
     reset_service: str = field(default=SIM_RESET_SERVICE, metadata={'doc': "std_srvs/Trigger for reset ('' = none)"})
     intervention_heartbeat_s: float = field(default=1.0, metadata={
         'doc': 'while taking over, re-send intervention=true this often (a restarted mux learns it)'})

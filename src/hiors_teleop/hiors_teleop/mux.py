@@ -72,27 +72,40 @@ class MuxConfig:
         'joint_states older than this are not used for the hold position'))
     require_joint_state: bool = field(default=True, metadata=_doc(
         'send nothing until the robot position is known (the first command is limited from it)'))
-    # topics / services (all remappable anyway; names here so a YAML can change them)
-    policy_topic: str = topics.POLICY_COMMAND
-    teleop_topic: str = topics.TELEOP_COMMAND
-    intervention_topic: str = topics.INTERVENTION
-    estop_topic: str = topics.ESTOP
-    estop_service: str = topics.SET_ESTOP_SERVICE
+    # Topics / services (all remappable anyway; names here so a YAML can change them). Each
+    # default comes from hiors_common.topics.
+    policy_topic: str = field(default=topics.POLICY_COMMAND, metadata=_doc(
+        "std_msgs/Float64MultiArray in: the policy's joint targets"))
+    teleop_topic: str = field(default=topics.TELEOP_COMMAND, metadata=_doc(
+        "std_msgs/Float64MultiArray in: the human's joint targets (teleop devices, simulated human)"))
+    intervention_topic: str = field(default=topics.INTERVENTION, metadata=_doc(
+        'std_msgs/Bool in: true while a human has control (the teleop source is followed)'))
+    estop_topic: str = field(default=topics.ESTOP, metadata=_doc(
+        'std_msgs/Bool in and out: true = e-stop, hold; estop_service calls are re-published here'))
+    estop_service: str = field(default=topics.SET_ESTOP_SERVICE, metadata=_doc(
+        'std_srvs/SetBool offered: true engages the e-stop, false clears it (re-arm with resume_service)'))
     resume_service: str = field(default=topics.RESUME_SERVICE, metadata=_doc(
         'std_srvs/Trigger: re-arm after an e-stop was cleared (the policy may drive again)'))
     teleop_stale_topic: str = field(default=topics.TELEOP_STALE, metadata=_doc(
         "std_msgs/Bool from the teleop device: true = its input stopped (hold at once, not after "
         "the watchdog)"))
-    command_topic: str = topics.ROBOT_COMMAND
-    executed_topic: str = topics.EXECUTED_ACTION
-    joint_states_topic: str = topics.JOINT_STATES
-    status_topic: str = topics.MUX_STATUS
-    episode_event_topic: str = topics.EPISODE_EVENT
+    command_topic: str = field(default=topics.ROBOT_COMMAND, metadata=_doc(
+        'std_msgs/Float64MultiArray out: the robot command (ros2_control forward_position_controller)'))
+    executed_topic: str = field(default=topics.EXECUTED_ACTION, metadata=_doc(
+        'sensor_msgs/JointState out: each command sent, header.frame_id = policy | human | hold (recorded)'))
+    joint_states_topic: str = field(default=topics.JOINT_STATES, metadata=_doc(
+        'sensor_msgs/JointState in: the measured position (hold, limiter start), read by joint name'))
+    status_topic: str = field(default=topics.MUX_STATUS, metadata=_doc(
+        "std_msgs/String JSON out: the mux's state, on every mode change and every diagnostics_period_s"))
+    episode_event_topic: str = field(default=topics.EPISODE_EVENT, metadata=_doc(
+        "std_msgs/String in and out: episode events; 'start' resyncs the limiter, the episode services "
+        'publish here'))
     episode_services: bool = field(default=True, metadata=_doc(
         f'offer the episode services ({topics.EPISODE_SERVICE_PREFIX}/{{start,success,failure,abort,reset}})'))
     reset_service: str = field(default=topics.SIM_RESET_SERVICE, metadata=_doc(
         "std_srvs/Trigger the robot offers for reset ('' = none)"))
-    diagnostics_period_s: float = 1.0
+    diagnostics_period_s: float = field(default=1.0, metadata=_doc(
+        'seconds between /diagnostics reports (each also re-publishes the status)'))
 
     def validate(self):
         n = len(self.joint_names)

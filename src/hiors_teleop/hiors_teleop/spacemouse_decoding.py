@@ -85,16 +85,19 @@ class SpaceMouseMapConfig:
         'doc': 'raw axis (tx ty tz rx ry rz) feeding each motion dim (vx vy vz wx wy wz / joint1..6)'})
     axis_scale: list[float] = field(default_factory=lambda: [-1.0, -1.0, -1.0, -1.0, -1.0, -1.0], metadata={
         'doc': 'signs: defaults give base x = push away, y = left, z = lift; check on your device'})
-    deadzone: float = 0.05
+    deadzone: float = field(default=0.05, metadata={
+        'doc': 'an axis below this normalised deflection (|raw| / full_scale, 0..1) reads 0'})
     motion_threshold: float = field(default=0.15, metadata={'doc': 'normalised deflection that takes over'})
     auto_release_s: float = field(default=2.0, metadata={
         'doc': 'a motion-started takeover hands back after this long without motion (0 = never)'})
     takeover_button: int = field(default=0, metadata={'doc': 'bit index; press toggles a sticky takeover (-1 = none)'})
     gripper_button: int = field(default=1, metadata={
         'doc': 'bit index; press toggles the gripper open/closed (-1 = none)'})
-    linear_speed: float = 0.1
-    angular_speed: float = 0.5
-    joint_speed: float = 0.5
+    linear_speed: float = field(default=0.1, metadata={'doc': "'ee' mode: tool speed at full deflection (m/s)"})
+    angular_speed: float = field(default=0.5, metadata={
+        'doc': "'ee' mode: tool rotation speed at full deflection (rad/s)"})
+    joint_speed: float = field(default=0.5, metadata={
+        'doc': "'joint' mode: joint 1..6 speed at full deflection (rad/s)"})
 
 
 class SpaceMouseMapper:

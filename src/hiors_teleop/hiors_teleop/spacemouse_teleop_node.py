@@ -21,6 +21,8 @@ from .spacemouse_decoding import VENDOR_IDS, SpaceMouseDecoder, SpaceMouseMapCon
 class SpaceMouseTeleopConfig(SpaceMouseMapConfig, TeleopNodeConfig):
     device_path: str = field(default='', metadata={
         'doc': "/dev/hidrawN ('' = first 3Dconnexion device; needs read access: a udev rule)"})
+    # bytes of a button report (id 3, id byte included): cuts a byte stream (replay, FIFO) into
+    # reports (hidraw delivers one report per read)
     button_report_len: int = 3
     reconnect_period_s: float = 1.0  # after an unplug / open error, retry opening this often
     device_timeout_s: float = 0.0    # the cap sends nothing at rest: silence is not a fault

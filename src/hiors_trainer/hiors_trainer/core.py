@@ -56,8 +56,9 @@ METHODS = {
 
 @dataclass
 class TrainerConfig:
-    episode_dir: str = '~/.hiors/episodes'
+    episode_dir: str = '~/.hiors/episodes'   # the recorder's episode_dir: the online episodes trained on
     demo_dir: str = ''                   # initial demonstrations (mixed in at demo_ratio)
+    # checkpoint sets (policy, optimizer, state) and latest.json; a restart resumes from it
     out_dir: str = '~/.hiors/trainer'
     # a METHODS key: hiors | bc | hg_dagger | hiors_no_human | hiors_fixed_threshold |
     # hiors_no_filters | hiors_fixed_frequency
@@ -65,6 +66,8 @@ class TrainerConfig:
     # a PROFILES key: 'pi0' = the paper's values (AdamW 2.5e-5, betas (0.9, 0.95), cosine 100
     # warm-up / 500 decay to 2.5e-6, clip 1.0); 'cpu' = the tiny CPU model's
     profile: str = 'cpu'
+    # model preset of a fresh start (random init): tiny | small | pi0; a resume from out_dir or an
+    # init_checkpoint keeps that checkpoint's config
     policy_preset: str = 'tiny'
     init_checkpoint: str = ''            # base policy to start from (e.g. train_offline's output)
     # Rejection sampling.
@@ -73,7 +76,9 @@ class TrainerConfig:
     # fewer than thresholds
     threshold_boundaries: list[float] = field(default_factory=list)
     threshold_unit: str = 'episodes'     # of threshold_boundaries: 'episodes' | 'seconds'
-    min_steps: int = 2
+    min_steps: int = 2                   # episodes of <= this many steps are dropped (short-episode filter; paper: 2)
+    # a step whose largest joint change |state[k+1] - state[k]| (rad, gripper m) is below this is a
+    # no-op and not sampled (no-op filter)
     noop_threshold: float = 1e-3
     replan_stride: int = 0               # autonomous samples every k steps; 0 = the policy's n_action_steps
     # Autonomous steps within this many steps before a human takeover are not trained on (the
@@ -93,12 +98,12 @@ class TrainerConfig:
     # opening is the object's width, not the squeezing command).
     label_source: str = 'executed'
     # Optimisation (0 = take the profile's value).
-    lr: float = 0.0
-    end_lr: float = 0.0
-    warmup_steps: int = 0
-    decay_steps: int = 0
-    grad_clip: float = 0.0
-    batch_size: int = 0
+    lr: float = 0.0                      # AdamW peak learning rate; 0 = the profile's
+    end_lr: float = 0.0                  # learning rate the cosine decay ends at (and stays at); 0 = the profile's
+    warmup_steps: int = 0                # steps of linear warm-up to lr; 0 = the profile's
+    decay_steps: int = 0                 # steps of cosine decay from lr to end_lr after the warm-up; 0 = the profile's
+    grad_clip: float = 0.0               # max gradient L2 norm (clip_grad_norm_); 0 = the profile's
+    batch_size: int = 0                  # samples per optimizer step, per process; 0 = the profile's
     # Exponential moving average of the weights (0 = off). Published checkpoints and
     # model_state() carry the average; training continues on the raw weights. The decay warms up
     # as min(ema_decay, (1 + step) / (10 + step)) so early averages are not stuck at a random
@@ -107,14 +112,14 @@ class TrainerConfig:
     # Flow-matching draws (noise, time) per observation and step; the observation is encoded
     # once, so N draws cost far less than N times the step (see Pi0Policy.compute_loss).
     noise_samples: int = 1
-    seed: int = 0
-    device: str = 'cpu'
-    num_threads: int = 1
+    seed: int = 0                        # torch (init weights, flow-matching noise) and batch-draw RNG seed
+    device: str = 'cpu'                  # 'cpu', 'cuda', 'cuda:N' or 'auto' (cuda if available)
+    num_threads: int = 1                 # torch CPU threads (at least 1)
     parallel: str = 'ddp'                # with torchrun: 'ddp', or 'fsdp' (sharded params/optimizer)
     # Checkpoints.
-    checkpoint_every_steps: int = 50
-    checkpoint_every_s: float = 0.0      # 0 = off
-    keep_last: int = 3
+    checkpoint_every_steps: int = 50     # save (and publish) a checkpoint every this many steps; 0 = off
+    checkpoint_every_s: float = 0.0      # also save one every this many seconds (not under FSDP); 0 = off
+    keep_last: int = 3                   # checkpoint sets kept in out_dir (older ones deleted); >= 1
     min_accepted_samples: int = 1        # wait for this many before training
     intake_interval_s: float = 5.0       # re-scan episode_dir this often (and on episode events)
     tensorboard_dir: str = ''            # '' = no TensorBoard logs
