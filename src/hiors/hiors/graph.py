@@ -213,6 +213,7 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
                                   {'mode': a['sim_human_mode'], 'num_episodes': num,
                                    # episodes start only once the recorder hears the events
                                    'event_listeners': ['recorder'] if _bool(a['recorder']) else [''],
+                                   'wait_for_policy': _bool(a['policy']) and a['sim_human_mode'] != 'demo',
                                    'episode_timeout_s': float(a['episode_timeout_s']),
                                    'seed': int(a['seed']), 'task': a['task']},
                                   required=num > 0))

@@ -14,8 +14,9 @@ from std_srvs.srv import Trigger
 from hiors_common.diagnostics import DiagnosticsPublisher, OK
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
-from hiors_common.topics import (EPISODE_EVENT, INTERVENTION, JOINT_STATES, POLICY_COMMAND, SIM_RESET_SERVICE,
-                                 SIM_SUCCESS, SIM_TASK_STATE, TELEOP_COMMAND, latched_qos, reliable_qos)
+from hiors_common.topics import (EPISODE_EVENT, INTERVENTION, JOINT_STATES, POLICY_COMMAND, POLICY_VERSION,
+                                 SIM_RESET_SERVICE, SIM_SUCCESS, SIM_TASK_STATE, TELEOP_COMMAND, latched_qos,
+                                 reliable_qos)
 
 from .scene import JOINT_NAMES
 from .sim_human import SimHuman, SimHumanConfig
@@ -37,6 +38,10 @@ class SimHumanNodeConfig(SimHumanConfig):
     # Don't start an episode before these nodes subscribe to the episode events (the recorder),
     # or their 'start' would be lost to DDS discovery. Empty = don't wait.
     event_listeners: list[str] = field(default_factory=lambda: ['recorder'])
+    # Don't start the first episode before the policy node has announced its loaded model (its
+    # latched version): otherwise the first episode's clock runs while the arm is held (~5 s of
+    # a 30-40 s time-out on 2 cores). Off for 'demo' and graphs without a policy node.
+    wait_for_policy: bool = False
 
 
 class SimHumanNode(Node):
@@ -50,11 +55,14 @@ class SimHumanNode(Node):
         self.q_stamp = self.task_stamp = None
         self.success = False
         self.policy_command = None
+        self._policy_heard = False
         qos = reliable_qos(10)
         self.create_subscription(JointState, JOINT_STATES, self._on_joints, qos)
         self.create_subscription(PoseArray, SIM_TASK_STATE, self._on_task, qos)
         self.create_subscription(Bool, SIM_SUCCESS, lambda m: setattr(self, 'success', m.data), qos)
         self.create_subscription(Float64MultiArray, POLICY_COMMAND, self._on_policy, 10)
+        self.create_subscription(String, POLICY_VERSION, lambda _m: setattr(self, '_policy_heard', True),
+                                 latched_qos())
         self.pub_cmd = self.create_publisher(Float64MultiArray, TELEOP_COMMAND, 10)
         self.pub_intervention = self.create_publisher(Bool, INTERVENTION, latched_qos())
         self.pub_event = self.create_publisher(String, EPISODE_EVENT, reliable_qos(10))
@@ -104,6 +112,13 @@ class SimHumanNode(Node):
                                    throttle_duration_sec=5.0)
         return missing
 
+    def _policy_not_ready(self) -> bool:
+        if not self.cfg.wait_for_policy or self._policy_heard:
+            return False
+        self.get_logger().info(f'waiting for the policy to announce its model on {POLICY_VERSION}',
+                               throttle_duration_sec=5.0)
+        return True
+
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
@@ -126,7 +141,7 @@ class SimHumanNode(Node):
             self.human.reset_done(now)
             return
         phase = self.human.expert.phase
-        if self.human.state == 'settling' and self._missing_listeners():
+        if self.human.state == 'settling' and (self._missing_listeners() or self._policy_not_ready()):
             self.human.reset_done(now)   # keep settling
             return
         out = self.human.tick(now, self.q, self.task, self.success, self.policy_command)

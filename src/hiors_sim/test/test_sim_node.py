@@ -79,3 +79,27 @@ def test_simulated_human_runs_demo_episodes_through_the_mux(test_node):
     finally:
         for p in procs:
             p.stop()
+
+
+def test_simulated_human_waits_for_the_policy_before_the_first_episode(test_node):
+    """With wait_for_policy the first episode starts only once the real policy node has loaded its
+    model (its latched version), so no episode's clock runs while the arm waits for a policy."""
+    events = []
+    test_node.create_subscription(String, EPISODE_EVENT, lambda m: events.append(m.data), 10)
+    human = NodeProcess('hiors_sim.sim_human_node', ros_args=[
+        '-r', '__node:=sim_human', '-p', 'mode:=label_only', '-p', 'num_episodes:=1', '-p', 'episode_timeout_s:=1.0',
+        '-p', 'wait_for_policy:=true', '-p', f'event_listeners:=[{test_node.get_name()}]'])
+    procs = [NodeProcess('hiors_sim.sim_node', ros_args=['-r', '__node:=sim', '-p', 'render:=false']),
+             NodeProcess('hiors_teleop.command_mux_node', ros_args=['-r', '__node:=command_mux']), human]
+    for p in procs:
+        p.start()
+    policy = NodeProcess('hiors_policy.policy_node', ros_args=['-r', '__node:=policy', '-p', 'preset:=tiny'])
+    try:
+        spin_until(test_node, lambda: False, timeout=6.0)
+        assert events == [], human.log()                  # the sim is up, the policy is not: no episode
+        assert 'waiting for the policy' in human.log()
+        policy.start()
+        assert spin_until(test_node, lambda: 'start' in events, timeout=60), human.log() + policy.log()
+    finally:
+        for p in procs + [policy]:
+            p.stop()
