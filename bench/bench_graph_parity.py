@@ -42,6 +42,18 @@ def graph_run(args, mode, out):
     return ep_dir
 
 
+def graph_latency(out, mode):
+    """The policy node's camera frame -> command latency summary from its log (logged at shutdown)."""
+    from hiors_policy.policy_node import LATENCY_LOG_PREFIX
+    path = os.path.join(out, 'logs', f'graph_{mode}', 'policy.log')
+    found = {}
+    if os.path.exists(path):
+        for line in open(path, errors='replace'):
+            if LATENCY_LOG_PREFIX in line:
+                found = json.loads(line.split(LATENCY_LOG_PREFIX, 1)[1])
+    return found
+
+
 def graph_episodes(ep_dir, n):
     from hiors_recorder.dataset import list_episodes, load_episode
     infos = list_episodes(ep_dir)[:n]
@@ -138,17 +150,20 @@ def main():
         report['graph'][mode] = summary([{'success': r['graph'] == 'success'} for r in rows])
         report['core'][mode] = summary([{'success': r['core'] == 'success'} for r in rows])
         report.setdefault('wall_s', {})[mode] = {'graph': round(t_graph), 'core': round(t_core)}
+        report.setdefault('graph_latency', {})[mode] = graph_latency(args.out, mode)
         both = sum(r['graph'] == r['core'] for r in rows)
         div = sorted(r['first_divergence_tick'] for r in rows if r['first_divergence_tick'] >= 0)
         say(f'{mode}: graph {report["graph"][mode]}, core {report["core"][mode]}; same outcome on {both}/{len(rows)}; '
-            f'median first divergence tick {div[len(div) // 2] if div else "-"}')
+            f'median first divergence tick {div[len(div) // 2] if div else "-"}; '
+            f'graph frame -> command {report["graph_latency"][mode] or "not logged"}')
         with open(os.path.join(args.out, 'parity.json'), 'w') as f:
             json.dump(report, f, indent=1)
     if args.json:
         brief = {'instances': args.instances,
                  'core': {m: report['core'][m]['success'] for m in report['core']},
                  'graph': {m: report['graph'][m]['success'] for m in report['graph']},
-                 'detail': {k: report[k] for k in ('task', 'checkpoint', 'core_latency', 'wall_s')},
+                 'detail': {k: report.get(k)
+                            for k in ('task', 'checkpoint', 'core_latency', 'wall_s', 'graph_latency')},
                  'ci95': {e: {m: report[e][m]['ci95'] for m in report[e]} for e in ('core', 'graph')}}
         with open(args.json, 'w') as f:
             json.dump(brief, f, indent=1)

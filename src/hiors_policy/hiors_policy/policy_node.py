@@ -1,15 +1,18 @@
 """Policy node: observations in, joint commands out at the control rate; inference in a worker
 thread; signed checkpoints from /hiors/checkpoint swapped in between ticks."""
 import copy
+import json
 import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from rclpy.node import Node
+from rclpy.time import Time
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
 from visualization_msgs.msg import MarkerArray
@@ -32,6 +35,9 @@ from .modeling import Pi0Policy
 from .processing import NormStats, PolicyProcessor
 
 JOINTS = list(JOINT_NAMES)
+FRAME_LATENCY_WINDOW = 20000          # commands the frame -> command percentiles are taken over
+# The line the node logs at shutdown with its frame -> command latency (bench_graph_parity reads it).
+LATENCY_LOG_PREFIX = 'camera frame -> command latency:'
 
 
 @dataclass
@@ -94,6 +100,11 @@ class PolicyNode(Node):
         self.q = None
         self.q_stamp = 0.0
         self.images, self.image_stamps = {}, {}
+        # Camera frame -> command latency: the capture stamp (header) of the oldest image each
+        # chunk was predicted from, by the tick of its observation; one sample per command sent.
+        self.image_capture_ns = {}
+        self._capture_by_tick = {}
+        self.frame_to_command_ms = deque(maxlen=FRAME_LATENCY_WINDOW)
         self.intervention = False
         self.stats = {'chunks': 0, 'holds': 0, 'rejected_chunks': 0, 'rejected_checkpoints': 0,
                       'swaps': 0, 'stale_chunks': 0, 'latency_ms': 0.0, 'last_error': ''}
@@ -145,6 +156,7 @@ class PolicyNode(Node):
             return
         self.images[cam] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
         self.image_stamps[cam] = time.monotonic()
+        self.image_capture_ns[cam] = Time.from_msg(msg.header.stamp).nanoseconds
 
     def _on_intervention(self, msg: Bool):
         if msg.data != self.intervention:
@@ -195,6 +207,7 @@ class PolicyNode(Node):
             try:
                 self._requests.put_nowait((obs, self.tick))
                 self.executor_.mark_requested()
+                self._capture_by_tick[self.tick] = min(self.image_capture_ns.get(c, 0) for c in self.cfg.cameras)
             except queue.Full:
                 pass
         cmd = self.executor_.command(self.tick)
@@ -202,6 +215,24 @@ class PolicyNode(Node):
             self._hold()
             return
         self.pub_cmd.publish(Float64MultiArray(data=[float(v) for v in cmd]))
+        self._note_frame_latency()
+
+    def _note_frame_latency(self):
+        t0 = self.executor_.chunk_t0
+        captured = self._capture_by_tick.get(t0, 0)
+        if captured > 0:
+            self.frame_to_command_ms.append((self.get_clock().now().nanoseconds - captured) / 1e6)
+        for tick in [t for t in self._capture_by_tick if t < t0]:
+            del self._capture_by_tick[tick]
+
+    def frame_latency_summary(self) -> dict:
+        """p50 / p99 / max of camera frame -> command (ms) over the last commands sent."""
+        if not self.frame_to_command_ms:
+            return {}
+        a = np.asarray(self.frame_to_command_ms)
+        return {'frame_to_command_n': int(a.size), 'frame_to_command_p50_ms': round(float(np.percentile(a, 50)), 1),
+                'frame_to_command_p99_ms': round(float(np.percentile(a, 99)), 1),
+                'frame_to_command_max_ms': round(float(a.max()), 1)}
 
     def _hold(self):
         if self.q is not None:
@@ -305,7 +336,7 @@ class PolicyNode(Node):
         level = WARN if self.stats['rejected_chunks'] or not self._fresh() else OK
         message = 'human in control' if self.intervention else ('running' if self._fresh() else 'no observations')
         self.diag.publish(level, message, dict(self.stats, version=self.version, tick=self.tick,
-                                              intervention=self.intervention))
+                                              intervention=self.intervention, **self.frame_latency_summary()))
 
     def close(self):
         # Wait for both threads before the node's handles are destroyed: a thread still inside
@@ -313,6 +344,9 @@ class PolicyNode(Node):
         # then has to SIGKILL the node). Each loop checks _stop at least every 0.2 s; an
         # inference or a checkpoint load in flight finishes first (seconds at most).
         self._stop.set()
+        latency = self.frame_latency_summary()
+        if latency:
+            self.get_logger().info(f'{LATENCY_LOG_PREFIX} {json.dumps(latency)}')
         for thread in (self._worker, self._loader):
             thread.join(timeout=8.0)
             if thread.is_alive():

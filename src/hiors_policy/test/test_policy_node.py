@@ -53,8 +53,11 @@ def test_policy_node_over_dds(tmp_path, test_node):
     def feed():
         js = JointState(name=JOINTS, position=[0.0, 0.5, 1.6, 0.0, 1.04, 0.0, 0.035])
         pub_js.publish(js)
+        stamp = test_node.get_clock().now().to_msg()
         for cam, pub in pub_img.items():
-            pub.publish(Image(height=224, width=224, encoding='rgb8', step=672, data=pixels))
+            img = Image(height=224, width=224, encoding='rgb8', step=672, data=pixels)
+            img.header.stamp = stamp
+            pub.publish(img)
 
     last_feed = [0.0]
 
@@ -72,6 +75,11 @@ def test_policy_node_over_dds(tmp_path, test_node):
         assert 7.0 < (len(stamps) - 1) / (stamps[-1] - stamps[0]) < 13.0     # ~10 Hz
         assert all(len(c) == 7 and np.all(np.isfinite(c)) for _, c in commands)
         assert versions and versions[-1] == 'random-init'
+        # Camera frame -> command latency from the images' capture stamps: fed every 50 ms and
+        # planned on the node's 10 Hz ticks, so a few ticks at most.
+        assert spin(lambda: any('frame_to_command_p50_ms' in v for *_, v in statuses), 10), proc.log()
+        latency = next(v for *_, v in reversed(statuses) if 'frame_to_command_p50_ms' in v)
+        assert 0 < float(latency['frame_to_command_p50_ms']) <= float(latency['frame_to_command_p99_ms']) < 2000
 
         # A human takes over: the policy goes silent; it resumes when they let go.
         pub_int.publish(Bool(data=True))
