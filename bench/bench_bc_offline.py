@@ -143,7 +143,7 @@ def main():
         from hiors_policy.modeling import Pi0Policy
         policy = Pi0Policy(config)
         policy.load_state_dict(weights)
-        actor = PolicyActor(policy, tr.norm_stats)
+        actor = PolicyActor(policy, tr.norm_stats, lead_ticks=0, blend_ticks=0)   # this bench's protocol: no latency
         t1 = time.time()
         ok, lifted, lat, fell = evaluate(sim, actor, held_out, cams, a.max_ticks, a.privileged)
         r = dict(base, steps=tr.step, weights=label, final_loss=float(np.mean(losses[-50:])),

@@ -137,6 +137,11 @@ def mux_overrides(args) -> dict:
     return {} if args.mux_blend is None else {'blend_time_s': args.mux_blend}
 
 
+def executor_latency(args) -> dict:
+    """Chunk-executor lead / cross-fade of the lock-step engine (default: the policy node's)."""
+    return {k: v for k, v in (('lead_ticks', args.lead_ticks), ('blend_ticks', args.blend_ticks)) if v is not None}
+
+
 EVAL_NOISE_SEED = 7_000_000
 
 
@@ -147,7 +152,7 @@ def core_evaluate(args, weights, norm_stats, config, seed):
     from hiors_policy.modeling import Pi0Policy
     policy = Pi0Policy(config)
     policy.load_state_dict(weights)
-    actor = PolicyActor(policy, norm_stats)
+    actor = PolicyActor(policy, norm_stats, **executor_latency(args))
     world = SyncWorld(task=args.task, mode='label_only', episode_timeout_s=args.episode_timeout,
                       mux_overrides=mux_overrides(args),
                       cameras=config.camera_names)
@@ -226,7 +231,7 @@ def core_seed(args, out, seed, budgets, results):
         tr = trainer(trainer_method, os.path.join(work, method), init=base, demo_ratio=args.demo_ratio,
                      steps=int(max_budget * args.updates_per_frame), batch_size=args.online_batch_size)
         from hiors_policy.modeling import Pi0Policy
-        actor = PolicyActor(Pi0Policy(config), tr.norm_stats)
+        actor = PolicyActor(Pi0Policy(config), tr.norm_stats, **executor_latency(args))
         actor.load(tr.model_state(), tr.norm_stats)
         world = SyncWorld(task=args.task, mode=mode, episode_timeout_s=args.episode_timeout,
                           mux_overrides=mux_overrides(args),
@@ -306,6 +311,11 @@ def main():
                     help='core engine: EMA decay of the online weights (0 = off; default = the main job recipe)')
     ap.add_argument('--mux-blend', type=float, default=None,
                     help="core engine: the command mux's takeover / hand-back blend in s (default: the mux node's)")
+    ap.add_argument('--lead-ticks', type=int, default=None,
+                    help="core engine: chunk executor lead (default: the policy node's, which gives the graph's "
+                         'camera frame -> command latency; 0 = none, as before 2026-12-02 session 20)')
+    ap.add_argument('--blend-ticks', type=int, default=None,
+                    help="core engine: chunk cross-fade ticks (default: the policy node's; 0 = none)")
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)

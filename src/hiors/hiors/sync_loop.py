@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from hiors_common.contracts import DEFAULT_PROMPT
-from hiors_policy.chunk_executor import ChunkExecutor
+from hiors_policy.chunk_executor import DEFAULT_BLEND_TICKS, DEFAULT_LEAD_TICKS, ChunkExecutor
 from hiors_policy.processing import PolicyProcessor
 from hiors_recorder.dataset import Episode
 from hiors_recorder.episode import EpisodeInfo
@@ -35,12 +35,14 @@ PROMPT = DEFAULT_PROMPT
 
 class PolicyActor:
     """The policy acting alone through the policy node's chunk executor
-    (hiors_policy.chunk_executor): a chunk from the current observation, its first k actions
-    executed, then the next. Inference here takes no simulated time, so the default
-    `lead_ticks` 0 / `blend_ticks` 0 is the lock-step ideal; the node's values (2 / 3) model its
-    inference lead and cross-fade."""
+    (hiors_policy.chunk_executor), with the node's lead and cross-fade by default: inference takes
+    no simulated time here, so a chunk asked `lead_ticks` early is planned from an observation that
+    many ticks older than the tick it starts at, which is the graph's measured camera frame ->
+    command latency (policy node diagnostics; BENCHMARKS.md). `lead_ticks` 0 / `blend_ticks` 0 is
+    the latency-free ideal (execute each chunk from its first action)."""
 
-    def __init__(self, policy, norm_stats, prompt: str = PROMPT, lead_ticks: int = 0, blend_ticks: int = 0):
+    def __init__(self, policy, norm_stats, prompt: str = PROMPT, lead_ticks: int = DEFAULT_LEAD_TICKS,
+                 blend_ticks: int = DEFAULT_BLEND_TICKS):
         self.policy = policy.eval()
         self.config = policy.config
         self.processor = PolicyProcessor(policy.config, norm_stats)

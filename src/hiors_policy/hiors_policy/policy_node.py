@@ -28,7 +28,7 @@ from hiors_common.topics import (ACTION_CHUNK_MARKERS, ACTION_CHUNK_RAW, CHECKPO
 
 from .checkpoint import load_checkpoint, load_state_into, training_prompt
 from .checkpoint_transport import TransportError, verify_and_fetch
-from .chunk_executor import ChunkExecutor
+from .chunk_executor import DEFAULT_BLEND_TICKS, DEFAULT_LEAD_TICKS, ChunkExecutor
 from .config import make_config
 from .markers import ChunkMarkers
 from .modeling import Pi0Policy
@@ -51,8 +51,8 @@ class PolicyNodeConfig:
     # k of the H predicted actions executed per chunk (re-plan after k); 0 = the checkpoint's /
     # policy config's own
     n_action_steps: int = 0
-    lead_ticks: int = 2                 # ask for the next chunk this many ticks early
-    blend_ticks: int = 3                # cross-fade between chunks over this many ticks
+    lead_ticks: int = DEFAULT_LEAD_TICKS    # ask for the next chunk this many ticks early
+    blend_ticks: int = DEFAULT_BLEND_TICKS  # cross-fade between chunks over this many ticks
     # cameras read, each from camera_topic(name) = /camera/<name>/image_raw (hiors_common.topics);
     # each must be one of the model's camera_names, and all fresh, or the policy holds
     cameras: list[str] = field(default_factory=lambda: ['front', 'wrist'])
