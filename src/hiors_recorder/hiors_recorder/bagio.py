@@ -118,6 +118,7 @@ class EpisodeStats:
         self._flag_seen = False
         self._source_spans = []
         self._source_human = False
+        self._last_action_ns = None
         self.last_ns = start_ns
 
     def add(self, topic: str, t_ns: int, raw) -> None:
@@ -125,6 +126,7 @@ class EpisodeStats:
         self.last_ns = max(self.last_ns, t_ns)
         if topic == self.topics.get('executed_action'):
             self.steps += 1
+            self._last_action_ns = t_ns if self._last_action_ns is None else max(self._last_action_ns, t_ns)
             try:
                 human = deserialize(raw, JOINT_STATE).header.frame_id == 'human'
             except Exception:  # noqa: BLE001 - a malformed message is still counted as a step
@@ -156,10 +158,14 @@ class EpisodeStats:
 
     def intervention_spans(self, end_ns: int) -> list:
         """Spans of human control in seconds since the start: from the intervention flag when it
-        was recorded, else from the executed-action source."""
+        was recorded, else from the executed-action source. A flag raised after the last executed
+        action and still up at the end is the hold that follows the episode's label (the flag and
+        the end event travel on different topics, so it can arrive first): no takeover."""
         spans = self._spans if self._flag_seen else self._source_spans
         out = []
         for a, b in spans:
+            if b is None and (self._last_action_ns is None or a > self._last_action_ns):
+                continue
             b = end_ns if b is None else b
             out.append([round((a - self.start_ns) / 1e9, 6), round((max(a, b) - self.start_ns) / 1e9, 6)])
         return out

@@ -222,3 +222,35 @@ def test_out_of_order_messages_around_events(tmp_path):
     rec.close()
     info = list_episodes(str(tmp_path))[0]
     assert info.topic_counts[JOINT_STATES] == 12 and info.outcome == 'success'
+
+
+def test_flag_raised_just_before_the_end_event_is_no_takeover(tmp_path):
+    """The simulated human labels an episode and takes the arm home: its intervention flag can
+    reach the recorder a little before the end event (another topic). Such a flag, after the last
+    executed action, is not a takeover; one raised while actions still follow is."""
+    from hiors_common.topics import INTERVENTION
+    from hiors_recorder import synthetic as syn
+    from hiors_recorder.recorder import EpisodeRecorder, RecorderConfig
+    cfg = RecorderConfig(episode_dir=str(tmp_path), cameras=[], min_free_mb=0.0, event_grace_s=0.0)
+    rec = EpisodeRecorder(cfg)
+    ms, T = 1_000_000, 10**18
+    for ep, flag_at in enumerate((9, 5)):          # flag after the last action / in the middle
+        t0 = T + ep * 1000 * ms
+        rec.on_message(INTERVENTION, syn.boolean(False), t0 - ms, src_ns=t0 - ms)    # released before start
+        rec.on_message(EPISODE_EVENT, syn.string('start'), t0, src_ns=t0)
+        for k in range(8):
+            t = t0 + (10 + 10 * k) * ms
+            if k == flag_at:
+                rec.on_message(INTERVENTION, syn.boolean(True), t - ms, src_ns=t - ms)
+            rec.on_message(JOINT_STATES, syn.joint_state([0.01 * k] * 7), t, src_ns=t)
+            src = 'human' if k >= flag_at else 'policy'
+            rec.on_message(EXECUTED_ACTION, syn.joint_state([0.01 * k] * 7, frame_id=src), t + ms, src_ns=t + ms)
+        if flag_at >= 8:
+            rec.on_message(INTERVENTION, syn.boolean(True), t0 + 95 * ms, src_ns=t0 + 95 * ms)
+        rec.on_message(EPISODE_EVENT, syn.string('success'), t0 + 96 * ms, src_ns=t0 + 96 * ms)
+        rec.tick(t0 + 500 * ms)
+    rec.close()
+    late, middle = list_episodes(str(tmp_path))
+    assert late.num_interventions == 0 and late.intervention_spans == []
+    assert middle.num_interventions == 1
+    assert middle.intervention_spans[0][0] == pytest.approx(0.059, abs=1e-3)
