@@ -241,9 +241,11 @@ def core_seed(args, out, seed, budgets, results):
         # by each budget (its cell is reported under that Hi-ORS budget).
         matched = {}
         if method == 'bc_matched':
-            hiors_curve = results.get('online', {}).get('hiors', {}).get(seed)
+            curves = results.get('online', {}).get('hiors', {})
+            hiors_curve = curves.get(seed) or curves.get(str(seed))     # str: read back from JSON
             if not hiors_curve:
-                raise SystemExit('bc_matched needs the hiors method earlier in --methods (same seed)')
+                raise SystemExit('bc_matched needs the hiors method earlier in --methods, or --matched-from '
+                                 '(same seed)')
             for b in budgets:
                 reached = [c for c in hiors_curve if c['frames'] >= b] or hiors_curve[-1:]
                 matched[b] = max(1, reached[0]['human_frames'])
@@ -322,6 +324,9 @@ def main():
     ap.add_argument('--episode-timeout', type=float, default=30.0)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', default='runs/learning')
+    ap.add_argument('--matched-from', default='',
+                    help="bc_matched: take Hi-ORS's human frames per budget from this earlier --out run "
+                         '(same seeds, budgets and base) instead of a hiors method earlier in --methods')
     ap.add_argument('--report-only', action='store_true', help='re-draw the table and plot from <out>/results.json')
     ap.add_argument('--merge', default='', help='with --report-only: comma list of other --out dirs (same seeds '
                                                 'and base policies) whose methods join the report')
@@ -345,6 +350,9 @@ def main():
     ensure_checkpoint_key(out)
     budgets = [int(b) for b in args.budgets.split(',')]
     results = {'args': vars(args)}
+    if args.matched_from:
+        with open(os.path.join(args.matched_from, 'results.json')) as f:
+            results.setdefault('online', {})['hiors'] = json.load(f).get('online', {}).get('hiors', {})
     run_seed = core_seed if args.engine == 'core' else graph_seed
     for seed in [int(s) for s in args.seeds.split(',')]:
         run_seed(args, out, seed, budgets, results)
