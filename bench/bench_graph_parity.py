@@ -66,7 +66,8 @@ def core_run(args, mode, seeds):
     from hiors_policy.checkpoint import load_checkpoint
     torch.set_num_threads(args.threads)
     policy, config, norm_stats, _ = load_checkpoint(args.checkpoint)
-    actor = PolicyActor(policy, norm_stats, lead_ticks=args.lead_ticks, blend_ticks=args.blend_ticks)
+    latency = {k: v for k, v in (('lead_ticks', args.lead_ticks), ('blend_ticks', args.blend_ticks)) if v is not None}
+    actor = PolicyActor(policy, norm_stats, **latency)
     world = SyncWorld(task=args.task, mode=MODES[mode], episode_timeout_s=args.episode_timeout,
                       cameras=config.camera_names, command_delay_ticks=args.command_delay_ticks)
     results = []
@@ -104,8 +105,10 @@ def main():
     ap.add_argument('--seed', type=int, default=3, help="graph bringup seed (the instances' source)")
     ap.add_argument('--modes', default='alone,online')
     ap.add_argument('--episode-timeout', type=float, default=30.0)
-    ap.add_argument('--lead-ticks', type=int, default=0, help='lock-step engine: chunk executor lead')
-    ap.add_argument('--blend-ticks', type=int, default=0, help='lock-step engine: chunk cross-fade')
+    ap.add_argument('--lead-ticks', type=int, default=None,
+                    help="lock-step engine: chunk executor lead (default: the policy node's)")
+    ap.add_argument('--blend-ticks', type=int, default=None,
+                    help="lock-step engine: chunk cross-fade (default: the policy node's)")
     ap.add_argument('--command-delay-ticks', type=int, default=0, help='lock-step engine: command latency')
     ap.add_argument('--diverge-rad', type=float, default=0.02)
     ap.add_argument('--threads', type=int, default=2)
