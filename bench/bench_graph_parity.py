@@ -25,6 +25,7 @@ use_local_ros_network()
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
 from hiors.phases import ensure_checkpoint_key, episodes, run_phase, say, wilson_interval  # noqa: E402
+from hiors_policy.chunk_executor import DEFAULT_BLEND_TICKS, DEFAULT_LEAD_TICKS  # noqa: E402
 
 INSTANCE_STRIDE = 100003          # hiors_sim.sim_node: task seed = seed * 100003 + episode number
 MODES = {'alone': 'label_only', 'online': 'intervene'}
@@ -119,7 +120,8 @@ def main():
     ensure_checkpoint_key(args.out)
     seeds = [args.seed * INSTANCE_STRIDE + k for k in range(1, args.instances + 1)]
     report = {'instances': args.instances, 'task': args.task, 'checkpoint': args.checkpoint,
-              'core_latency': {'lead_ticks': args.lead_ticks, 'blend_ticks': args.blend_ticks,
+              'core_latency': {'lead_ticks': DEFAULT_LEAD_TICKS if args.lead_ticks is None else args.lead_ticks,
+                               'blend_ticks': DEFAULT_BLEND_TICKS if args.blend_ticks is None else args.blend_ticks,
                                'command_delay_ticks': args.command_delay_ticks},
               'core': {}, 'graph': {}, 'episodes': {}}
     for mode in args.modes.split(','):
