@@ -17,6 +17,8 @@ count (recorded steps) passes a budget; every snapshot is evaluated with the pol
                   (every demonstration succeeds, so the same loss is plain BC on the growing set)
   bc_matched      the same, but only as many demonstrated frames as Hi-ORS's human drove by each
                   budget (reported under that budget; needs hiors earlier in --methods)
+  demos_only      compute control: the policy runs alone online, the trainer takes the same train
+                  steps on the base's demonstrations only (what the steps buy without online data)
 Engines:
   core   (default) the nodes' cores in one process, stepped in simulated time (hiors.sync_loop):
          same sim, simulated human, policy and trainer code, no DDS; `--updates-per-frame` train
@@ -48,6 +50,7 @@ from hiors.supervisor import Supervisor  # noqa: E402
 ROBOT_SIDE = {'hiors': ('intervene', 'hiors'), 'hg_dagger': ('intervene', 'hg_dagger'),
               'hiors_no_human': ('label_only', 'hiors'), 'bc': ('demo', 'hiors'),
               'bc_matched': ('demo', 'hiors'),
+              'demos_only': ('label_only', 'bc'),
               'hiors_fixed_threshold': ('intervene', 'hiors_fixed_threshold'),
               'hiors_no_filters': ('intervene', 'hiors_no_filters'),
               'hiors_fixed_frequency': ('intervene', 'hiors_fixed_frequency')}
