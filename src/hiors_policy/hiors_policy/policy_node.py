@@ -31,6 +31,7 @@ from .checkpoint_transport import TransportError, verify_and_fetch
 from .chunk_executor import DEFAULT_BLEND_TICKS, DEFAULT_LEAD_TICKS, ChunkExecutor
 from .config import make_config
 from .markers import ChunkMarkers
+from .observation import ObservationSync
 from .modeling import Pi0Policy
 from .processing import NormStats, PolicyProcessor
 
@@ -102,12 +103,13 @@ class PolicyNode(Node):
         self.images, self.image_stamps = {}, {}
         # Camera frame -> command latency: the capture stamp (header) of the oldest image each
         # chunk was predicted from, by the tick of its observation; one sample per command sent.
-        self.image_capture_ns = {}
         self._capture_by_tick = {}
+        self.sync = ObservationSync(self.cfg.cameras)
         self.frame_to_command_ms = deque(maxlen=FRAME_LATENCY_WINDOW)
         self.intervention = False
         self.stats = {'chunks': 0, 'holds': 0, 'rejected_chunks': 0, 'rejected_checkpoints': 0,
-                      'swaps': 0, 'stale_chunks': 0, 'latency_ms': 0.0, 'last_error': ''}
+                      'swaps': 0, 'stale_chunks': 0, 'latency_ms': 0.0, 'last_error': '',
+                      'obs_state_image_skew_ms': 0.0}
         try:
             self.key = load_key(self.cfg.checkpoint_key_file)
         except SigningKeyMissing as exc:
@@ -148,6 +150,7 @@ class PolicyNode(Node):
         if all(n in index for n in self.cfg.joint_names):
             self.q = np.array([msg.position[index[n]] for n in self.cfg.joint_names])
             self.q_stamp = time.monotonic()
+            self.sync.add_state(Time.from_msg(msg.header.stamp).nanoseconds, self.q)
 
     def _on_image(self, cam: str, msg: Image):
         if msg.encoding != 'rgb8':
@@ -156,7 +159,7 @@ class PolicyNode(Node):
             return
         self.images[cam] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
         self.image_stamps[cam] = time.monotonic()
-        self.image_capture_ns[cam] = Time.from_msg(msg.header.stamp).nanoseconds
+        self.sync.add_image(cam, Time.from_msg(msg.header.stamp).nanoseconds, self.images[cam])
 
     def _on_intervention(self, msg: Bool):
         if msg.data != self.intervention:
@@ -203,11 +206,12 @@ class PolicyNode(Node):
             self._hold()
             return
         if self.executor_.needs_request(self.tick):
-            obs = {'images': {c: self.images[c] for c in self.cfg.cameras}, 'state': self.q.copy()}
+            images, state, captured, skew_ns = self.sync.observation()   # fresh: every input seen
             try:
-                self._requests.put_nowait((obs, self.tick))
+                self._requests.put_nowait(({'images': images, 'state': state}, self.tick))
                 self.executor_.mark_requested()
-                self._capture_by_tick[self.tick] = min(self.image_capture_ns.get(c, 0) for c in self.cfg.cameras)
+                self._capture_by_tick[self.tick] = captured
+                self.stats['obs_state_image_skew_ms'] = round(skew_ns / 1e6, 1)
             except queue.Full:
                 pass
         cmd = self.executor_.command(self.tick)

@@ -147,3 +147,27 @@ def test_policy_node_over_dds(tmp_path, test_node):
                           8), [(lvl, m) for t, lvl, m, _ in statuses][-4:]
     finally:
         assert proc.stop() == 0, proc.log()
+
+
+def test_policy_pairs_the_sims_frames_and_joint_state_of_one_tick(test_node):
+    """With the real sim node as the producer: every observation the policy plans from holds the
+    frames and the joint state of one sim tick (same header stamp), not the newest of each."""
+    sim = NodeProcess('hiors_sim.sim_node', ros_args=['-r', '__node:=sim', '-p', 'camera_width:=96',
+                                                      '-p', 'camera_height:=96'])
+    policy = NodeProcess('hiors_policy.policy_node', ros_args=['-r', '__node:=policy', '-p', 'n_action_steps:=2'])
+    skews = []
+
+    def on_diag(m):
+        for st in m.status:
+            values = {kv.key: kv.value for kv in st.values}
+            if st.name == 'policy' and int(values.get('chunks', 0)) > 0:
+                skews.append(float(values['obs_state_image_skew_ms']))
+    test_node.create_subscription(DiagnosticArray, DIAGNOSTICS, on_diag, 10)
+    sim.start()
+    policy.start()
+    try:
+        assert spin_until(test_node, lambda: len(skews) >= 5, timeout=60), policy.log()
+        assert skews and all(s == 0.0 for s in skews), skews
+    finally:
+        policy.stop()
+        sim.stop()
