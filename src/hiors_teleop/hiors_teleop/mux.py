@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hiors_common.robot import ARM_JOINTS, JOINT_NAMES, POSITION_LOWER, POSITION_UPPER
+from hiors_common.robot import JOINT_NAMES, POSITION_LOWER, POSITION_UPPER
 from hiors_common import topics   # as a module: TELEOP_STALE here is a hold reason, not the topic
 
 POLICY, HUMAN, HOLD = 'policy', 'human', 'hold'
@@ -139,20 +139,6 @@ WAITING = (NO_POLICY_YET, TAKEOVER_WAIT, HANDBACK_WAIT)
 REARM_HOW = 'press the takeover again, or call the resume service'
 REARM_WAIT = f'e-stop cleared: not re-armed ({REARM_HOW})'
 TELEOP_STALE = 'teleop device reports its input stale during takeover: holding, NOT returning to the policy'
-
-
-
-def limit_step(delta, max_step):
-    """`delta` within the per-joint `max_step`, the arm joints scaled together: clipping each joint
-    alone bends the motion (a straight tool path sags towards the table when one joint saturates);
-    the gripper is limited on its own, so closing it does not slow the arm."""
-    delta = np.asarray(delta, dtype=np.float64)
-    arm = len(ARM_JOINTS)
-    out = np.clip(delta, -max_step, max_step)
-    over = np.abs(delta[:arm]) / np.maximum(max_step[:arm], 1e-12)
-    worst = float(over.max()) if over.size else 0.0
-    out[:arm] = delta[:arm] / worst if worst > 1.0 else delta[:arm]
-    return out
 
 
 class CommandMux:
@@ -343,7 +329,8 @@ class CommandMux:
             if ref is not None:
                 dt = min(max(now - self.last_sent_t, 1e-3), self.max_dt) if self.last_sent is not None \
                     else self.max_dt
-                out = ref + limit_step(out - ref, self.vel * dt)
+                step = self.vel * dt
+                out = ref + np.clip(out - ref, -step, step)
         self.last_sent = out
         self.last_sent_t = now
         self.sent[mode] += 1

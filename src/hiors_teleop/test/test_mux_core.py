@@ -246,17 +246,3 @@ def test_config_validation():
         CommandMux(MuxConfig(position_lower=[0.0] * 6))
     with pytest.raises(ValueError):
         CommandMux(MuxConfig(velocity_limit=[0.0] * 7))
-
-
-def test_velocity_limit_keeps_the_arms_direction():
-    """A target far away on two joints: both move in proportion (the straight joint-space line),
-    not the faster-saturating joint first; the gripper is limited on its own."""
-    mux = make(blend_time_s=0.0, rate_hz=10.0, velocity_limit=[1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.2])
-    mux.submit(POLICY, HOME, 0.0)
-    mux.step(0.0)
-    target = HOME + np.array([0.4, 0.4, 0, 0, 0, 0, -0.03])
-    mux.submit(POLICY, target, 0.1)
-    out = mux.step(0.1).command - HOME
-    assert out[1] == pytest.approx(0.05), 'the slowest joint at its limit'
-    assert out[0] == pytest.approx(0.05), 'the other scaled with it, not at its own limit 0.1'
-    assert out[6] == pytest.approx(-0.02), 'gripper at its own limit'
