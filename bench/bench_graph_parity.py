@@ -25,7 +25,6 @@ use_local_ros_network()
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
 from hiors.phases import ensure_checkpoint_key, episodes, run_phase, say, wilson_interval  # noqa: E402
-from hiors_policy.chunk_executor import DEFAULT_BLEND_TICKS, DEFAULT_LEAD_TICKS  # noqa: E402
 
 INSTANCE_STRIDE = 100003          # hiors_sim.sim_node: task seed = seed * 100003 + episode number
 MODES = {'alone': 'label_only', 'online': 'intervene'}
@@ -67,8 +66,7 @@ def core_run(args, mode, seeds):
     from hiors_policy.checkpoint import load_checkpoint
     torch.set_num_threads(args.threads)
     policy, config, norm_stats, _ = load_checkpoint(args.checkpoint)
-    latency = {k: v for k, v in (('lead_ticks', args.lead_ticks), ('blend_ticks', args.blend_ticks)) if v is not None}
-    actor = PolicyActor(policy, norm_stats, **latency)
+    actor = PolicyActor(policy, norm_stats, lead_ticks=args.lead_ticks, blend_ticks=args.blend_ticks)
     world = SyncWorld(task=args.task, mode=MODES[mode], episode_timeout_s=args.episode_timeout,
                       cameras=config.camera_names, command_delay_ticks=args.command_delay_ticks)
     results = []
@@ -77,7 +75,7 @@ def core_run(args, mode, seeds):
             torch.manual_seed(8_000_000 + i)
             results.append(world.episode(s, actor, record=True))
         say(f'core {mode} {i + 1}/{len(seeds)}: {results[-1].outcome} takeovers={results[-1].takeovers}')
-    return results
+    return results, {'lead_ticks': actor.lead_ticks, 'blend_ticks': actor.blend_ticks}
 
 
 def first_divergence(a, b, threshold):
@@ -120,8 +118,7 @@ def main():
     ensure_checkpoint_key(args.out)
     seeds = [args.seed * INSTANCE_STRIDE + k for k in range(1, args.instances + 1)]
     report = {'instances': args.instances, 'task': args.task, 'checkpoint': args.checkpoint,
-              'core_latency': {'lead_ticks': DEFAULT_LEAD_TICKS if args.lead_ticks is None else args.lead_ticks,
-                               'blend_ticks': DEFAULT_BLEND_TICKS if args.blend_ticks is None else args.blend_ticks,
+              'core_latency': {'lead_ticks': args.lead_ticks, 'blend_ticks': args.blend_ticks,
                                'command_delay_ticks': args.command_delay_ticks},
               'core': {}, 'graph': {}, 'episodes': {}}
     for mode in args.modes.split(','):
@@ -132,7 +129,8 @@ def main():
             sys.exit(f'graph {mode}: only {len(g_eps)} of {args.instances} episodes finished '
                      f'(logs in {args.out}/logs/graph_{mode})')
         t0 = time.time()
-        c_res = core_run(args, mode, seeds)
+        c_res, latency = core_run(args, mode, seeds)
+        report['core_latency'].update(latency)
         t_core = time.time() - t0
         rows = []
         for i, (g, c) in enumerate(zip(g_eps, c_res)):

@@ -140,11 +140,6 @@ def mux_overrides(args) -> dict:
     return {} if args.mux_blend is None else {'blend_time_s': args.mux_blend}
 
 
-def executor_latency(args) -> dict:
-    """Chunk-executor lead / cross-fade of the lock-step engine (default: the policy node's)."""
-    return {k: v for k, v in (('lead_ticks', args.lead_ticks), ('blend_ticks', args.blend_ticks)) if v is not None}
-
-
 EVAL_NOISE_SEED = 7_000_000
 
 
@@ -155,7 +150,7 @@ def core_evaluate(args, weights, norm_stats, config, seed):
     from hiors_policy.modeling import Pi0Policy
     policy = Pi0Policy(config)
     policy.load_state_dict(weights)
-    actor = PolicyActor(policy, norm_stats, **executor_latency(args))
+    actor = PolicyActor(policy, norm_stats, lead_ticks=args.lead_ticks, blend_ticks=args.blend_ticks)
     world = SyncWorld(task=args.task, mode='label_only', episode_timeout_s=args.episode_timeout,
                       mux_overrides=mux_overrides(args),
                       cameras=config.camera_names)
@@ -234,7 +229,8 @@ def core_seed(args, out, seed, budgets, results):
         tr = trainer(trainer_method, os.path.join(work, method), init=base, demo_ratio=args.demo_ratio,
                      steps=int(max_budget * args.updates_per_frame), batch_size=args.online_batch_size)
         from hiors_policy.modeling import Pi0Policy
-        actor = PolicyActor(Pi0Policy(config), tr.norm_stats, **executor_latency(args))
+        actor = PolicyActor(Pi0Policy(config), tr.norm_stats, lead_ticks=args.lead_ticks,
+                            blend_ticks=args.blend_ticks)
         actor.load(tr.model_state(), tr.norm_stats)
         world = SyncWorld(task=args.task, mode=mode, episode_timeout_s=args.episode_timeout,
                           mux_overrides=mux_overrides(args),

@@ -41,13 +41,16 @@ class PolicyActor:
     command latency (policy node diagnostics; BENCHMARKS.md). `lead_ticks` 0 / `blend_ticks` 0 is
     the latency-free ideal (execute each chunk from its first action)."""
 
-    def __init__(self, policy, norm_stats, prompt: str = PROMPT, lead_ticks: int = DEFAULT_LEAD_TICKS,
-                 blend_ticks: int = DEFAULT_BLEND_TICKS):
+    def __init__(self, policy, norm_stats, prompt: str = PROMPT, lead_ticks: int | None = None,
+                 blend_ticks: int | None = None):
         self.policy = policy.eval()
         self.config = policy.config
         self.processor = PolicyProcessor(policy.config, norm_stats)
         self.prompt = prompt
-        self.executor = ChunkExecutor(self.config.n_action_steps, lead_ticks, blend_ticks)
+        # None = the policy node's value
+        self.lead_ticks = DEFAULT_LEAD_TICKS if lead_ticks is None else lead_ticks
+        self.blend_ticks = DEFAULT_BLEND_TICKS if blend_ticks is None else blend_ticks
+        self.executor = ChunkExecutor(self.config.n_action_steps, self.lead_ticks, self.blend_ticks)
         self.tick = 0
         self.reset()
 
