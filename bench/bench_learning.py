@@ -41,7 +41,7 @@ use_local_ros_network()
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
 from hiors.phases import ensure_checkpoint_key, episodes, frames, run_phase, say, wilson_interval  # noqa: E402
-from hiors.demo import ONLINE_RECIPE, training_demos  # noqa: E402
+from hiors.demo import ONLINE_RECIPE, base_source, training_demos  # noqa: E402
 from hiors.graph import bringup_graph  # noqa: E402
 from hiors.supervisor import Supervisor  # noqa: E402
 
@@ -295,8 +295,9 @@ def main():
     ap.add_argument('--demos', type=int, default=None,
                     help='scripted demonstrations per seed, pooled into online training (default: with --base '
                          "as many as the base was trained on, its JSON's training_demos; else 20)")
-    ap.add_argument('--base', default='', help='start every seed from this base checkpoint (e.g. the committed '
-                                               'pretrained one) instead of training one per seed')
+    ap.add_argument('--base', default='', help="start every seed from this base checkpoint instead of training one "
+                                               "per seed: a path, or 'pretrained' / 'pretrained:10demos' (the "
+                                               'committed ones, sha256 checked; src/hiors/models/README.md)')
     ap.add_argument('--base-steps', type=int, default=2000)
     ap.add_argument('--base-batch-size', type=int, default=16)
     ap.add_argument('--updates-per-frame', type=float, default=0.5, help='core engine: train steps per online frame')
@@ -330,6 +331,8 @@ def main():
     ap.add_argument('--merge', default='', help='with --report-only: comma list of other --out dirs (same seeds '
                                                 'and base policies) whose methods join the report')
     args = ap.parse_args()
+    if args.base:
+        args.base = base_source(args.base, args.task)
     if args.demos is None:
         args.demos = training_demos(args.base)
     out = os.path.abspath(args.out)

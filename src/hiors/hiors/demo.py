@@ -30,8 +30,9 @@ def add_arguments(parser):
                              "its JSON's training_demos; 20 with --base train)")
     parser.add_argument('--base', default='pretrained',
                         help="base policy: 'pretrained' (the committed checkpoint for the task, sha256 "
-                             "checked; see models/README.md), 'train' (train one on this run's demos), "
-                             "or a checkpoint path")
+                             "checked; see models/README.md), 'pretrained:<variant>' (a committed variant, "
+                             "e.g. 'pretrained:10demos', the data-limited base), 'train' (train one on this "
+                             "run's demos), or a checkpoint path")
     parser.add_argument('--base-steps', type=int, default=4000, help="with --base train: offline training steps")
     parser.add_argument('--base-batch-size', type=int, default=16, help='batch size of the offline training')
     parser.add_argument('--online-lr', type=float, default=1e-4,
@@ -66,18 +67,37 @@ def training_demos(base_path: str, default: int = 20) -> int:
     return default
 
 
-def pretrained_base(task: str) -> str:
-    """The committed base policy of a task (hiors/models/base_<task>.safetensors), after checking
-    its sha256 against the sidecar JSON written when it was trained."""
+def pretrained_base(task: str, variant: str = '') -> str:
+    """A committed base policy of a task (hiors/models/base_<task>[_<variant>].safetensors), after
+    checking its sha256 against the sidecar JSON written when it was trained."""
     from hiors_common.paths import package_file
+    name = f'base_{task}_{variant}' if variant else f'base_{task}'
+    return verified_base(package_file('hiors', 'models', f'{name}.safetensors'), required=True)
+
+
+def verified_base(path: str, required: bool = False) -> str:
+    """`path`, after checking its sha256 against `sha256` in its sidecar JSON where it has one
+    (the committed bases do, `required`); a checkpoint without a sidecar passes unchecked."""
     from hiors_common.signing import sha256_file
-    path = package_file('hiors', 'models', f'base_{task}.safetensors')
-    with open(path[:-len('.safetensors')] + '.json') as f:
-        meta = json.load(f)
+    meta_path = path[:-len('.safetensors')] + '.json'
+    if not (path.endswith('.safetensors') and os.path.exists(meta_path)):
+        if required:
+            raise RuntimeError(f'{path}: no sidecar JSON with its sha256 ({meta_path})')
+        return path
+    with open(meta_path) as f:
+        expected = json.load(f).get('sha256')
     digest = sha256_file(path)
-    if digest != meta['sha256']:
-        raise RuntimeError(f'{path}: sha256 {digest} does not match {meta["sha256"]} in its JSON')
+    if (expected or required) and digest != expected:
+        raise RuntimeError(f'{path}: sha256 {digest} does not match {expected} in its JSON')
     return path
+
+
+def base_source(spec: str, task: str) -> str:
+    """The checkpoint a `--base` value names: 'pretrained' or 'pretrained:<variant>' (committed,
+    see models/README.md) or a path (sha256-checked where a sidecar JSON gives one)."""
+    if spec == 'pretrained' or spec.startswith('pretrained:'):
+        return pretrained_base(task, spec.partition(':')[2])
+    return verified_base(spec)
 
 
 def _evaluate(label, out, common, checkpoint, episode_dir, args, per_episode):
@@ -97,7 +117,7 @@ def run_demo(args) -> int:
               'seed': str(args.seed), 'checkpoint_dir': os.path.join(out, 'checkpoints')}
     per_episode = args.episode_timeout + 10
     if args.demos is None:      # 'train' has no sidecar JSON: the default
-        args.demos = training_demos(pretrained_base(args.task) if args.base == 'pretrained' else args.base)
+        args.demos = training_demos(base_source(args.base, args.task))
 
     # 1. demonstrations
     demo_dir = os.path.join(out, 'episodes', 'demos')
@@ -114,7 +134,7 @@ def run_demo(args) -> int:
     # 2. base policy
     base = os.path.join(out, 'base_policy.safetensors')
     if not os.path.exists(base) and args.base != 'train':
-        src = pretrained_base(args.task) if args.base == 'pretrained' else args.base
+        src = base_source(args.base, args.task)
         _say(f'phase 2/5: base policy from {src}')
         shutil.copy(src, base)
     if not os.path.exists(base):
