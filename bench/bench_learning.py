@@ -115,7 +115,7 @@ def graph_seed(args, out, seed, budgets, results):
                         '--no-progress'], check=True)
     results.setdefault('base', {}).setdefault(0, {})[seed] = graph_evaluate(
         out, f'seed{seed}_base', base, seed, args.eval_instances, args.trials, common)
-    for method in args.methods.split(','):
+    for method in filter(None, args.methods.split(',')):      # '' = evaluate the base only
         snaps = graph_online(out, seed, method, base, demo_dir, budgets, common)
         for budget, ckpt in snaps.items():
             r = graph_evaluate(out, f'seed{seed}_{method}_{budget}', ckpt, seed, args.eval_instances,
@@ -222,7 +222,7 @@ def core_seed(args, out, seed, budgets, results):
     results.setdefault('base', {}).setdefault(0, {})[seed] = r
     say(f'seed {seed}: base policy ({args.base_steps} steps, {time.time() - t0:.0f} s): {r}')
     max_budget = max(budgets)
-    for method in args.methods.split(','):
+    for method in filter(None, args.methods.split(',')):      # '' = evaluate the base only
         mode, trainer_method = ROBOT_SIDE[method]
         t0 = time.time()
         store.dirs.pop('online', None)
@@ -267,6 +267,9 @@ def core_seed(args, out, seed, budgets, results):
                           'takeovers': res.takeovers, 'train_step': tr.step})
             while pending and (frames_now >= matched[pending[0]] if matched else frames_now >= pending[0]):
                 ev = core_evaluate(args, tr.model_state(), tr.norm_stats, config, seed)
+                # kept for later evaluations (more trials, the graph): <out>/seedN/<method>/frames_B.safetensors
+                save_checkpoint(os.path.join(work, method, f'frames_{pending[0]}.safetensors'),
+                                FullWeights(tr.model_state()), tr.config, tr.norm_stats, f'{method}@{pending[0]}')
                 results.setdefault(method, {}).setdefault(pending[0], {})[seed] = ev
                 say(f'seed {seed} {method} @ {pending[0]} frames ({n} episodes, '
                     f'{sum(c["outcome"] == "success" for c in curve)} online successes, '
