@@ -183,8 +183,11 @@ def core_seed(args, out, seed, budgets, results):
     world = SyncWorld(task=args.task, mode='demo', episode_timeout_s=args.episode_timeout,
                       mux_overrides=mux_overrides(args))
     t0 = time.time()
+    # With --base, the base's own demonstrations (bench_bc_offline's seeds 0..N-1) for every seed:
+    # other demonstrations would be new data the online methods get for free.
+    demo_seed0 = 0 if args.base else 100000 * seed
     for i in range(args.demos):
-        r = world.episode(100000 * seed + i)
+        r = world.episode(demo_seed0 + i)
         if r.outcome == 'success':
             store.add('demos', r.episode)
     say(f'seed {seed}: {len(store.dirs.get("demos", []))}/{args.demos} demonstrations, '
