@@ -56,15 +56,21 @@ def _say(msg):
     say(msg, 'hiors demo')
 
 
+def base_sidecar(path: str) -> dict | None:
+    """The JSON written beside a base checkpoint when it was trained (sha256, training_demos, its
+    command and evaluations), or None where it has none."""
+    meta_path = path[:-len('.safetensors')] + '.json'
+    if not (path.endswith('.safetensors') and os.path.exists(meta_path)):
+        return None
+    with open(meta_path) as f:
+        return json.load(f)
+
+
 def training_demos(base_path: str, default: int = 20) -> int:
     """How many scripted demonstrations a base policy was trained on (`training_demos` in its sidecar
     JSON). The online phase pools as many: fine-tuning on a subset of the base's demonstrations
     over-fits it to that subset and the policy alone gets worse (BENCHMARKS.md)."""
-    meta = base_path[:-len('.safetensors')] + '.json'
-    if base_path.endswith('.safetensors') and os.path.exists(meta):
-        with open(meta) as f:
-            return int(json.load(f).get('training_demos', default))
-    return default
+    return int((base_sidecar(base_path) or {}).get('training_demos', default))
 
 
 def pretrained_base(task: str, variant: str = '') -> str:
@@ -77,17 +83,15 @@ def pretrained_base(task: str, variant: str = '') -> str:
 
 def verified_base(path: str, required: bool = False) -> str:
     """`path`, after checking its sha256 against `sha256` in its sidecar JSON where it has one
-    (the committed bases do, `required`); a checkpoint without a sidecar passes unchecked."""
+    (the committed bases must: `required`); a checkpoint without one passes unchecked."""
     from hiors_common.signing import sha256_file
-    meta_path = path[:-len('.safetensors')] + '.json'
-    if not (path.endswith('.safetensors') and os.path.exists(meta_path)):
+    expected = (base_sidecar(path) or {}).get('sha256')
+    if not expected:
         if required:
-            raise RuntimeError(f'{path}: no sidecar JSON with its sha256 ({meta_path})')
+            raise RuntimeError(f'{path}: no sidecar JSON with its sha256')
         return path
-    with open(meta_path) as f:
-        expected = json.load(f).get('sha256')
     digest = sha256_file(path)
-    if (expected or required) and digest != expected:
+    if digest != expected:
         raise RuntimeError(f'{path}: sha256 {digest} does not match {expected} in its JSON')
     return path
 
@@ -116,8 +120,9 @@ def run_demo(args) -> int:
     common = {'episode_timeout_s': str(args.episode_timeout), 'preset': args.preset, 'task': args.task,
               'seed': str(args.seed), 'checkpoint_dir': os.path.join(out, 'checkpoints')}
     per_episode = args.episode_timeout + 10
+    base_src = None if args.base == 'train' else base_source(args.base, args.task)
     if args.demos is None:      # 'train' has no sidecar JSON: the default
-        args.demos = training_demos(base_source(args.base, args.task))
+        args.demos = training_demos(base_src or '')
 
     # 1. demonstrations
     demo_dir = os.path.join(out, 'episodes', 'demos')
@@ -133,10 +138,9 @@ def run_demo(args) -> int:
 
     # 2. base policy
     base = os.path.join(out, 'base_policy.safetensors')
-    if not os.path.exists(base) and args.base != 'train':
-        src = base_source(args.base, args.task)
-        _say(f'phase 2/5: base policy from {src}')
-        shutil.copy(src, base)
+    if not os.path.exists(base) and base_src:
+        _say(f'phase 2/5: base policy from {base_src}')
+        shutil.copy(base_src, base)
     if not os.path.exists(base):
         _say(f'phase 2/5: training the base policy offline ({args.base_steps} steps)')
         cmd = [sys.executable, '-m', 'hiors_trainer.train_offline', '--episodes', demo_dir,
