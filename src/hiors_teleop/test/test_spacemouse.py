@@ -6,8 +6,10 @@ import time
 
 import numpy as np
 import pytest
+from std_msgs.msg import Float64MultiArray
 
 from hiors_common.testing import NodeProcess, spin_until
+from hiors_common.topics import TELEOP_COMMAND
 from hiors_teleop.spacemouse_decoding import SpaceMouseDecoder, SpaceMouseMapConfig, SpaceMouseMapper, find_hidraw
 
 from .test_mux_node import HOME, Harness
@@ -129,22 +131,35 @@ def test_spacemouse_node_ee_mode_moves_tool_forward(test_node, tmp_path):
         '-p', 'watchdog_timeout_s:=0.3', '-p', 'blend_time_s:=0.1', '-p', 'rate_hz:=20.0'],
         log_path=f'/tmp/hiors-test-sm-ee-mux-{os.getpid()}.log').start()
     node = NodeProcess('hiors_teleop.spacemouse_teleop_node', ros_args=[
-        '-p', f'device_path:={fifo}', '-p', 'reconnect_period_s:=0.2']).start()
+        '-p', f'device_path:={fifo}', '-p', 'reconnect_period_s:=0.2', '-p', 'auto_release_s:=0.0']).start()
     try:
         h = Harness(test_node)
         h.q = list(sim_home)
         h.policy = list(sim_home)
+        teleop_cmds = []        # what the spacemouse node itself commands (before the mux's limiter)
+        test_node.create_subscription(Float64MultiArray, TELEOP_COMMAND,
+                                      lambda m: teleop_cmds.append(np.asarray(m.data, dtype=float)), 10)
         assert h.wait_source('policy', timeout=25, settle_to=sim_home), mux.log()
         p0 = kin.fk(np.asarray(sim_home[:6]))[0]
         os.write(w, trans(0, -350, 0))          # full push away: 0.1 m/s along +x
         assert h.wait_source('human', timeout=5), node.log()
-        d = {}
+        # The takeover starts from the measured joints (here: sim_home), not from anywhere else.
+        assert spin_until(test_node, lambda: teleop_cmds, 5), node.log()
+        start = kin.fk(teleop_cmds[0][:6])[0] - p0
+        assert np.linalg.norm(start) < 0.015, (start, teleop_cmds[0], node.log())
 
-        def moved():
-            d['v'] = kin.fk(np.asarray(h.last_exec()[2][:6]))[0] - p0
-            return d['v'][0] > 0.03
-        assert spin_until(test_node, moved, 5), (d, node.log())
-        assert abs(d['v'][1]) < 0.005 and abs(d['v'][2]) < 0.005, d
+        def pushed():
+            return bool(teleop_cmds) and kin.fk(teleop_cmds[-1][:6])[0][0] - p0[0] > 0.03
+        assert spin_until(test_node, pushed, 5), (teleop_cmds[-1:], node.log())
+        os.write(w, trans(0, 0, 0))             # let go: the target stays where the push left it
+        spin_until(test_node, lambda: False, 0.3)
+        target = teleop_cmds[-1]
+        v = kin.fk(target[:6])[0] - p0
+        assert v[0] > 0.03 and abs(v[1]) < 0.005 and abs(v[2]) < 0.005, (v, target)
+        # ...and the mux carries the arm there (velocity-limited, then exactly).
+        assert spin_until(test_node, lambda: h.last_exec()[1] == 'human' and
+                          np.allclose(h.last_exec()[2], teleop_cmds[-1], atol=1e-6), 5), \
+            (h.last_exec(), teleop_cmds[-1], mux.log())
     finally:
         os.close(w)
         assert node.stop() == 0, node.log()
