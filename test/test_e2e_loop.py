@@ -1,15 +1,22 @@
 """The whole Hi-ORS graph as separate processes (sim, mux, policy, recorder, trainer, simulated
 human), started through the pip-only runner's graph + supervisor: episodes with takeovers are
 recorded, the trainer trains on the accepted ones and publishes a checkpoint, and the running
-policy swaps it in. No node may crash or restart."""
+policy swaps it in; the simulated human starts an episode only once the trainer has caught up
+with the frames so far (train_steps_per_frame). No node may crash or restart."""
 import os
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
 
 from std_msgs.msg import Bool, String
 
 from hiors.graph import bringup_graph
 from hiors.supervisor import Supervisor
 from hiors_common.testing import spin_until
-from hiors_common.topics import EPISODE_EVENT, INTERVENTION, POLICY_VERSION, latched_qos
+from hiors_common.topics import DIAGNOSTICS, EPISODE_EVENT, INTERVENTION, POLICY_VERSION, latched_qos
+from hiors_trainer.telemetry import STATUS_NAME
+
+STEPS_PER_FRAME = 0.5
 
 
 def test_online_loop_trains_and_hot_swaps(tmp_path, test_node):
@@ -22,12 +29,23 @@ def test_online_loop_trains_and_hot_swaps(tmp_path, test_node):
         'episode_timeout_s': '25.0', 'dashboard': 'false',
         'sim.camera_width': '96', 'sim.camera_height': '96',
         'trainer.checkpoint_every_steps': '10', 'trainer.batch_size': '4',
+        'sim_human.train_steps_per_frame': str(STEPS_PER_FRAME),
     })
     latched = latched_qos()
     versions, interventions, events = [], [], []
     test_node.create_subscription(String, POLICY_VERSION, lambda m: versions.append(m.data), latched)
     test_node.create_subscription(Bool, INTERVENTION, lambda m: interventions.append(m.data), latched)
-    test_node.create_subscription(String, EPISODE_EVENT, lambda m: events.append(m.data), 10)
+    starts, trainer_steps = [], []      # monotonic times of 'start'; (time, step) from the trainer
+    test_node.create_subscription(String, EPISODE_EVENT, lambda m: (
+        events.append(m.data), m.data == 'start' and starts.append(time.monotonic())), 10)
+
+    def on_diag(msg):
+        for st in msg.status:
+            if st.name == STATUS_NAME:
+                step = {kv.key: kv.value for kv in st.values}.get('step')
+                if step is not None:
+                    trainer_steps.append((time.monotonic(), int(float(step))))
+    test_node.create_subscription(DiagnosticArray, DIAGNOSTICS, on_diag, 10)
     sup = Supervisor(specs, str(tmp_path / 'logs'), env=env, echo=lambda m: None).start()
 
     def logs():
@@ -37,7 +55,8 @@ def test_online_loop_trains_and_hot_swaps(tmp_path, test_node):
         def swapped():
             assert sup.poll(), 'a required node ended'
             assert not sup.failed and not sup.restart_counts, f'{sup.failed} {sup.restart_counts}'
-            return len(set(versions)) >= 2 and 'success' in events and False in interventions[1:]
+            return (len(set(versions)) >= 2 and 'success' in events and False in interventions[1:]
+                    and len(starts) >= 2)
         ok = spin_until(test_node, swapped, timeout=240)
         assert ok, f'versions={versions} events={events} interventions={interventions}\n{logs()}'
     finally:
@@ -47,4 +66,10 @@ def test_online_loop_trains_and_hot_swaps(tmp_path, test_node):
     bad = {n: c for n, c in sup.exit_codes.items() if c != 0}
     assert not bad, f'nodes exited badly: {bad}\n{logs()}'
     from hiors_recorder.dataset import list_episodes
-    assert any(e.outcome == 'success' for e in list_episodes(str(tmp_path / 'episodes')))
+    recorded = list_episodes(str(tmp_path / 'episodes'))
+    assert any(e.outcome == 'success' for e in recorded)
+    # The second episode began only after the trainer had taken ~STEPS_PER_FRAME steps per frame of
+    # the first (the human counts the robot states it saw; the recorder's steps agree to a few).
+    first = recorded[0]                 # oldest first
+    seen = [step for t, step in trainer_steps if t <= starts[1]]
+    assert seen and max(seen) >= 0.8 * STEPS_PER_FRAME * first.steps, (first.steps, trainer_steps, starts)

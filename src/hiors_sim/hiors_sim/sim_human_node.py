@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -14,7 +15,7 @@ from std_srvs.srv import Trigger
 from hiors_common.diagnostics import DiagnosticsPublisher, OK
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
-from hiors_common.topics import (EPISODE_EVENT, INTERVENTION, JOINT_STATES, POLICY_COMMAND, POLICY_VERSION,
+from hiors_common.topics import (DIAGNOSTICS, EPISODE_EVENT, INTERVENTION, JOINT_STATES, POLICY_COMMAND, POLICY_VERSION,
                                  SIM_RESET_SERVICE, SIM_SUCCESS, SIM_TASK_STATE, TELEOP_COMMAND, latched_qos,
                                  reliable_qos)
 
@@ -42,6 +43,14 @@ class SimHumanNodeConfig(SimHumanConfig):
     # latched version): otherwise the first episode's clock runs while the arm is held (~5 s of
     # a 30-40 s time-out on 2 cores). Off for 'demo' and graphs without a policy node.
     wait_for_policy: bool = False
+    # Before each episode, wait as a person resetting the scene would, until the trainer reports
+    # (its /diagnostics 'step') at least this many optimiser steps per robot state this human has
+    # seen in the run's episodes so far. On a 2-core simulation the trainer manages ~0.3 steps
+    # per frame in real time; this lets a short online phase train as much per frame as the
+    # learning benchmark's core engine (--updates-per-frame). 0 = never wait (a real robot).
+    train_steps_per_frame: float = 0.0
+    # ... but never longer than this (s) before one episode: a stalled trainer delays, not stops, the run
+    train_wait_max_s: float = 60.0
 
 
 class SimHumanNode(Node):
@@ -56,6 +65,9 @@ class SimHumanNode(Node):
         self.success = False
         self.policy_command = None
         self._policy_heard = False
+        self.episode_frames = 0           # robot states seen while an episode ran (all episodes)
+        self.trainer_step = 0
+        self._train_wait = None           # [episode index, since, warned] of the current wait
         qos = reliable_qos(10)
         self.create_subscription(JointState, JOINT_STATES, self._on_joints, qos)
         self.create_subscription(PoseArray, SIM_TASK_STATE, self._on_task, qos)
@@ -63,6 +75,10 @@ class SimHumanNode(Node):
         self.create_subscription(Float64MultiArray, POLICY_COMMAND, self._on_policy, 10)
         self.create_subscription(String, POLICY_VERSION, lambda _m: setattr(self, '_policy_heard', True),
                                  latched_qos())
+        if self.cfg.train_steps_per_frame > 0:
+            from hiors_trainer.telemetry import STATUS_NAME
+            self._trainer_status = STATUS_NAME
+            self.create_subscription(DiagnosticArray, DIAGNOSTICS, self._on_diagnostics, 10)
         self.pub_cmd = self.create_publisher(Float64MultiArray, TELEOP_COMMAND, 10)
         self.pub_intervention = self.create_publisher(Bool, INTERVENTION, latched_qos())
         self.pub_event = self.create_publisher(String, EPISODE_EVENT, reliable_qos(10))
@@ -88,6 +104,8 @@ class SimHumanNode(Node):
         # tick (same stamp) are both in: a loaded machine slows the human down with the sim
         # instead of letting it act on mismatched or stale state.
         if self.q is not None and self.task is not None and self.q_stamp == self.task_stamp:
+            if self.human.state == 'running':
+                self.episode_frames += 1
             self._tick()
 
     def _on_task(self, msg: PoseArray):
@@ -119,6 +137,33 @@ class SimHumanNode(Node):
                                throttle_duration_sec=5.0)
         return True
 
+    def _on_diagnostics(self, msg: DiagnosticArray):
+        for status in msg.status:
+            if status.name == self._trainer_status:
+                step = {kv.key: kv.value for kv in status.values}.get('step')
+                if step is not None:
+                    self.trainer_step = int(float(step))
+
+    def _trainer_behind(self, now: float) -> bool:
+        if self.cfg.train_steps_per_frame <= 0:
+            return False
+        need = int(self.cfg.train_steps_per_frame * self.episode_frames)
+        if self.trainer_step >= need:
+            return False
+        if self._train_wait is None or self._train_wait[0] != self.human.episodes_done:
+            self._train_wait = [self.human.episodes_done, now, False]    # episode, since, warned
+        waited = now - self._train_wait[1]
+        if waited > self.cfg.train_wait_max_s:
+            if not self._train_wait[2]:
+                self._train_wait[2] = True
+                self.get_logger().warning(f'trainer at step {self.trainer_step} of {need} after '
+                                          f'{self.cfg.train_wait_max_s:.0f} s: starting the episode anyway')
+            return False
+        self.get_logger().info(f'scene reset: waiting for the trainer (step {self.trainer_step} of {need}, '
+                               f'{self.cfg.train_steps_per_frame:g} per frame of {self.episode_frames})',
+                               throttle_duration_sec=10.0)
+        return True
+
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
@@ -141,7 +186,8 @@ class SimHumanNode(Node):
             self.human.reset_done(now)
             return
         phase = self.human.expert.phase
-        if self.human.state == 'settling' and (self._missing_listeners() or self._policy_not_ready()):
+        if self.human.state == 'settling' and (self._missing_listeners() or self._policy_not_ready()
+                                               or self._trainer_behind(now)):
             self.human.reset_done(now)   # keep settling
             return
         out = self.human.tick(now, self.q, self.task, self.success, self.policy_command)
