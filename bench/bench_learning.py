@@ -56,7 +56,7 @@ ROBOT_SIDE = {'hiors': ('intervene', 'hiors'), 'hg_dagger': ('intervene', 'hg_da
               'hiors_fixed_frequency': ('intervene', 'hiors_fixed_frequency')}
 
 
-def graph_online(out, seed, method, base, demo_dir, budgets, common):
+def graph_online(out, seed, method, base, demo_dir, budgets, common, updates_per_frame):
     mode, trainer_method = ROBOT_SIDE[method]
     run = os.path.join(out, f'seed{seed}', method)
     ep_dir, ck_dir = os.path.join(run, 'episodes'), os.path.join(run, 'checkpoints')
@@ -64,7 +64,8 @@ def graph_online(out, seed, method, base, demo_dir, budgets, common):
     specs = bringup_graph(dict(common, teleop='sim_human', sim_human_mode=mode, checkpoint=base, trainer='true',
                                trainer_method=trainer_method, episode_dir=ep_dir, checkpoint_dir=ck_dir,
                                num_episodes='0', seed=str(seed + 2000),
-                               **{'trainer.demo_dir': demo_dir, **ONLINE_RECIPE}))
+                               **{'trainer.demo_dir': demo_dir, **ONLINE_RECIPE,
+                                  'sim_human.train_steps_per_frame': str(updates_per_frame)}))
     sup = Supervisor(specs, os.path.join(run, 'logs'), echo=say).start()
     try:
         pending = sorted(budgets)
@@ -116,7 +117,7 @@ def graph_seed(args, out, seed, budgets, results):
     results.setdefault('base', {}).setdefault(0, {})[seed] = graph_evaluate(
         out, f'seed{seed}_base', base, seed, args.eval_instances, args.trials, common)
     for method in filter(None, args.methods.split(',')):      # '' = evaluate the base only
-        snaps = graph_online(out, seed, method, base, demo_dir, budgets, common)
+        snaps = graph_online(out, seed, method, base, demo_dir, budgets, common, args.updates_per_frame)
         for budget, ckpt in snaps.items():
             r = graph_evaluate(out, f'seed{seed}_{method}_{budget}', ckpt, seed, args.eval_instances,
                                args.trials, common)
@@ -306,7 +307,9 @@ def main():
                                                'committed ones, sha256 checked; src/hiors/models/README.md)')
     ap.add_argument('--base-steps', type=int, default=2000)
     ap.add_argument('--base-batch-size', type=int, default=16)
-    ap.add_argument('--updates-per-frame', type=float, default=0.5, help='core engine: train steps per online frame')
+    ap.add_argument('--updates-per-frame', type=float, default=0.5,
+                    help='train steps per online frame (graph engine: the simulated human waits for the trainer '
+                         'before each episode, as for a scene reset, at most 60 s)')
     ap.add_argument('--online-lr', type=float, default=1e-4, help='core engine: peak lr of the online fine-tuning')
     ap.add_argument('--demo-ratio', type=float, default=0.25)
     ap.add_argument('--demo-mix', default='pooled', choices=['ratio', 'pooled'],

@@ -55,8 +55,10 @@ def test_online_loop_trains_and_hot_swaps(tmp_path, test_node):
         def swapped():
             assert sup.poll(), 'a required node ended'
             assert not sup.failed and not sup.restart_counts, f'{sup.failed} {sup.restart_counts}'
-            return (len(set(versions)) >= 2 and 'success' in events and False in interventions[1:]
-                    and len(starts) >= 2)
+            # ... and the episode after the first success has begun (the trainer's wait is checked there)
+            ends = [e for e in events if e != 'start']
+            return (len(set(versions)) >= 2 and 'success' in ends and False in interventions[1:]
+                    and len(starts) >= ends.index('success') + 2)
         ok = spin_until(test_node, swapped, timeout=240)
         assert ok, f'versions={versions} events={events} interventions={interventions}\n{logs()}'
     finally:
@@ -68,8 +70,10 @@ def test_online_loop_trains_and_hot_swaps(tmp_path, test_node):
     from hiors_recorder.dataset import list_episodes
     recorded = list_episodes(str(tmp_path / 'episodes'))
     assert any(e.outcome == 'success' for e in recorded)
-    # The second episode began only after the trainer had taken ~STEPS_PER_FRAME steps per frame of
-    # the first (the human counts the robot states it saw; the recorder's steps agree to a few).
-    first = recorded[0]                 # oldest first
-    seen = [step for t, step in trainer_steps if t <= starts[1]]
-    assert seen and max(seen) >= 0.8 * STEPS_PER_FRAME * first.steps, (first.steps, trainer_steps, starts)
+    # The episode after the first success began only after the trainer had taken ~STEPS_PER_FRAME
+    # steps per frame of the episodes so far (before a success it has nothing to train on, so the
+    # human does not wait; it counts the robot states it saw, the recorder's steps agree to a few).
+    k = [e.outcome for e in recorded].index('success')      # oldest first
+    frames = sum(e.steps for e in recorded[:k + 1])
+    seen = [step for t, step in trainer_steps if t <= starts[k + 1]]
+    assert seen and max(seen) >= 0.8 * STEPS_PER_FRAME * frames, (k, frames, trainer_steps, starts)

@@ -21,6 +21,10 @@ from hiors_common.atomic import atomic_path, atomic_write_json, atomic_write_tex
 from .phases import ensure_checkpoint_key, episodes, run_phase, say, success_rate, wilson_interval
 
 
+# Train steps per online frame the main job's online phase waits for (BENCHMARKS.md, main job).
+ONLINE_TRAIN_STEPS_PER_FRAME = 1.0
+
+
 def add_arguments(parser):
     parser.add_argument('--out', default='runs/demo', help='run directory (episodes, checkpoints, plot)')
     parser.add_argument('--task', default='peg_insert_narrow',
@@ -39,6 +43,10 @@ def add_arguments(parser):
                         help='peak learning rate of the online trainer (fine-tuning the base policy)')
     parser.add_argument('--eval-episodes', type=int, default=16, help='evaluation episodes per policy')
     parser.add_argument('--online-episodes', type=int, default=16, help='online Hi-ORS episodes')
+    parser.add_argument('--train-steps-per-frame', type=float, default=ONLINE_TRAIN_STEPS_PER_FRAME,
+                        help='online phase: before each episode the simulated human waits, as for a scene reset, '
+                             'until the trainer has taken this many steps per online frame so far (at most '
+                             '60 s per episode); 0 = no wait (the trainer then manages ~0.3 on 2 cores)')
     parser.add_argument('--episode-timeout', type=float, default=30.0, help='episode time limit (s)')
     parser.add_argument('--preset', default='tiny', help='policy preset')
     parser.add_argument('--seed', type=int, default=0)
@@ -50,6 +58,7 @@ def add_arguments(parser):
 # base's batch size, 4 flow-matching draws per observation.
 ONLINE_RECIPE = {'trainer.demo_mix': 'pooled', 'trainer.ema_decay': '0.995', 'trainer.batch_size': '16',
                  'trainer.noise_samples': '4'}
+
 
 
 def _say(msg):
@@ -162,7 +171,8 @@ def run_demo(args) -> int:
     run_phase('online', out, dict(common, teleop='sim_human', sim_human_mode='intervene',
                                    checkpoint=base, trainer='true', episode_dir=online,
                                    **{'trainer.demo_dir': demo_dir, **ONLINE_RECIPE,
-                                      'trainer.lr': str(args.online_lr)},
+                                      'trainer.lr': str(args.online_lr),
+                                      'sim_human.train_steps_per_frame': str(args.train_steps_per_frame)},
                                    seed=str(args.seed + 2000), num_episodes=str(args.online_episodes)),
                args.online_episodes, per_episode * args.online_episodes + 120, echo=_say)
     latest = os.path.join(out, 'checkpoints', 'latest.json')

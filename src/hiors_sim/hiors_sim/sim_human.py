@@ -111,7 +111,10 @@ class SimHuman:
         self._t_state = now
         self._released = False
 
-    def tick(self, now: float, q, task, success: bool, policy_command) -> dict:
+    def tick(self, now: float, q, task, success: bool, policy_command, commanded=None) -> dict:
+        """One decision. `commanded`: the command last sent to the robot (the mux's executed
+        action) where known; homing then ends once that is home (the reset puts the arm there),
+        without waiting for the arm to get there too."""
         out = {'command': None, 'intervention': self.in_control, 'events': [], 'reset': False}
         if self.state == 'done':
             out['intervention'] = self.in_control = False
@@ -121,7 +124,10 @@ class SimHuman:
             # the pose the reset puts the arm in (no sweep back through the new scene).
             out['intervention'] = self.in_control = True
             out['command'] = np.array(HOME_Q, float)
-            at_home = q is not None and np.max(np.abs(np.asarray(q)[:6] - HOME_Q[:6])) < 0.05
+            if commanded is not None:
+                at_home = np.max(np.abs(np.asarray(commanded)[:6] - HOME_Q[:6])) < 0.01
+            else:
+                at_home = q is not None and np.max(np.abs(np.asarray(q)[:6] - HOME_Q[:6])) < 0.05
             if at_home or now - self._t_state > self.cfg.homing_timeout_s:
                 self.state = 'need_reset'
             return out

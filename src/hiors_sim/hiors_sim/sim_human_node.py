@@ -15,9 +15,9 @@ from std_srvs.srv import Trigger
 from hiors_common.diagnostics import DiagnosticsPublisher, OK
 from hiors_common.node_main import run_node
 from hiors_common.params import declare_config
-from hiors_common.topics import (DIAGNOSTICS, EPISODE_EVENT, INTERVENTION, JOINT_STATES, POLICY_COMMAND, POLICY_VERSION,
-                                 SIM_RESET_SERVICE, SIM_SUCCESS, SIM_TASK_STATE, TELEOP_COMMAND, latched_qos,
-                                 reliable_qos)
+from hiors_common.topics import (DIAGNOSTICS, EPISODE_EVENT, EXECUTED_ACTION, INTERVENTION, JOINT_STATES,
+                                 POLICY_COMMAND, POLICY_VERSION, SIM_RESET_SERVICE, SIM_SUCCESS, SIM_TASK_STATE,
+                                 TELEOP_COMMAND, event_qos, latched_qos, reliable_qos)
 
 from .scene import JOINT_NAMES
 from .sim_human import SimHuman, SimHumanConfig
@@ -43,11 +43,13 @@ class SimHumanNodeConfig(SimHumanConfig):
     # latched version): otherwise the first episode's clock runs while the arm is held (~5 s of
     # a 30-40 s time-out on 2 cores). Off for 'demo' and graphs without a policy node.
     wait_for_policy: bool = False
-    # Before each episode, wait as a person resetting the scene would, until the trainer reports
-    # (its /diagnostics 'step') at least this many optimiser steps per robot state this human has
-    # seen in the run's episodes so far. On a 2-core simulation the trainer manages ~0.3 steps
-    # per frame in real time; this lets a short online phase train as much per frame as the
-    # learning benchmark's core engine (--updates-per-frame). 0 = never wait (a real robot).
+    # Before each episode, wait as a person resetting the scene would, until the trainer has
+    # judged the last episode (its /diagnostics 'accepted' + 'rejected' grew) and, while it has
+    # samples to train on ('training'), reports ('step') at least this many optimiser steps per
+    # robot state this human has seen in the run's episodes so far. On a 2-core simulation the
+    # trainer manages ~0.3 steps per frame in real time; this lets a short online phase train as
+    # much per frame as the learning benchmark's core engine (--updates-per-frame). 0 = never
+    # wait (a real robot).
     train_steps_per_frame: float = 0.0
     # ... but never longer than this (s) before one episode: a stalled trainer delays, not stops, the run
     train_wait_max_s: float = 60.0
@@ -66,10 +68,13 @@ class SimHumanNode(Node):
         self.policy_command = None
         self._policy_heard = False
         self.episode_frames = 0           # robot states seen while an episode ran (all episodes)
-        self.trainer_step = 0
+        self.trainer = {'step': 0, 'judged': 0, 'training': 0}   # from the trainer's /diagnostics
+        self._judged_at_end = None        # the trainer's judged count when the last episode ended
         self._train_wait = None           # [episode index, since, warned] of the current wait
         qos = reliable_qos(10)
         self.create_subscription(JointState, JOINT_STATES, self._on_joints, qos)
+        self.commanded = None             # the mux's last command (executed action): homing ends on it
+        self.create_subscription(JointState, EXECUTED_ACTION, self._on_executed, event_qos())
         self.create_subscription(PoseArray, SIM_TASK_STATE, self._on_task, qos)
         self.create_subscription(Bool, SIM_SUCCESS, lambda m: setattr(self, 'success', m.data), qos)
         self.create_subscription(Float64MultiArray, POLICY_COMMAND, self._on_policy, 10)
@@ -98,6 +103,11 @@ class SimHumanNode(Node):
             self.q = np.array([msg.position[index[n]] for n in JOINT_NAMES])
             self.q_stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
             self._tick_if_synced()
+
+    def _on_executed(self, msg: JointState):
+        index = {n: i for i, n in enumerate(msg.name)}
+        if all(n in index for n in JOINT_NAMES):
+            self.commanded = np.array([msg.position[index[n]] for n in JOINT_NAMES])
 
     def _tick_if_synced(self):
         # One decision per robot state, made when the joints and the task state of the same sim
@@ -140,26 +150,33 @@ class SimHumanNode(Node):
     def _on_diagnostics(self, msg: DiagnosticArray):
         for status in msg.status:
             if status.name == self._trainer_status:
-                step = {kv.key: kv.value for kv in status.values}.get('step')
-                if step is not None:
-                    self.trainer_step = int(float(step))
+                v = {kv.key: kv.value for kv in status.values}
+                try:
+                    self.trainer = {'step': int(float(v['step'])), 'training': int(float(v['training'])),
+                                    'judged': int(float(v['accepted'])) + int(float(v['rejected']))}
+                except (KeyError, ValueError):
+                    self.get_logger().warning(f'unreadable trainer status: {v}', throttle_duration_sec=30.0)
 
     def _trainer_behind(self, now: float) -> bool:
         if self.cfg.train_steps_per_frame <= 0:
             return False
         need = int(self.cfg.train_steps_per_frame * self.episode_frames)
-        if self.trainer_step >= need:
-            return False
+        t = self.trainer
+        judged = self._judged_at_end is None or t['judged'] > self._judged_at_end
+        if judged and (not t['training'] or t['step'] >= need):
+            return False                  # nothing to learn from yet, or trained enough
         if self._train_wait is None or self._train_wait[0] != self.human.episodes_done:
             self._train_wait = [self.human.episodes_done, now, False]    # episode, since, warned
         waited = now - self._train_wait[1]
         if waited > self.cfg.train_wait_max_s:
             if not self._train_wait[2]:
                 self._train_wait[2] = True
-                self.get_logger().warning(f'trainer at step {self.trainer_step} of {need} after '
-                                          f'{self.cfg.train_wait_max_s:.0f} s: starting the episode anyway')
+                self.get_logger().warning(f'trainer at step {t["step"]} of {need} (judged the last episode: '
+                                          f'{judged}) after {self.cfg.train_wait_max_s:.0f} s: starting the '
+                                          f'episode anyway')
             return False
-        self.get_logger().info(f'scene reset: waiting for the trainer (step {self.trainer_step} of {need}, '
+        self.get_logger().info(f'scene reset: waiting for the trainer (judged the last episode: {judged}, '
+                               f'step {t["step"]} of {need}, '
                                f'{self.cfg.train_steps_per_frame:g} per frame of {self.episode_frames})',
                                throttle_duration_sec=10.0)
         return True
@@ -190,7 +207,7 @@ class SimHumanNode(Node):
                                                or self._trainer_behind(now)):
             self.human.reset_done(now)   # keep settling
             return
-        out = self.human.tick(now, self.q, self.task, self.success, self.policy_command)
+        out = self.human.tick(now, self.q, self.task, self.success, self.policy_command, self.commanded)
         if self.human.expert.phase != phase:
             self.get_logger().debug(f'expert phase {phase} -> {self.human.expert.phase} (gripper '
                                     f'{self.q[6]:.4f}, peg z {self.task["peg_pos"][2]:.3f})'
@@ -208,6 +225,7 @@ class SimHumanNode(Node):
             self.pub_event.publish(String(data=event))
             self.get_logger().debug(f"event {event} published to {self.pub_event.get_subscription_count()} subscribers")
             if event != 'start':
+                self._judged_at_end = self.trainer['judged']
                 done = self.human.episodes_done
                 self.get_logger().info(f'episode {done}: {event} (takeovers: {self.human.takeovers}, '
                                        f'expert phase: {self.human.expert.phase})')

@@ -207,3 +207,20 @@ def test_a_peg_already_down_in_the_hole_is_not_on_the_rim():
         peg = dict(ts, peg_pos=hole + [0.007, 0.0, 0.04 - depth])
         human._last_tcp = peg['peg_pos'] + [0, 0, 0.045]
         assert human._peg_onto_rim_beside_hole(human._last_tcp + [0.0, 0.002, 0.0], peg) is expected
+
+
+def test_homing_ends_when_the_command_is_home_without_waiting_for_the_arm():
+    from hiors_sim.scene import HOME_Q
+    home = np.asarray(HOME_Q, float)
+    human = SimHuman(SimHumanConfig(mode='label_only', num_episodes=2))
+    human.state, human._t_state = 'homing', 0.0          # as right after an episode's end
+    away = home + 0.3
+    assert np.allclose(human.tick(0.1, away, None, False, None, commanded=away)['command'], home)
+    assert human.state == 'homing', 'neither the arm nor its command is home yet'
+    human.tick(0.2, away, None, False, None, commanded=home)
+    assert human.state == 'need_reset', 'the command is home: the reset may teleport the arm now'
+    human.state, human._t_state = 'homing', 1.0
+    human.tick(1.1, away, None, False, None)
+    assert human.state == 'homing'
+    human.tick(1.2, home, None, False, None)
+    assert human.state == 'need_reset', 'no command known: the measured arm decides'

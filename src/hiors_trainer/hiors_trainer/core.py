@@ -278,7 +278,7 @@ class Trainer:
         r = self.report()
         return {'loss': self.last_loss, 'accepted': r['accepted_episodes'],
                 'rejected': sum(r['rejected_episodes'].values()), 'step': self.step,
-                'samples_per_s': self.samples_per_s, 'version': self.version}
+                'samples_per_s': self.samples_per_s, 'version': self.version, 'training': int(self.ready())}
 
     def norm_stats_from_data(self):
         return self.intake.norm_stats()
