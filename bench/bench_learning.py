@@ -339,6 +339,9 @@ def main():
     ap.add_argument('--report-only', action='store_true', help='re-draw the table and plot from <out>/results.json')
     ap.add_argument('--merge', default='', help='with --report-only: comma list of other --out dirs (same seeds '
                                                 'and base policies) whose methods join the report')
+    ap.add_argument('--merge-cells', default='', help='with --report-only: comma list of learning.json files (e.g. '
+                                                      'docs/results/learning.json) whose cells join the report where '
+                                                      '<out> lacks that method and budget (pooled figures only)')
     args = ap.parse_args()
     if args.base:
         args.base = base_source(args.base, args.task)
@@ -355,6 +358,12 @@ def main():
                 if method in more and method not in results:
                     results[method] = more[method]
                     results.setdefault('online', {})[method] = more.get('online', {}).get(method, {})
+        for path in filter(None, args.merge_cells.split(',')):
+            with open(path) as f:
+                for c in json.load(f)['cells']:
+                    at = results.setdefault(c['method'], {})
+                    if not any(int(b) == c['frames'] for b in at):
+                        at[c['frames']] = {'merged': {'cell': c}}   # one pre-pooled row (pooled() reads it)
         report(out, results, int(results.get('args', {}).get('trials', args.trials)))
         return
     os.makedirs(out, exist_ok=True)
@@ -382,6 +391,12 @@ def _mean(rows, key):
 def pooled(rows, trials):
     """Seeds pooled: instances n, successes within k trials per k (None where a row lacks its
     raw outcomes), and the 95% Wilson interval of success@1."""
+    if len(rows) == 1 and 'cell' in rows[0]:     # merged from a learning.json (--merge-cells)
+        c = rows[0]['cell']
+        wins = {1: round(c['success_at_1'] * c['n'])}
+        if c.get('success_at_3') is not None:
+            wins.update({2: None, 3: round(c['success_at_3'] * c['n'])})
+        return {'n': c['n'], 'wins': {k: wins.get(k) for k in range(1, trials + 1)}, 'ci95': tuple(c['ci95'])}
     groups = []
     for r in rows:
         o = r.get('outcomes')
@@ -397,9 +412,13 @@ def paired_with_base(results, method, budget):
     """(fixed, broken, pairs): evaluation episodes the base failed and this cell solved, and the
     reverse, over seeds whose base was evaluated on the same instances (common random numbers);
     None where no seed pairs up."""
+    row = results.get(method, {}).get(budget) or {}
+    if 'merged' in row:
+        p = row['merged']['cell'].get('paired_with_base')
+        return (p['fixed'], p['broken'], p['pairs']) if p else None
     base = results.get('base', {}).get(0, results.get('base', {}).get('0', {}))
     fixed = broken = pairs = 0
-    for seed, row in (results.get(method, {}).get(budget) or {}).items():
+    for seed, row in row.items():
         b = (base.get(seed) or base.get(str(seed)) or {}).get('outcomes')
         o = row.get('outcomes')
         if not b or not o or len(b) != len(o):
@@ -451,12 +470,13 @@ def report(out, results, trials):
             cell = f'{at[1]:.0%} [-]'
             rest = [f'{at[k]:.0%}' for k in ks if k > 1]
         else:
-            at = {k: p['wins'][k] / max(1, p['n']) for k in ks}
+            at = {k: None if p['wins'][k] is None else p['wins'][k] / max(1, p['n']) for k in ks}
             lo, hi = p['ci95']
             cell = f'{at[1]:.0%} [{lo:.0%}, {hi:.0%}]'
-            rest = [f'{at[k]:.0%}' for k in ks if k > 1]
+            rest = ['-' if at[k] is None else f'{at[k]:.0%}' for k in ks if k > 1]
+            seeds = rows[0]['cell'].get('seeds', 1) if 'cell' in rows[0] else len(rows)
             json_cells.append({'method': method, 'frames': frames_, 'n': p['n'], 'success_at_1': at[1],
-                               'ci95': [lo, hi], 'success_at_3': at[3] if trials >= 3 else None, 'seeds': len(rows)})
+                               'ci95': [lo, hi], 'success_at_3': at[3] if trials >= 3 else None, 'seeds': seeds})
             series.setdefault(method, []).append((frames_, at[1], lo, hi, at))
         label = 'base policy (demos only)' if method == 'base' else method
         pair = None if method == 'base' else paired_with_base(results, method, next(
@@ -475,7 +495,8 @@ def report(out, results, trials):
         err = np.array([[q[1] - q[2], q[3] - q[1]] for q in pts]).T * 100
         line = axes[0].errorbar(x, y, yerr=err, marker='o', capsize=3, label=method)
         last = pts[-1]
-        axes[1].plot(list(ks), [last[4][k] * 100 for k in ks], marker='o', color=line[0].get_color(),
+        tts = [(k, last[4][k] * 100) for k in ks if last[4][k] is not None]
+        axes[1].plot([k for k, _ in tts], [v for _, v in tts], marker='o', color=line[0].get_color(),
                      label=f'{method} @ {last[0]} frames')
         curves = results.get('online', {}).get(method, {})
         w = 10
