@@ -11,8 +11,11 @@ a header (intervention flag, action chunk) share one clock with the others. `ep.
 since the episode's start event.
 
 * Steps: with `rate_hz=None` the steps are the executed-action messages (one per command the mux
-  sent); without executed actions, the joint-state messages. With `rate_hz` the steps are ticks
-  t0, t0 + 1/rate_hz, ... from the first to the last executed action (or joint state).
+  sent); without executed actions, the joint-state messages. With `rate_hz` the steps are those
+  messages thinned to one per 1/rate_hz: from the first, each next step is the message nearest
+  to the previous step + 1/rate_hz. Steps stay on real message times: a fixed grid t0 + k/rate_hz
+  drifts against the robot's clock and then pairs a state with the previous step's action (~40%
+  of the steps of the simulated graph's episodes at 10 Hz).
 * At every step the observation (state, each image) and the executed action are the latest
   message received at or before the step time ("sample and hold", never a future message).
 * Steps before every required stream (joint states, actions if any, each camera) has delivered
@@ -191,6 +194,19 @@ def load_episode(episode, rate_hz: float | None = None, cameras=None, load_image
         reader.close()
 
 
+def _thin(times: np.ndarray, step_ns: float) -> np.ndarray:
+    """Sorted message times thinned to about one per step_ns: from the first, the time nearest
+    to the previous pick + step_ns, and less than half a step before it."""
+    picks = [0]
+    while True:
+        target = times[picks[-1]] + step_ns
+        j = int(np.searchsorted(times, target))
+        near = [k for k in (j - 1, j) if picks[-1] < k < len(times) and times[k] > target - step_ns / 2]
+        if not near:
+            return times[picks]
+        picks.append(min(near, key=lambda k: abs(times[k] - target)))
+
+
 def _load(reader, info, topics, rate_hz, cameras, load_images, joint_names, gap_factor):
     conns = reader.connections
     cam_conns = {}
@@ -272,12 +288,7 @@ def _load(reader, info, topics, rate_hz, cameras, load_images, joint_names, gap_
             raise EpisodeError(f'{info.bag_path}: camera {name!r} has no images')
 
     base = act_t if has_actions else state_t
-    if rate_hz is None:
-        ticks = base.copy()
-    else:
-        step = 1e9 / rate_hz
-        n = int(np.floor((base[-1] - base[0]) / step + 1e-9)) + 1
-        ticks = base[0] + np.round(np.arange(n) * step).astype(np.int64)
+    ticks = base.copy() if rate_hz is None else _thin(base, 1e9 / rate_hz)
     first = [state_t[0]] + ([act_t[0]] if has_actions else [])
     if load_images:
         first += [ts[0] for ts in cam_ts.values()]

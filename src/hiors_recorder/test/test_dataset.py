@@ -46,6 +46,15 @@ def test_round_trip_and_alignment(tmp_path):
     ep5 = load_episode(info, rate_hz=5.0)         # resampled: every other step
     assert len(ep5) == 15
     assert (ep5.images['front'][:, 0, 0, 0] == 8 * np.arange(0, 30, 2)).all()
+    # A robot clock a little off the nominal rate: the steps stay the recorded ones, each state
+    # with its own step's action and image (a fixed 10 Hz grid paired ~half of them a step off).
+    for robot_hz in (10.3, 9.7):
+        drift = write_synthetic_episode(str(tmp_path / f'drift{robot_hz}'), steps=30, rate_hz=robot_hz)
+        native, at10 = load_episode(drift), load_episode(drift, rate_hz=10.0)
+        assert len(at10) == len(native) == 30, robot_hz
+        np.testing.assert_array_equal(at10.state, native.state)
+        np.testing.assert_array_equal(at10.action, native.action)
+        np.testing.assert_array_equal(at10.images['front'], native.images['front'])
     noimg = load_episode(info, load_images=False)
     assert noimg.images == {} and len(noimg) == 30
 
