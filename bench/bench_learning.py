@@ -56,7 +56,7 @@ ROBOT_SIDE = {'hiors': ('intervene', 'hiors'), 'hg_dagger': ('intervene', 'hg_da
               'hiors_fixed_frequency': ('intervene', 'hiors_fixed_frequency')}
 
 
-def graph_online(out, seed, method, base, demo_dir, budgets, common, updates_per_frame):
+def graph_online(out, seed, method, base, demo_dir, budgets, common, updates_per_frame, label_source):
     mode, trainer_method = ROBOT_SIDE[method]
     run = os.path.join(out, f'seed{seed}', method)
     ep_dir, ck_dir = os.path.join(run, 'episodes'), os.path.join(run, 'checkpoints')
@@ -65,7 +65,8 @@ def graph_online(out, seed, method, base, demo_dir, budgets, common, updates_per
                                trainer_method=trainer_method, episode_dir=ep_dir, checkpoint_dir=ck_dir,
                                num_episodes='0', seed=str(seed + 2000),
                                **{'trainer.demo_dir': demo_dir, **ONLINE_RECIPE,
-                                  'sim_human.train_steps_per_frame': str(updates_per_frame)}))
+                                  'sim_human.train_steps_per_frame': str(updates_per_frame),
+                                  'trainer.label_source': label_source}))
     sup = Supervisor(specs, os.path.join(run, 'logs'), echo=say).start()
     try:
         pending = sorted(budgets)
@@ -117,7 +118,8 @@ def graph_seed(args, out, seed, budgets, results):
     results.setdefault('base', {}).setdefault(0, {})[seed] = graph_evaluate(
         out, f'seed{seed}_base', base, seed, args.eval_instances, args.trials, common)
     for method in filter(None, args.methods.split(',')):      # '' = evaluate the base only
-        snaps = graph_online(out, seed, method, base, demo_dir, budgets, common, args.updates_per_frame)
+        snaps = graph_online(out, seed, method, base, demo_dir, budgets, common, args.updates_per_frame,
+                             args.label_source)
         for budget, ckpt in snaps.items():
             r = graph_evaluate(out, f'seed{seed}_{method}_{budget}', ckpt, seed, args.eval_instances,
                                args.trials, common)
@@ -200,7 +202,8 @@ def core_seed(args, out, seed, budgets, results):
                             demo_mix=args.demo_mix if init else 'ratio',
                             decay_steps=steps, lr=args.online_lr if init else 0.0, seed=seed,
                             ema_decay=args.online_ema if init else 0.0, noise_samples=args.noise_samples,
-                            num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0)
+                            num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0,
+                            label_source=args.label_source)
         tr = Trainer(cfg, loader=store.loader, lister=store.lister)
         tr.resume_or_init()
         tr.ingest()
@@ -311,6 +314,8 @@ def main():
                     help='train steps per online frame (graph engine: the simulated human waits for the trainer '
                          'before each episode, as for a scene reset, at most 60 s)')
     ap.add_argument('--online-lr', type=float, default=1e-4, help='core engine: peak lr of the online fine-tuning')
+    ap.add_argument('--label-source', default='executed', choices=['executed', 'measured'],
+                    help="chunk labels of every training sample (TrainerConfig.label_source)")
     ap.add_argument('--demo-ratio', type=float, default=0.25)
     ap.add_argument('--demo-mix', default='pooled', choices=['ratio', 'pooled'],
                     help="core engine: demos in online batches at --demo-ratio, or pooled with the online samples")
