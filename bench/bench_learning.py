@@ -203,7 +203,7 @@ def core_seed(args, out, seed, budgets, results):
                             decay_steps=steps, lr=args.online_lr if init else 0.0, seed=seed,
                             ema_decay=args.online_ema if init else 0.0, noise_samples=args.noise_samples,
                             num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0,
-                            label_source=args.label_source)
+                            label_source=args.label_source, replan_stride=args.replan_stride)
         tr = Trainer(cfg, loader=store.loader, lister=store.lister)
         tr.resume_or_init()
         tr.ingest()
@@ -316,6 +316,9 @@ def main():
     ap.add_argument('--online-lr', type=float, default=1e-4, help='core engine: peak lr of the online fine-tuning')
     ap.add_argument('--label-source', default='executed', choices=['executed', 'measured'],
                     help="chunk labels of every training sample (TrainerConfig.label_source)")
+    ap.add_argument('--replan-stride', type=int, default=0,
+                    help="core engine: autonomous segments are sampled every this many steps, human ones at every "
+                         "step (TrainerConfig.replan_stride; 0 = the policy's re-plan stride)")
     ap.add_argument('--demo-ratio', type=float, default=0.25)
     ap.add_argument('--demo-mix', default='pooled', choices=['ratio', 'pooled'],
                     help="core engine: demos in online batches at --demo-ratio, or pooled with the online samples")
