@@ -60,7 +60,6 @@ ONLINE_RECIPE = {'trainer.demo_mix': 'pooled', 'trainer.ema_decay': '0.995', 'tr
                  'trainer.noise_samples': '4'}
 
 
-
 def _say(msg):
     say(msg, 'hiors demo')
 

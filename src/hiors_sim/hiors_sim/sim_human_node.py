@@ -97,17 +97,25 @@ class SimHumanNode(Node):
         self._last_tick = 0.0
         self.get_logger().info(f'simulated human: mode={self.cfg.mode} episodes={self.cfg.num_episodes or "inf"}')
 
-    def _on_joints(self, msg: JointState):
+    @staticmethod
+    def _positions(msg: JointState):
+        """The arm's joints of a JointState in JOINT_NAMES order, or None if any is missing."""
         index = {n: i for i, n in enumerate(msg.name)}
         if all(n in index for n in JOINT_NAMES):
-            self.q = np.array([msg.position[index[n]] for n in JOINT_NAMES])
+            return np.array([msg.position[index[n]] for n in JOINT_NAMES])
+        return None
+
+    def _on_joints(self, msg: JointState):
+        q = self._positions(msg)
+        if q is not None:
+            self.q = q
             self.q_stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
             self._tick_if_synced()
 
     def _on_executed(self, msg: JointState):
-        index = {n: i for i, n in enumerate(msg.name)}
-        if all(n in index for n in JOINT_NAMES):
-            self.commanded = np.array([msg.position[index[n]] for n in JOINT_NAMES])
+        commanded = self._positions(msg)
+        if commanded is not None:
+            self.commanded = commanded
 
     def _tick_if_synced(self):
         # One decision per robot state, made when the joints and the task state of the same sim
