@@ -12,6 +12,8 @@ count (recorded steps) passes a budget; every snapshot is evaluated with the pol
   hiors           policy + simulated human intervening; trainer keeps successful episodes
   hg_dagger       same robot-side; trainer uses all human-intervention data, no rejection
   hiors_no_human  policy alone online (no takeovers); trainer keeps successful episodes
+  hiors_human_only  hiors robot-side; trainer keeps only the human steps of successful episodes
+                  (HG-DAgger plus rejection: what the policy's own steps add or cost)
   hiors_no_filters / hiors_fixed_threshold   ablations of the sampling filters / schedule
   bc              the simulated human demonstrates every online episode; the trainer clones them
                   (every demonstration succeeds, so the same loss is plain BC on the growing set)
@@ -49,6 +51,7 @@ from hiors.supervisor import Supervisor  # noqa: E402
 # episodes (the human's demonstrations) like Hi-ORS: the 'bc' trainer method only reads demo_dir.
 ROBOT_SIDE = {'hiors': ('intervene', 'hiors'), 'hg_dagger': ('intervene', 'hg_dagger'),
               'hiors_no_human': ('label_only', 'hiors'), 'bc': ('demo', 'hiors'),
+              'hiors_human_only': ('intervene', 'hiors_human_only'),
               'bc_matched': ('demo', 'hiors'),
               'demos_only': ('label_only', 'bc'),
               'hiors_fixed_threshold': ('intervene', 'hiors_fixed_threshold'),
@@ -203,7 +206,9 @@ def core_seed(args, out, seed, budgets, results):
                             decay_steps=steps, lr=args.online_lr if init else 0.0, seed=seed,
                             ema_decay=args.online_ema if init else 0.0, noise_samples=args.noise_samples,
                             num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0,
-                            label_source=args.label_source, replan_stride=args.replan_stride)
+                            label_source=args.label_source, replan_stride=args.replan_stride,
+                            **({} if args.pre_takeover_steps is None
+                               else {'pre_takeover_steps': args.pre_takeover_steps}))
         tr = Trainer(cfg, loader=store.loader, lister=store.lister)
         tr.resume_or_init()
         tr.ingest()
@@ -314,6 +319,9 @@ def main():
                     help='train steps per online frame (graph engine: the simulated human waits for the trainer '
                          'before each episode, as for a scene reset, at most 60 s)')
     ap.add_argument('--online-lr', type=float, default=1e-4, help='core engine: peak lr of the online fine-tuning')
+    ap.add_argument('--pre-takeover-steps', type=int, default=None,
+                    help='core engine: autonomous steps this close before a takeover are not trained on '
+                         "(TrainerConfig.pre_takeover_steps; default: the trainer's)")
     ap.add_argument('--label-source', default='executed', choices=['executed', 'measured'],
                     help="chunk labels of every training sample (TrainerConfig.label_source)")
     ap.add_argument('--replan-stride', type=int, default=0,

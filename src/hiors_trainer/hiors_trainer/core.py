@@ -48,6 +48,7 @@ METHODS = {
     'bc': dict(use_online=False),                                        # demonstrations only
     'hg_dagger': dict(use_rejection=False, human_steps='only'),          # all intervention data
     'hiors_no_human': dict(human_steps='none'),                          # no human correction
+    'hiors_human_only': dict(human_steps='only'),                        # successful episodes' human steps
     'hiors_fixed_threshold': dict(fixed_threshold=True),                 # no rising schedule
     'hiors_no_filters': dict(use_filters=False),                         # no short/no-op filters
     'hiors_fixed_frequency': dict(fixed_frequency=True),                 # human steps at the replan
@@ -60,8 +61,8 @@ class TrainerConfig:
     demo_dir: str = ''                   # initial demonstrations (mixed in at demo_ratio)
     # checkpoint sets (policy, optimizer, state) and latest.json; a restart resumes from it
     out_dir: str = '~/.hiors/trainer'
-    # a METHODS key: hiors | bc | hg_dagger | hiors_no_human | hiors_fixed_threshold |
-    # hiors_no_filters | hiors_fixed_frequency
+    # a METHODS key: hiors | bc | hg_dagger | hiors_no_human | hiors_human_only |
+    # hiors_fixed_threshold | hiors_no_filters | hiors_fixed_frequency
     method: str = 'hiors'
     # a PROFILES key: 'pi0' = the paper's values (AdamW 2.5e-5, betas (0.9, 0.95), cosine 100
     # warm-up / 500 decay to 2.5e-6, clip 1.0); 'cpu' = the tiny CPU model's

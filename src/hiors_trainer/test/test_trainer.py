@@ -101,6 +101,11 @@ def test_methods_select_data(eps, tmp_path):
     t.ingest()
     r = t.report()
     assert r['accepted_episodes'] == 3 and r['accepted_samples'] == 15   # human steps of all labelled
+    t = Trainer(cfg(eps, tmp_path / 'h', method='hiors_human_only'))
+    t.resume_or_init()
+    t.ingest()
+    r = t.report()
+    assert r['accepted_episodes'] == 2 and r['accepted_samples'] == 10   # human steps of the successes
     t = Trainer(cfg(eps, tmp_path / 'b', thresholds=[0.0, 1.0], threshold_boundaries=[100]))
     t.resume_or_init()
     t.ingest()
