@@ -64,6 +64,10 @@ class ThresholdSchedule:
         return self.thresholds[bisect.bisect_right(self.boundaries, x)]
 
 
+# FilterConfig.pre_takeover_steps: drop every autonomous step of a segment a takeover ended.
+WHOLE_SEGMENT = -1
+
+
 @dataclass
 class FilterConfig:
     min_steps: int = 2                  # episodes with <= min_steps steps are dropped (paper: 2)
@@ -74,10 +78,12 @@ class FilterConfig:
     human_steps: str = 'all'            # 'all' | 'none' (ablation: no human correction) | 'only' (HG-DAgger)
     replan_stride: int = 20             # autonomous segments sampled every k steps (paper: 20 of 50)
     human_stride: int = 1               # intervention segments: dense
-    # Autonomous steps less than this many steps before a takeover are dropped (a filter: off
-    # with use_filters=False). The human took over because those actions were heading for a
-    # failure; kept, they are cloned as if right, and their chunk labels splice the policy's
-    # motion onto the human's reversal (hovering). 0 keeps them (the paper keeps every step).
+    # Autonomous steps before a takeover that are dropped (a filter: off with use_filters=False).
+    # The human took over because those actions were heading for a failure; kept, they are cloned
+    # as if right, and their chunk labels splice the policy's motion onto the human's reversal
+    # (hovering). N > 0: the last N steps before each takeover; WHOLE_SEGMENT (-1): the whole
+    # autonomous segment a takeover ended, so the policy's own steps are cloned only from segments
+    # that ran on to the episode's end; 0 keeps them all (the paper keeps every step).
     pre_takeover_steps: int = 0
 
     def __post_init__(self):
@@ -85,8 +91,8 @@ class FilterConfig:
             raise ValueError(f"human_steps must be 'all', 'none' or 'only', got {self.human_steps!r}")
         if self.replan_stride < 1 or self.human_stride < 1:
             raise ValueError('sampling strides must be >= 1')
-        if self.pre_takeover_steps < 0:
-            raise ValueError('pre_takeover_steps must be >= 0')
+        if self.pre_takeover_steps < WHOLE_SEGMENT:
+            raise ValueError(f'pre_takeover_steps must be >= 0, or {WHOLE_SEGMENT} (the whole segment)')
 
 
 def episode_return(ep, success_classifier=None) -> float:
@@ -164,7 +170,8 @@ def sample_indices(ep, cfg: FilterConfig) -> tuple[np.ndarray, dict]:
         if not human[k] and cfg.human_steps == 'only':
             rejects[REASON_NOT_HUMAN] += 1
             continue
-        if cfg.use_filters and not human[k] and to_takeover[k] <= cfg.pre_takeover_steps:
+        if (cfg.use_filters and not human[k] and np.isfinite(to_takeover[k])
+                and (cfg.pre_takeover_steps == WHOLE_SEGMENT or to_takeover[k] <= cfg.pre_takeover_steps)):
             rejects[REASON_BEFORE_TAKEOVER] += 1
             continue
         if cfg.use_filters and motion[k] < cfg.noop_threshold:

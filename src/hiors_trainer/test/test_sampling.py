@@ -70,18 +70,32 @@ def test_autonomous_steps_just_before_a_takeover_are_dropped():
     assert nofilter.indices.tolist() == list(range(40))
 
 
-def test_pre_takeover_window_defaults_to_the_policy_chunk(tmp_path):
+def test_whole_autonomous_segment_a_takeover_ended_is_dropped():
+    """Takeovers at 10 and 25: the policy's segments 0..9 and 16..24 ended in a takeover and are
+    dropped whole; the last autonomous segment (31..39, on to the episode's end) is kept."""
+    cfg = S.FilterConfig(replan_stride=1, pre_takeover_steps=S.WHOLE_SEGMENT)
+    d = S.episode_filter(ep(T=40, human=((10, 16), (25, 31))), cfg)
+    assert d.indices.tolist() == list(range(10, 16)) + list(range(25, 40))
+    assert d.transition_rejects[S.REASON_BEFORE_TAKEOVER] == 19
+    # No takeover: every autonomous step is kept.
+    assert S.episode_filter(ep(T=40, human=()), cfg).indices.tolist() == list(range(40))
+    with pytest.raises(ValueError):
+        S.FilterConfig(pre_takeover_steps=-2)
+
+
+def test_trainer_drops_whole_corrected_segments_by_default(tmp_path):
     from hiors_trainer.core import Trainer, TrainerConfig
     tr = Trainer(TrainerConfig(method='hiors', out_dir=str(tmp_path / 'tr'), episode_dir=str(tmp_path)))
     tr.resume_or_init()
-    assert tr.fcfg.pre_takeover_steps == tr.config.chunk_size > 0
-    assert TrainerConfig(pre_takeover_steps=0).filter_config(chunk_size=10).pre_takeover_steps == 0
+    assert tr.fcfg.pre_takeover_steps == S.WHOLE_SEGMENT
+    assert TrainerConfig(pre_takeover_steps=0).filter_config().pre_takeover_steps == 0
 
 
 def test_fixed_frequency_ablation_samples_human_steps_at_the_replan_stride():
     from hiors_trainer.core import TrainerConfig
-    varied = TrainerConfig(method='hiors', replan_stride=5).filter_config()
-    fixed = TrainerConfig(method='hiors_fixed_frequency', replan_stride=5).filter_config()
+    # every step kept before the takeover, so only the strides select
+    varied = TrainerConfig(method='hiors', replan_stride=5, pre_takeover_steps=0).filter_config()
+    fixed = TrainerConfig(method='hiors_fixed_frequency', replan_stride=5, pre_takeover_steps=0).filter_config()
     assert varied.human_stride == 1 and fixed.human_stride == 5 and fixed.replan_stride == 5
     d = S.episode_filter(ep(T=30, human=((10, 22),)), fixed)
     # every 5th step from each segment's start, whoever drives
