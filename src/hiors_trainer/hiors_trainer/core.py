@@ -23,7 +23,7 @@ import torch
 
 from .intake import Intake, Stored
 from .model import build_policy, full_weights, hiors_loss, loss_module
-from .sampling import FilterConfig, ThresholdSchedule
+from .sampling import WHOLE_SEGMENT, FilterConfig, ThresholdSchedule
 from .step import RAW_PREFIX, Optimisation, cosine_lr, optimizer_from_tensors, optimizer_to_tensors
 from .store import CheckpointStore, FullWeights, read_policy
 
@@ -83,11 +83,11 @@ class TrainerConfig:
     noop_threshold: float = 1e-3
     replan_stride: int = 0               # autonomous samples every k steps; 0 = the policy's n_action_steps
     # Autonomous steps before a human takeover that are not trained on (the human judged them
-    # wrong; see sampling.FilterConfig). -1 = the whole autonomous segment the takeover ended: the
-    # policy's own steps are cloned only where they ran on to the episode's success (bench_learning,
-    # 10-demo base, seed 0: 57% alone at 3000 frames with the chunk length (10), 68% with 40, 72%
-    # with -1); N = the last N steps; 0 = keep all (paper).
-    pre_takeover_steps: int = -1
+    # wrong; see sampling.FilterConfig). WHOLE_SEGMENT (-1) = the whole autonomous segment the
+    # takeover ended: the policy's own steps are cloned only where they ran on to the episode's
+    # success (bench_learning, 10-demo base, seed 0: 57% alone at 3000 frames with the chunk
+    # length (10), 68% with 40, 72% with the whole segment); N = the last N steps; 0 = keep all (paper).
+    pre_takeover_steps: int = WHOLE_SEGMENT
     demo_ratio: float = 0.0              # fraction of each batch from demo_dir (if any), with demo_mix 'ratio'
     # How demonstrations and online samples share a batch: 'ratio' = demo_ratio of it from the
     # demos, whatever the online buffer's size; 'pooled' = uniform over demos and accepted online
