@@ -180,7 +180,9 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
     if _bool(a['policy']):
         params = {'control_rate_hz': rate, 'preset': a['preset'], 'prompt': a['prompt'],
                   # signed manifests may point only into the trainer's checkpoint directory
-                  'checkpoint_dirs': [checkpoint_dir]}
+                  'checkpoint_dirs': [checkpoint_dir],
+                  # the sim publishes one joint state per control tick: tick in step with it
+                  **({'tick_source': 'joint_states'} if a['robot'] == 'sim' else {})}
         if a['checkpoint']:
             params['checkpoint'] = os.path.expanduser(a['checkpoint'])
         nodes.append(NodeSpec('policy', 'hiors_policy', 'policy_node', 'hiors_policy.policy_node',

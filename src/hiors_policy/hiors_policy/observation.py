@@ -26,6 +26,10 @@ class ObservationSync:
         if cam in self.frames:
             self.frames[cam].append((int(stamp_ns), image))
 
+    def has_frames_at(self, stamp_ns: int) -> bool:
+        """Whether every camera has a frame captured at stamp_ns (or later)."""
+        return all(self.frames[c] and self.frames[c][-1][0] >= stamp_ns for c in self.cameras)
+
     def observation(self):
         """(images by camera, joint state, capture stamp of the oldest frame, |state - frame| ns),
         or None before every camera and the joint state have been seen."""

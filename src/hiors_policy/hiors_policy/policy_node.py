@@ -44,6 +44,12 @@ LATENCY_LOG_PREFIX = 'camera frame -> command latency:'
 @dataclass
 class PolicyNodeConfig:
     control_rate_hz: float = 10.0       # control ticks per second: one command to the mux per tick
+    # What starts a control tick: 'timer' = the node's own timer at control_rate_hz (a robot whose
+    # joint states come faster than the control rate); 'joint_states' = every joint-state message
+    # (a driver that publishes one per control tick, like the sim): the commands stay in step with
+    # the robot's ticks. Two free-running 10 Hz timers (sim and policy) left 3-18% of the sim's
+    # ticks per episode without a new command and the next with two (one chunk action skipped).
+    tick_source: str = 'timer'
     preset: str = 'tiny'                # model preset, used only without a checkpoint (random init)
     checkpoint: str = ''                # .safetensors written by the trainer ('' = random init)
     # task instruction the policy conditions on (default: hiors_common.contracts.DEFAULT_PROMPT);
@@ -139,9 +145,13 @@ class PolicyNode(Node):
         self._worker.start()
         self._loader.start()
         self._new_chunk = None
+        self._pending_request = None         # tick whose inference request waits for its frames
         self._swapped = False
         self._chunk_lock = threading.Lock()
-        self.create_timer(1.0 / self.cfg.control_rate_hz, self._on_tick)
+        if self.cfg.tick_source == 'timer':
+            self.create_timer(1.0 / self.cfg.control_rate_hz, self._on_tick)
+        elif self.cfg.tick_source != 'joint_states':
+            raise ValueError(f"tick_source must be 'timer' or 'joint_states', not {self.cfg.tick_source!r}")
         self.create_timer(1.0, self._report)
 
     # --- inputs ------------------------------------------------------------------------------
@@ -151,6 +161,8 @@ class PolicyNode(Node):
             self.q = np.array([msg.position[index[n]] for n in self.cfg.joint_names])
             self.q_stamp = time.monotonic()
             self.sync.add_state(Time.from_msg(msg.header.stamp).nanoseconds, self.q)
+            if self.cfg.tick_source == 'joint_states':
+                self._on_tick()
 
     def _on_image(self, cam: str, msg: Image):
         if msg.encoding != 'rgb8':
@@ -160,6 +172,8 @@ class PolicyNode(Node):
         self.images[cam] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
         self.image_stamps[cam] = time.monotonic()
         self.sync.add_image(cam, Time.from_msg(msg.header.stamp).nanoseconds, self.images[cam])
+        if self._pending_request is not None and not self.intervention:
+            self._request_inference()
 
     def _on_intervention(self, msg: Bool):
         if msg.data != self.intervention:
@@ -168,6 +182,7 @@ class PolicyNode(Node):
             self.executor_.reset(self.tick + 1)   # stale chunks (even ones in flight) are dropped
             with self._chunk_lock:
                 self._new_chunk = None
+            self._pending_request = None
         self.intervention = msg.data
 
     def _on_checkpoint(self, msg: String):
@@ -203,23 +218,41 @@ class PolicyNode(Node):
         if not self._fresh():
             self.get_logger().warning('observations stale or missing: holding', throttle_duration_sec=5.0)
             self.executor_.reset(self.tick + 1)
+            self._pending_request = None
             self._hold()
             return
         if self.executor_.needs_request(self.tick):
-            images, state, captured, skew_ns = self.sync.observation()   # fresh: every input seen
-            try:
-                self._requests.put_nowait(({'images': images, 'state': state}, self.tick))
-                self.executor_.mark_requested()
-                self._capture_by_tick[self.tick] = captured
-                self.stats['obs_state_image_skew_ms'] = round(skew_ns / 1e6, 1)
-            except queue.Full:
-                pass
+            # A request still pending from the last tick has waited long enough for its frames
+            # (e.g. cameras slower than the joint states): it goes with the newest ones.
+            waited = self._pending_request is not None
+            self._pending_request = self.tick
+            self._request_inference(force=waited)
         cmd = self.executor_.command(self.tick)
         if cmd is None:
             self._hold()
             return
         self.pub_cmd.publish(Float64MultiArray(data=[float(v) for v in cmd]))
         self._note_frame_latency()
+
+    def _request_inference(self, force: bool = False):
+        """Hand the pending tick's observation to the inference worker. Ticking on joint states,
+        the request waits (until the frames come in, `_on_image` calls again) for the camera frames
+        stamped like the tick's joint state: they reach the node a few ms after it."""
+        tick = self._pending_request
+        if tick is None:
+            return
+        if (not force and self.cfg.tick_source == 'joint_states'
+                and not self.sync.has_frames_at(self.sync.states[-1][0])):
+            return
+        self._pending_request = None
+        images, state, captured, skew_ns = self.sync.observation()   # fresh: every input seen
+        try:
+            self._requests.put_nowait(({'images': images, 'state': state}, tick))
+            self.executor_.mark_requested()
+            self._capture_by_tick[tick] = captured
+            self.stats['obs_state_image_skew_ms'] = round(skew_ns / 1e6, 1)
+        except queue.Full:
+            pass
 
     def _note_frame_latency(self):
         t0 = self.executor_.chunk_t0

@@ -41,3 +41,14 @@ def test_unstamped_frames_use_the_newest_state():
     _, q, stamp, skew = sync.observation()
     np.testing.assert_array_equal(q, [2] * 7)
     assert stamp == 0 and skew == 0
+
+
+def test_has_frames_at_waits_for_every_camera_of_the_stamp():
+    sync = ObservationSync(['front', 'wrist'])
+    sync.add_state(100 * MS, [1] * 7)
+    assert not sync.has_frames_at(100 * MS)
+    sync.add_image('front', 100 * MS, 'f')
+    sync.add_image('wrist', 0, 'w-old')
+    assert not sync.has_frames_at(100 * MS)
+    sync.add_image('wrist', 100 * MS, 'w')
+    assert sync.has_frames_at(100 * MS) and not sync.has_frames_at(200 * MS)

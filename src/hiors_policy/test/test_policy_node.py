@@ -171,3 +171,26 @@ def test_policy_pairs_the_sims_frames_and_joint_state_of_one_tick(test_node):
     finally:
         policy.stop()
         sim.stop()
+
+
+def test_policy_ticking_on_joint_states_sends_one_command_per_sim_tick(test_node):
+    """tick_source joint_states with the real sim node as the clock: one command per joint-state
+    message, at the sim's rate (4 Hz here) instead of the node's own control_rate_hz (10)."""
+    sim = NodeProcess('hiors_sim.sim_node', ros_args=['-r', '__node:=sim', '-p', 'camera_width:=96',
+                                                      '-p', 'camera_height:=96', '-p', 'control_rate_hz:=4.0'])
+    policy = NodeProcess('hiors_policy.policy_node', ros_args=['-r', '__node:=policy', '-p', 'n_action_steps:=2',
+                                                            '-p', 'tick_source:=joint_states'])
+    commands, states = [], []
+    test_node.create_subscription(Float64MultiArray, POLICY_COMMAND, lambda m: commands.append(time.monotonic()), 10)
+    test_node.create_subscription(JointState, JOINT_STATES, lambda m: states.append(time.monotonic()), 10)
+    sim.start()
+    policy.start()
+    try:
+        assert spin_until(test_node, lambda: len(commands) >= 3, timeout=60), policy.log()
+        n_commands, n_states = len(commands), len(states)
+        assert spin_until(test_node, lambda: len(states) - n_states >= 20, timeout=30), sim.log()
+        assert abs((len(commands) - n_commands) - (len(states) - n_states)) <= 2, \
+            (len(commands) - n_commands, len(states) - n_states)
+    finally:
+        policy.stop()
+        sim.stop()

@@ -54,6 +54,11 @@ class PegInsertionSim:
         self.ctrl = np.array(HOME_Q, float)       # what the actuators track: the target, velocity-limited
         self.bad_commands = 0
         self.velocity_limited = 0                 # control ticks where the limit cut the motion
+        # Command timing against the control ticks (a graph whose timers drift against the sim's
+        # skips or repeats chunk actions): ticks that began with no new command since the last,
+        # and commands replaced by a later one before any tick used them.
+        self.ticks_without_command = 0
+        self.overwritten_commands = 0
         self.ticks = 0
         self.reset(0)
 
@@ -76,6 +81,7 @@ class PegInsertionSim:
         self.data.ctrl[:] = self.ctrl
         mujoco.mj_forward(self.model, self.data)
         self.ticks = 0
+        self._commands_since_step = 0          # commands since the last tick (those before a reset: none)
         # Let the peg settle on the table.
         for _ in range(50):
             mujoco.mj_step(self.model, self.data)
@@ -90,12 +96,17 @@ class PegInsertionSim:
             self.bad_commands += 1
             return False
         self.target = np.clip(cmd, self.lower, self.upper)
+        self._commands_since_step += 1
         return True
 
     def step(self, command=None):
         """Advance one control period (1 / control_rate_hz)."""
         if command is not None:
             self.set_command(command)
+        if self._commands_since_step == 0:
+            self.ticks_without_command += 1
+        self.overwritten_commands += max(0, self._commands_since_step - 1)
+        self._commands_since_step = 0
         delta = self.target - self.ctrl
         if np.any(np.abs(delta) > self.max_step + 1e-12):
             self.velocity_limited += 1

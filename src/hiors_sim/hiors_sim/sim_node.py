@@ -21,6 +21,8 @@ from .scene import JOINT_NAMES
 from .sim_core import PegInsertionSim, SimConfig
 from .tasks import task_config
 
+COMMAND_TIMING_LOG_PREFIX = 'command timing:'   # per-episode log line (bench_graph_parity reads it)
+
 
 @dataclass
 class SimNodeConfig:
@@ -80,6 +82,7 @@ class SimNode(Node):
         self._wall0 = time.monotonic()
         self._sim0 = self.sim.time
         self._late = 0
+        self._timing_at_reset = (0, 0, 0)   # (ticks, ticks_without_command, overwritten) at the last reset
         self._frames = 0
         self._last_diag = 0.0
         self.create_timer(period, self._tick)
@@ -104,15 +107,24 @@ class SimNode(Node):
         self.sim.set_command(target)
 
     def _on_reset(self, _req, resp):
+        if self.episode > 0:
+            self._log_command_timing()
         self.episode += 1
         seed = self.cfg.seed * 100003 + (self.episode - 1) // max(1, self.cfg.repeat_each) + 1
         self.sim.reset(seed)
+        self._timing_at_reset = (0, self.sim.ticks_without_command, self.sim.overwritten_commands)
         self._wall0, self._sim0 = time.monotonic(), self.sim.time
         ts = self.sim.task_state()
         resp.success = True
         resp.message = (f'episode seed {seed}: peg {np.round(ts["peg_pos"], 3).tolist()} '
                         f'hole {np.round(ts["hole_pos"], 3).tolist()}')
         return resp
+
+    def _log_command_timing(self):
+        counts = (self.sim.ticks, self.sim.ticks_without_command, self.sim.overwritten_commands)
+        ticks, missed, overwritten = (a - b for a, b in zip(counts, self._timing_at_reset))
+        self.get_logger().info(f'{COMMAND_TIMING_LOG_PREFIX} episode {self.episode}: {ticks} ticks, '
+                               f'{missed} without a new command, {overwritten} commands overwritten')
 
     def _tick(self):
         self.sim.step()
@@ -161,9 +173,13 @@ class SimNode(Node):
                                         'camera_frames': self._frames, 'episode': self.episode,
                                         'bad_commands': self.sim.bad_commands,
                                         'velocity_limited_ticks': self.sim.velocity_limited,
+                                        'ticks_without_command': self.sim.ticks_without_command,
+                                        'overwritten_commands': self.sim.overwritten_commands,
                                         'success': self.sim.success()})
 
     def close(self):
+        if self.episode > 0:
+            self._log_command_timing()
         self.sim.close()
 
 

@@ -48,6 +48,17 @@ def test_commands_move_joints_clip_and_reject_nan(sim):
     assert sim.target[0] == pytest.approx(3.05) and sim.target[6] == pytest.approx(0.04)
 
 
+def test_command_timing_counts_ticks_without_a_command_and_overwritten_ones(sim):
+    sim.reset(0)
+    missed, overwritten = sim.ticks_without_command, sim.overwritten_commands
+    sim.step(HOME_Q)                       # one command per tick: the lock-step case
+    sim.step()                             # no new command: the last target is held
+    sim.set_command(HOME_Q)
+    sim.set_command(HOME_Q)                # replaces the first before any tick used it
+    sim.step()
+    assert (sim.ticks_without_command - missed, sim.overwritten_commands - overwritten) == (1, 1)
+
+
 def test_velocity_limits_hold_on_every_command_input(sim):
     """A command that bypasses the mux (anyone can publish on the controller's topic) cannot
     teleport the arm: the actuators approach it at JOINT_VELOCITY_LIMITS at most."""
