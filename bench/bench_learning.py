@@ -353,8 +353,9 @@ def main():
                     help="bc_matched: take Hi-ORS's human frames per budget from this earlier --out run "
                          '(same seeds, budgets and base) instead of a hiors method earlier in --methods')
     ap.add_argument('--report-only', action='store_true', help='re-draw the table and plot from <out>/results.json')
-    ap.add_argument('--merge', default='', help='with --report-only: comma list of other --out dirs (same seeds '
-                                                'and base policies) whose methods join the report')
+    ap.add_argument('--merge', default='', help='with --report-only: comma list of other --out dirs (same base '
+                                                'policy) whose methods and seeds join the report: a seed of a '
+                                                'method and budget that <out> lacks is pooled with its own')
     ap.add_argument('--merge-cells', default='', help='with --report-only: comma list of learning.json files (e.g. '
                                                       'docs/results/learning.json) whose cells join the report where '
                                                       '<out> lacks that method and budget (pooled figures only)')
@@ -370,10 +371,7 @@ def main():
         for other in filter(None, args.merge.split(',')):
             with open(os.path.join(other, 'results.json')) as f:
                 more = json.load(f)
-            for method in METHOD_KEYS:
-                if method in more and method not in results:
-                    results[method] = more[method]
-                    results.setdefault('online', {})[method] = more.get('online', {}).get(method, {})
+            merge_seeds(results, more)
         for path in filter(None, args.merge_cells.split(',')):
             with open(path) as f:
                 for c in json.load(f)['cells']:
@@ -397,6 +395,20 @@ def main():
 
 
 METHOD_KEYS = tuple(ROBOT_SIDE)
+
+
+def merge_seeds(results, more):
+    """Join another run's results into results: every (method or base, budget, seed) row and
+    online record results lacks (other seeds of a method are pooled with its own)."""
+    for method in METHOD_KEYS + ('base',):
+        for budget, rows in (more.get(method) or {}).items():
+            mine = results.setdefault(method, {}).setdefault(budget, {})
+            for seed, row in rows.items():
+                mine.setdefault(seed, row)
+    for method, by_seed in (more.get('online') or {}).items():
+        mine = results.setdefault('online', {}).setdefault(method, {})
+        for seed, record in by_seed.items():
+            mine.setdefault(seed, record)
 
 
 def _mean(rows, key):
