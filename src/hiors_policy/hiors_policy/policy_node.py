@@ -80,6 +80,8 @@ class PolicyNode(Node):
     def __init__(self):
         super().__init__('policy')
         self.cfg = declare_config(self, PolicyNodeConfig)
+        if self.cfg.tick_source not in ('timer', 'joint_states'):
+            raise ValueError(f"tick_source must be 'timer' or 'joint_states', not {self.cfg.tick_source!r}")
         torch.set_num_threads(max(1, self.cfg.torch_threads))
         torch.manual_seed(self.cfg.seed)
         self.checkpoint_dirs = [d for d in self.cfg.checkpoint_dirs if d] or (
@@ -150,8 +152,6 @@ class PolicyNode(Node):
         self._chunk_lock = threading.Lock()
         if self.cfg.tick_source == 'timer':
             self.create_timer(1.0 / self.cfg.control_rate_hz, self._on_tick)
-        elif self.cfg.tick_source != 'joint_states':
-            raise ValueError(f"tick_source must be 'timer' or 'joint_states', not {self.cfg.tick_source!r}")
         self.create_timer(1.0, self._report)
 
     # --- inputs ------------------------------------------------------------------------------
@@ -172,8 +172,7 @@ class PolicyNode(Node):
         self.images[cam] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
         self.image_stamps[cam] = time.monotonic()
         self.sync.add_image(cam, Time.from_msg(msg.header.stamp).nanoseconds, self.images[cam])
-        if self._pending_request is not None and not self.intervention:
-            self._request_inference()
+        self._request_inference()            # a request waiting for this tick's frames
 
     def _on_intervention(self, msg: Bool):
         if msg.data != self.intervention:
