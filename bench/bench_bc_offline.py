@@ -85,6 +85,8 @@ def main():
     ap.add_argument('--eval-at', default='', help='comma list of extra step counts to evaluate at (EMA if on)')
     ap.add_argument('--chamfer', type=float, default=-1.0, help='override the hole chamfer (m); -1 = the scene default')
     ap.add_argument('--noise-samples', type=int, default=1, help='flow-matching draws per observation and step')
+    ap.add_argument('--image-shift', type=int, default=0,
+                    help='random-shift augmentation, pixels at the policy image size (TrainerConfig.image_shift_px)')
     ap.add_argument('--privileged', action='store_true',
                     help='upper bound: true peg/hole (x, y, yaw) appended to the state (perfect perception)')
     ap.add_argument('--max-ticks', type=int, default=200)
@@ -123,7 +125,7 @@ def main():
                         method='bc', policy_preset=a.preset, batch_size=a.batch_size, lr=a.lr,
                         decay_steps=a.steps, replan_stride=config.n_action_steps, num_threads=a.threads,
                         seed=a.seed, intake_interval_s=1e9, ema_decay=a.ema,
-                        noise_samples=a.noise_samples)
+                        noise_samples=a.noise_samples, image_shift_px=a.image_shift)
     tr = Trainer(cfg, loader=lambda info, rate_hz=None: by_id[info.episode_id],
                  lister=lambda root: [e.info for e in eps])
     tr.resume_or_init(config=config)
@@ -137,7 +139,7 @@ def main():
                 image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset,
                 vision_tower=config.vision_tower, keypoints=config.vision_keypoints,
                 vision_width=config.vision_width, privileged=a.privileged, ema=a.ema,
-                noise_samples=a.noise_samples, collect_s=round(t_collect))
+                noise_samples=a.noise_samples, image_shift=a.image_shift, collect_s=round(t_collect))
 
     def run_eval(weights, label, on_train):
         from hiors_policy.modeling import Pi0Policy

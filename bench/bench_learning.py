@@ -205,6 +205,7 @@ def core_seed(args, out, seed, budgets, results):
                             demo_mix=args.demo_mix if init else 'ratio',
                             decay_steps=steps, lr=args.online_lr if init else 0.0, seed=seed,
                             ema_decay=args.online_ema if init else 0.0, noise_samples=args.noise_samples,
+                            image_shift_px=args.image_shift,
                             num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0,
                             label_source=args.label_source, replan_stride=args.replan_stride,
                             **({} if args.pre_takeover_steps is None
@@ -343,6 +344,8 @@ def main():
                          'camera frame -> command latency; 0 = none, as before 2026-12-02 session 20)')
     ap.add_argument('--blend-ticks', type=int, default=None,
                     help="core engine: chunk cross-fade ticks (default: the policy node's; 0 = none)")
+    ap.add_argument('--image-shift', type=int, default=0,
+                    help="core engine: random-shift augmentation of the online training images (pixels)")
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)

@@ -100,6 +100,20 @@ def resize_with_pad(img: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def random_shift(images: torch.Tensor, pad: int, rng: np.random.Generator) -> torch.Tensor:
+    """Random-shift augmentation (DrQ / Diffusion Policy's random crop): each image of a
+    (B, n_cam, 3, S, S) batch is edge-padded by `pad` pixels and cropped back to S x S at an
+    offset drawn from `rng` (independently per sample and camera). Training only: it keeps a
+    few demonstrations from being memorised pixel for pixel."""
+    if pad <= 0:
+        return images
+    B, N, C, S, _ = images.shape
+    flat = torch.nn.functional.pad(images.reshape(B * N, C, S, S), (pad, pad, pad, pad), mode='replicate')
+    dx, dy = rng.integers(0, 2 * pad + 1, size=(2, B * N))
+    out = torch.stack([flat[i, :, y:y + S, x:x + S] for i, (x, y) in enumerate(zip(dx, dy))])
+    return out.reshape(B, N, C, S, S)
+
+
 class PolicyProcessor:
     def __init__(self, config: PolicyConfig, norm_stats: NormStats | None = None, tokenizer=None):
         self.config = config
@@ -291,4 +305,4 @@ class PolicyProcessor:
         return out
 
 
-__all__ = ['NormStats', 'PolicyProcessor', 'resize_with_pad', 'MIN_STD']
+__all__ = ['NormStats', 'PolicyProcessor', 'random_shift', 'resize_with_pad', 'MIN_STD']

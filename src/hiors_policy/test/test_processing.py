@@ -7,7 +7,7 @@ import torch
 
 from hiors_policy.config import make_config
 from hiors_policy.modeling import Pi0Policy
-from hiors_policy.processing import NormStats, PolicyProcessor, resize_with_pad
+from hiors_policy.processing import NormStats, PolicyProcessor, random_shift, resize_with_pad
 from hiors_policy.synthetic import random_observation, random_samples
 from hiors_policy.tokenizer import ByteTokenizer, make_tokenizer, tokenize_prompt
 
@@ -149,3 +149,20 @@ def test_processor_feeds_the_model_end_to_end(cfg, stats):
 def test_processor_rejects_mismatched_stats(cfg):
     with pytest.raises(ValueError, match='state dim'):
         PolicyProcessor(cfg, NormStats.identity(6, 7))
+
+
+def test_random_shift_crops_edge_padded_windows():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand((6, 2, 3, 12, 12), generator=g) * 2 - 1
+    assert random_shift(images, 0, np.random.default_rng(0)) is images
+    out = random_shift(images, 3, np.random.default_rng(1))
+    assert out.shape == images.shape
+    padded = torch.nn.functional.pad(images.reshape(12, 3, 12, 12), (3, 3, 3, 3), mode='replicate')
+    shifts = []
+    for i, (src, img) in enumerate(zip(padded, out.reshape(12, 3, 12, 12))):
+        # each output image is one 12x12 window of its own padded image
+        found = [(y, x) for y in range(7) for x in range(7) if torch.equal(src[:, y:y + 12, x:x + 12], img)]
+        assert found, f'image {i} is not a window of its padded input'
+        shifts.append(found[0])
+    assert len(set(shifts)) > 1                  # offsets drawn per image, not one for the batch
+    assert (out >= -1).all() and (out <= 1).all()

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hiors_policy.processing import random_shift
+
 from .intake import Intake, Stored
 from .model import build_policy, full_weights, hiors_loss, loss_module
 from .sampling import WHOLE_SEGMENT, FilterConfig, ThresholdSchedule
@@ -115,6 +117,10 @@ class TrainerConfig:
     # Flow-matching draws (noise, time) per observation and step; the observation is encoded
     # once, so N draws cost far less than N times the step (see Pi0Policy.compute_loss).
     noise_samples: int = 1
+    # Random-shift augmentation of the training images: each camera image (at the policy's
+    # image_size) is edge-padded by this many pixels and cropped back at a random offset
+    # (processing.random_shift); 0 = off.
+    image_shift_px: int = 0
     seed: int = 0                        # torch (init weights, flow-matching noise) and batch-draw RNG seed
     device: str = 'cpu'                  # 'cpu', 'cuda', 'cuda:N' or 'auto' (cuda if available)
     num_threads: int = 1                 # torch CPU threads (at least 1)
@@ -150,6 +156,8 @@ class TrainerConfig:
             raise ValueError('keep_last must be >= 1')
         if self.noise_samples < 1:
             raise ValueError('noise_samples must be >= 1')
+        if self.image_shift_px < 0:
+            raise ValueError('image_shift_px must be >= 0')
         if self.label_source not in ('executed', 'measured'):
             raise ValueError(f"label_source must be 'executed' or 'measured', got {self.label_source!r}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -295,6 +303,7 @@ class Trainer:
     def make_batch(self, draws):
         samples, ind = self.intake.samples(draws, self.config.chunk_size)
         batch = self.processor.prepare_batch(samples)
+        batch['images'] = random_shift(batch['images'], self.cfg.image_shift_px, self.rng)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         return batch, torch.tensor(ind, device=self.device)
 
