@@ -18,6 +18,7 @@ from hiors_policy.checkpoint_transport import TransportError, build_manifest, ve
 from hiors_policy.config import make_config
 from hiors_policy.modeling import Pi0Policy
 from hiors_policy.synthetic import random_batch
+from hiors_recorder.dataset import load_episode
 from hiors_recorder.synthetic import write_synthetic_episode
 from hiors_trainer.core import Trainer, TrainerConfig, cosine_lr, hiors_loss
 
@@ -342,3 +343,29 @@ def test_label_source_measured_uses_the_next_states(eps, tmp_path):
     assert np.isfinite(tr.train_step()['loss'])
     with pytest.raises(ValueError, match='label_source'):
         TrainerConfig(label_source='commands').validate()
+
+
+def test_image_shift_augments_images_only(eps, tmp_path):
+    with pytest.raises(ValueError, match='image_shift_px'):
+        TrainerConfig(image_shift_px=-1).validate()
+
+    def textured(info, rate_hz=None):
+        # the recorded episodes' frames are flat colours, which a shift leaves unchanged
+        ep = load_episode(info, rate_hz=rate_hz)
+        rng = np.random.default_rng(0)
+        ep.images = {k: rng.integers(0, 256, v.shape, dtype=np.uint8) for k, v in ep.images.items()}
+        return ep
+    plain = Trainer(cfg(eps, tmp_path / 'plain'), loader=textured)
+    shifted = Trainer(cfg(eps, tmp_path / 'shift', image_shift_px=4), loader=textured)
+    for tr in (plain, shifted):
+        tr.resume_or_init()
+        tr.ingest()
+        tr.train_step()                                  # norm stats and processor from the data
+    draws = plain._draw(8)
+    a, _ = plain.make_batch(draws)
+    b, _ = shifted.make_batch(draws)
+    assert a['images'].shape == b['images'].shape
+    assert not torch.equal(a['images'], b['images'])
+    for k in a:
+        if k != 'images':
+            assert torch.equal(a[k], b[k]), k
