@@ -172,7 +172,7 @@ def main():
         t_train += time.time() - t1
         if (s + 1) % max(1, a.steps // 10) == 0:
             print(f'step {s + 1}: loss {np.mean(losses[-50:]):.4f} ({time.time() - t0:.0f} s)', flush=True)
-        if s + 1 in eval_at:
+        if s + 1 in eval_at and a.eval:          # --eval 0: train and save only
             last = s + 1 == a.steps
             evaluations.append(run_eval(tr.model_state(), 'ema' if a.ema else 'raw', on_train=last))
             if a.ema and last:
