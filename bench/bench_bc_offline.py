@@ -48,7 +48,7 @@ def evaluate(sim, actor, seeds, cams, max_ticks, privileged=False):
         for _ in range(max_ticks):
             q = sim.joint_positions()
             state = privileged_state(q, sim.task_state()) if privileged else q
-            cmd = actor.command(state, {c: sim.render(c) for c in cams})
+            cmd = actor.command(state, lambda: {c: sim.render(c) for c in cams})
             sim.step(cmd)
             peg = sim.peg_pose()[0]
             lift = lift or peg[2] > z0 + 0.02

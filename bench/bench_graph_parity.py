@@ -30,6 +30,11 @@ INSTANCE_STRIDE = 100003          # hiors_sim.sim_node: task seed = seed * 10000
 MODES = {'alone': 'label_only', 'online': 'intervene'}
 
 
+def control_rate_hz() -> float:
+    from hiors_sim.sim_core import SimConfig
+    return SimConfig().control_rate_hz
+
+
 def graph_run(args, mode, out):
     ep_dir = os.path.join(out, 'graph', mode)
     if len(episodes(ep_dir)) < args.instances:
@@ -57,7 +62,7 @@ def graph_latency(out, mode):
 def graph_episodes(ep_dir, n):
     from hiors_recorder.dataset import list_episodes, load_episode
     infos = list_episodes(ep_dir)[:n]
-    return [load_episode(info, rate_hz=10.0, load_images=False) for info in infos]
+    return [load_episode(info, rate_hz=control_rate_hz(), load_images=False) for info in infos]
 
 
 def core_run(args, mode, seeds):
@@ -153,6 +158,9 @@ def main():
         report['graph'][mode] = summary([{'success': r['graph'] == 'success'} for r in rows])
         report['core'][mode] = summary([{'success': r['core'] == 'success'} for r in rows])
         report.setdefault('wall_s', {})[mode] = {'graph': round(t_graph), 'core': round(t_core)}
+        # Simulated seconds per wall second (issue 12 keeps the lock-step engine >= 5x real time).
+        report.setdefault('core_x_real_time', {})[mode] = round(
+            sum(r['core_ticks'] for r in rows) / control_rate_hz() / max(t_core, 1e-9), 1)
         report.setdefault('graph_latency', {})[mode] = graph_latency(args.out, mode)
         both = sum(r['graph'] == r['core'] for r in rows)
         div = sorted(r['first_divergence_tick'] for r in rows if r['first_divergence_tick'] >= 0)
@@ -166,7 +174,8 @@ def main():
                  'core': {m: report['core'][m]['success'] for m in report['core']},
                  'graph': {m: report['graph'][m]['success'] for m in report['graph']},
                  'detail': {k: report.get(k)
-                            for k in ('task', 'checkpoint', 'core_latency', 'wall_s', 'graph_latency')},
+                            for k in ('task', 'checkpoint', 'core_latency', 'wall_s', 'core_x_real_time',
+                                      'graph_latency')},
                  'ci95': {e: {m: report[e][m]['ci95'] for m in report[e]} for e in ('core', 'graph')}}
         with open(args.json, 'w') as f:
             json.dump(brief, f, indent=1)

@@ -64,11 +64,14 @@ class PolicyActor:
         self.reset()
 
     def command(self, state, images):
-        """The command for this tick (None = hold, as the node does on a NaN chunk)."""
+        """The command for this tick (None = hold, as the node does on a NaN chunk). `images`:
+        camera -> frame, or a callable returning that, called only on ticks that plan a chunk
+        (an evaluation then renders the cameras on those ticks only)."""
         self.tick += 1
         if self.executor.needs_request(self.tick):
             self.executor.mark_requested()
-            batch = self.processor.prepare_observation(images, state, self.prompt)
+            batch = self.processor.prepare_observation(images() if callable(images) else images, state,
+                                                       self.prompt)
             with torch.no_grad():
                 chunk = self.processor.unnormalize_actions(self.policy.sample_actions(batch)[0])
             self.executor.submit(chunk, self.tick)
@@ -145,11 +148,15 @@ class SyncWorld:
         while ticks < max_ticks:
             q, task = sim.joint_positions(), sim.task_state()
             obs_state = privileged_state(q, task) if self.privileged_state else q
-            images = None
+            frames = {}
+
+            def tick_images():            # rendered at most once per tick, and only if used
+                if not frames:
+                    frames.update(self.images())
+                return frames
             policy_cmd = None
             if rec is not None and actor is not None and not human.in_control:
-                images = self.images()
-                policy_cmd = actor.command(obs_state, images)
+                policy_cmd = actor.command(obs_state, tick_images)
             driving = 'human' if human.in_control else 'policy'
             out = human.tick(self.now, q, task, sim.success(), policy_cmd)
             if rec is not None and not fell_in:
@@ -185,9 +192,8 @@ class SyncWorld:
                 applied = cmd
             if rec is not None and human.state == 'running':
                 if record:
-                    images = images if images is not None else self.images()
                     for c in self.cameras:
-                        rec['images'][c].append(images[c])
+                        rec['images'][c].append(tick_images()[c])
                 rec['state'].append(obs_state)
                 rec['action'].append(np.asarray(cmd, float).copy())
                 rec['human'].append(bool(out['intervention']))

@@ -83,3 +83,33 @@ def test_command_delay_reaches_the_arm_late():
     assert first_move(a) >= 1
     assert first_move(b) == first_move(a) + 2, 'the same commands reach the arm two ticks later'
     assert late.episode(seed=6, record=False).outcome == 'success'   # the expert copes with 0.2 s
+
+
+def test_evaluation_renders_only_on_planning_ticks():
+    """Unrecorded policy episodes render the cameras only when a chunk is planned (about every
+    k-th tick); recording still stores every tick's frames, and the arm's path is the same."""
+    torch.set_num_threads(1)
+    config = make_config('tiny', image_size=64, vision_patch_size=32)
+    policy = Pi0Policy(config)
+    demo = SyncWorld(task='peg_insert_narrow', mode='demo', image_size=64).episode(seed=7).episode
+    plans, sample = [], policy.sample_actions
+    policy.sample_actions = lambda *a, **k: plans.append(1) or sample(*a, **k)
+    paths = []
+    for record in (False, True):
+        world = SyncWorld(task='peg_insert_narrow', mode='label_only', episode_timeout_s=2.0, image_size=64)
+        renders, path = [], []
+        render, step = world.sim.render, world.sim.step
+        world.sim.render = lambda cam: renders.append(cam) or render(cam)
+        world.sim.step = lambda cmd=None: path.append(np.array(cmd, float)) or step(cmd)
+        plans.clear()
+        torch.manual_seed(3)
+        r = world.episode(seed=8, actor=PolicyActor(policy, NormStats.from_arrays(demo.state, demo.action)),
+                          record=record)
+        paths.append(np.array(path))
+        if not record:
+            assert 0 < len(plans) < r.ticks * 0.75 and len(renders) == 2 * len(plans)
+        else:
+            T = len(r.episode.state)
+            # + the labelling tick, whose observation the policy saw but nobody recorded
+            assert r.episode.images['front'].shape[0] == T and 2 * T <= len(renders) <= 2 * (T + 1)
+    np.testing.assert_allclose(paths[0], paths[1])
