@@ -39,6 +39,8 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     """95% Wilson score interval of a success rate (sound at small n and at 0% / 100%)."""
     if n <= 0:
         return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f'{successes} successes out of {n} trials')
     p = successes / n
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
