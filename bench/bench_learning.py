@@ -149,6 +149,13 @@ def mux_overrides(args) -> dict:
 EVAL_NOISE_SEED = 7_000_000
 
 
+def eval_seeds(seed: int, instance: int, trial: int) -> tuple[int, int]:
+    """(task instance, flow-matching noise seed) of one evaluation episode: held-out instances
+    900000.. per seed, and common random numbers: every policy evaluated on this seed meets the same
+    noise on each (instance, trial), so a paired comparison shows what the weights changed."""
+    return 900000 + 1000 * seed + instance, EVAL_NOISE_SEED + 1000 * seed + 10 * instance + trial
+
+
 def core_evaluate(args, weights, norm_stats, config, seed):
     """The policy alone on eval instances, each tried `trials` times (same instance, new noise)."""
     import torch
@@ -163,12 +170,10 @@ def core_evaluate(args, weights, norm_stats, config, seed):
     outcomes, failures = [], {}
     for i in range(args.eval_instances):
         for trial in range(args.trials):
-            # Common random numbers: every policy evaluated on this seed meets the same flow-matching
-            # noise on each (instance, trial), so a paired comparison with the base shows what the
-            # weights changed rather than which noise they drew. The training RNG is left as it was.
-            with torch.random.fork_rng():
-                torch.manual_seed(EVAL_NOISE_SEED + 1000 * seed + 10 * i + trial)
-                r = world.episode(900000 + 1000 * seed + i, actor, record=False)
+            task_seed, noise_seed = eval_seeds(seed, i, trial)
+            with torch.random.fork_rng():          # the training RNG is left as it was
+                torch.manual_seed(noise_seed)
+                r = world.episode(task_seed, actor, record=False)
             outcomes.append(r.outcome == 'success')
             if r.outcome != 'success':
                 mode = (f'peg knocked over in {r.fell_in}' if r.fell_in

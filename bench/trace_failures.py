@@ -1,0 +1,112 @@
+"""Why a saved policy fails: re-run the failed evaluation episodes of a bench_learning run (policy
+alone, the same task instances and flow-matching noise as its evaluation) and describe each one.
+
+  MUJOCO_GL=egl .venv/bin/python bench/trace_failures.py \\
+      --checkpoint runs/X/seed1/hiors/frames_3000.safetensors --results runs/X/results.json \\
+      --method hiors --budget 3000 --seed 1 [--trial 0] [--out trace.json]
+
+For a peg that tips (its axis more than ~11 degrees from vertical): the tick, the scripted expert's
+phase reading there and 3 ticks before, the gripper opening (the peg's half-width = holding it)
+and the hand's offset from the peg centre 3 ticks before. For a time-out: the expert's phase at the
+end and the median peg-hole lateral distance over the last 100 ticks (hovering off the hole vs
+never lifting). The evaluation of the run must have used --lead-ticks / --blend-ticks defaults.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from hiors_common.ros_env import use_local_ros_network
+
+use_local_ros_network()
+os.environ.setdefault('MUJOCO_GL', 'egl')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_learning import eval_seeds  # noqa: E402
+
+TIPPED_COS = 0.98          # world-z component of the peg axis below this: tipping (~11 degrees)
+
+
+def trace_episode(world, actor, task_seed, noise_seed):
+    """One evaluation episode with the arm, gripper and peg logged every control tick."""
+    import torch
+    kin = world.human.expert.kin
+    log, step = [], world.sim.step
+
+    def logged_step(cmd=None):
+        q, ts = world.sim.joint_positions(), world.sim.task_state()
+        w, x, y, z = ts['peg_quat']
+        log.append({'phase': world.human.expert.phase, 'gripper': float(q[6]),
+                    'hand_minus_peg': (kin.fk(q[:6])[0] - ts['peg_pos']).tolist(),
+                    'upright': float(1 - 2 * (x * x + y * y)),
+                    'hole_lateral': float(np.linalg.norm(ts['peg_pos'][:2] - ts['hole_pos'][:2]))})
+        return step(cmd)
+    world.sim.step = logged_step
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(noise_seed)
+            result = world.episode(task_seed, actor, record=False)
+    finally:
+        world.sim.step = step
+    return result, log
+
+
+def describe(result, log) -> dict:
+    tip = next((k for k, e in enumerate(log) if e['upright'] < TIPPED_COS), None)
+    if tip is None:
+        lateral = [e['hole_lateral'] for e in log[-100:]] or [float('nan')]
+        return {'outcome': result.outcome, 'kind': f'timeout in {result.end_phase}', 'ticks': len(log),
+                'hole_lateral_mm_median_last100': round(1000 * float(np.median(lateral)), 1)}
+    before = log[max(0, tip - 3)]
+    return {'outcome': result.outcome, 'kind': 'tipped', 'tick': tip, 'phase': log[tip]['phase'],
+            'phase_3_ticks_before': before['phase'], 'gripper_m': round(before['gripper'], 4),
+            'hand_minus_peg_mm': [round(1000 * v, 1) for v in before['hand_minus_peg']],
+            'fell_in': result.fell_in}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--checkpoint', required=True)
+    ap.add_argument('--results', required=True, help="the bench_learning run's results.json")
+    ap.add_argument('--method', default='hiors', help="a method of that run, or 'base'")
+    ap.add_argument('--budget', default='3000', help='online frames of the evaluation (0 for the base)')
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--trial', type=int, default=0, help='which of the evaluation trials per instance')
+    ap.add_argument('--trials', type=int, default=1, help="trials per instance in that run's evaluation")
+    ap.add_argument('--task', default='peg_insert_narrow')
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--out', default='')
+    args = ap.parse_args()
+    import torch
+    from hiors.sync_loop import PolicyActor, SyncWorld
+    from hiors_policy.checkpoint import load_checkpoint
+    from hiors_sim.scene import PEG_HALF
+    torch.set_num_threads(args.threads)
+    with open(args.results) as f:
+        cell = json.load(f)[args.method][str(args.budget)][str(args.seed)]
+    outcomes = cell['outcomes'][args.trial::args.trials]
+    policy, config, norm_stats, _ = load_checkpoint(args.checkpoint)
+    actor = PolicyActor(policy, norm_stats)
+    world = SyncWorld(task=args.task, mode='label_only', cameras=config.camera_names)
+    rows = []
+    for i, ok in enumerate(outcomes):
+        if ok:
+            continue
+        result, log = trace_episode(world, actor, *eval_seeds(args.seed, i, args.trial))
+        row = dict(instance=i, **describe(result, log))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    tipped = [r for r in rows if r['kind'] == 'tipped']
+    closed = sum(r['gripper_m'] < PEG_HALF + 0.005 for r in tipped)
+    print(f'{len(rows)} failures re-run ({sum(r["outcome"] != "success" for r in rows)} failed again): '
+          f'{len(tipped)} tipped ({closed} with the fingers closed to the peg, {len(tipped) - closed} open), '
+          f'{len(rows) - len(tipped)} time-outs')
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
