@@ -32,15 +32,15 @@ TIPPED_COS = 0.98          # world-z component of the peg axis below this: tippi
 def trace_episode(world, actor, task_seed, noise_seed):
     """One evaluation episode with the arm, gripper and peg logged every control tick."""
     import torch
+    from hiors_sim.expert import ScriptedExpert
     kin = world.human.expert.kin
     log, step = [], world.sim.step
 
     def logged_step(cmd=None):
         q, ts = world.sim.joint_positions(), world.sim.task_state()
-        w, x, y, z = ts['peg_quat']
         log.append({'phase': world.human.expert.phase, 'gripper': float(q[6]),
                     'hand_minus_peg': (kin.fk(q[:6])[0] - ts['peg_pos']).tolist(),
-                    'upright': float(1 - 2 * (x * x + y * y)),
+                    'upright': ScriptedExpert.peg_upright(ts['peg_quat'], TIPPED_COS),
                     'hole_lateral': float(np.linalg.norm(ts['peg_pos'][:2] - ts['hole_pos'][:2]))})
         return step(cmd)
     world.sim.step = logged_step
@@ -54,7 +54,7 @@ def trace_episode(world, actor, task_seed, noise_seed):
 
 
 def describe(result, log) -> dict:
-    tip = next((k for k, e in enumerate(log) if e['upright'] < TIPPED_COS), None)
+    tip = next((k for k, e in enumerate(log) if not e['upright']), None)
     if tip is None:
         lateral = [e['hole_lateral'] for e in log[-100:]] or [float('nan')]
         return {'outcome': result.outcome, 'kind': f'timeout in {result.end_phase}', 'ticks': len(log),

@@ -145,15 +145,16 @@ class SyncWorld:
         last_phase = 'start'
         in_flight = deque()
         max_ticks = int((self.episode_timeout_s + 20.0) / self.dt)
+        frames = {}                       # this tick's camera frames, rendered only if used
+
+        def tick_images():
+            if not frames:
+                frames.update(self.images())
+            return frames
         while ticks < max_ticks:
             q, task = sim.joint_positions(), sim.task_state()
             obs_state = privileged_state(q, task) if self.privileged_state else q
-            frames = {}
-
-            def tick_images():            # rendered at most once per tick, and only if used
-                if not frames:
-                    frames.update(self.images())
-                return frames
+            frames.clear()
             policy_cmd = None
             if rec is not None and actor is not None and not human.in_control:
                 policy_cmd = actor.command(obs_state, tick_images)
