@@ -70,6 +70,19 @@ def _apply_rope(x, cos, sin):
     return (x * cos.to(x.dtype)) + (_rotate_half(x) * sin.to(x.dtype))
 
 
+def _rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """transformers' GemmaRMSNorm (x / rms(x) * (1 + w), in float32) as one fused op: the tiny
+    preset's layers are dispatch-bound on a CPU, and the module does ten ops for this."""
+    w = norm.weight
+    return F.rms_norm(x.float(), w.shape, 1.0 + w.float(), norm.eps).type_as(x)
+
+
+def _mlp(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """transformers' GemmaMLP (gelu-tanh gated) without the per-module call overhead."""
+    gate = F.gelu(F.linear(x, mlp.gate_proj.weight), approximate='tanh')
+    return F.linear(gate * F.linear(x, mlp.up_proj.weight), mlp.down_proj.weight)
+
+
 class Pi0Policy(nn.Module):
     """The VLA. Inputs are the tensor batches made by processing.PolicyProcessor:
 
@@ -196,7 +209,7 @@ class Pi0Policy(nn.Module):
     def _qkv(self, layer, h):
         c = self.config
         B, L, _ = h.shape
-        x = layer.input_layernorm(h)
+        x = _rms_norm(layer.input_layernorm, h)
         a = layer.self_attn
         q = a.q_proj(x).view(B, L, c.num_heads, c.head_dim).transpose(1, 2)
         k = a.k_proj(x).view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
@@ -205,16 +218,28 @@ class Pi0Policy(nn.Module):
 
     @staticmethod
     def _post(layer, h, att):
-        h = h + layer.self_attn.o_proj(att)
-        return h + layer.mlp(layer.post_attention_layernorm(h))
+        o = layer.self_attn.o_proj
+        h = h + F.linear(att, o.weight, o.bias)
+        return h + _mlp(layer.mlp, _rms_norm(layer.post_attention_layernorm, h))
 
-    def _layers(self, prefix_h, suffix_h, att_mask, positions, prefix_kv=None, collect_kv=False):
-        """Run all layers. prefix_h / suffix_h: (B, L, W) or None. att_mask (B, Lq, Lk) bool over
-        queries (prefix then suffix present here) and keys (cached prefix, then the queries).
-        positions (B, Lq). Returns (suffix_out or None, per-layer prefix (k, v) list or None)."""
+    def _attention_inputs(self, att_mask, positions):
+        """(mask broadcast over heads, rotary cos, sin) of the queries, for `_layers`.
+        att_mask (B, Lq, Lk) bool over queries (prefix then suffix present here) and keys (cached
+        prefix, then the queries); positions (B, Lq)."""
+        cos, sin = _rope(positions, self.config.head_dim, self.config.rope_theta)
+        return att_mask[:, None, :, :], cos, sin
+
+    def _to_heads(self, kv: torch.Tensor) -> torch.Tensor:
+        """K or V (B, kv_heads, L, D) repeated to the query heads (grouped-query attention)."""
+        rep = self.config.num_heads // kv.shape[1]
+        return kv.repeat_interleave(rep, dim=1) if rep > 1 else kv
+
+    def _layers(self, prefix_h, suffix_h, attention, prefix_kv=None, collect_kv=False):
+        """Run all layers. prefix_h / suffix_h: (B, L, W) or None; attention: `_attention_inputs`.
+        prefix_kv: per-layer cached prefix (k, v), with kv or query heads. Returns (suffix_out or
+        None, per-layer prefix (k, v) list with kv heads, or None)."""
         c = self.config
-        cos, sin = _rope(positions, c.head_dim, c.rope_theta)
-        mask = att_mask[:, None, :, :]
+        mask, cos, sin = attention
         kv_out = [] if collect_kv else None
         ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i in range(c.lm_depth):
@@ -226,7 +251,7 @@ class Pi0Policy(nn.Module):
                 prefix_h, suffix_h, kv = self._layer(i, prefix_h, suffix_h, mask, cos, sin, pkv)
             if collect_kv:
                 kv_out.append(kv)
-        out = self.expert.norm(suffix_h) if suffix_h is not None else None
+        out = _rms_norm(self.expert.norm, suffix_h) if suffix_h is not None else None
         return out, kv_out
 
     def _layer(self, i, prefix_h, suffix_h, mask, cos, sin, prefix_kv):
@@ -238,18 +263,14 @@ class Pi0Policy(nn.Module):
         if suffix_h is not None:
             streams.append((self.expert.layers[i], suffix_h))
         qkv = [self._qkv(layer, h) for layer, h in streams]
-        q = _apply_rope(torch.cat([t[0] for t in qkv], dim=2), cos, sin)
-        k = _apply_rope(torch.cat([t[1] for t in qkv], dim=2), cos, sin)
-        v = torch.cat([t[2] for t in qkv], dim=2)
+        q, k, v = qkv[0] if len(qkv) == 1 else [torch.cat(t, dim=2) for t in zip(*qkv)]
+        q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
         kv = (k, v)
+        k, v = self._to_heads(k), self._to_heads(v)
         if prefix_kv is not None:
             pk, pv = prefix_kv
-            k = torch.cat([pk.to(k.dtype), k], dim=2)
-            v = torch.cat([pv.to(v.dtype), v], dim=2)
-        rep = c.num_heads // c.num_kv_heads
-        if rep > 1:
-            k = k.repeat_interleave(rep, dim=1)
-            v = v.repeat_interleave(rep, dim=1)
+            k = torch.cat([self._to_heads(pk).to(k.dtype), k], dim=2)
+            v = torch.cat([self._to_heads(pv).to(v.dtype), v], dim=2)
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         B, _, Lq, _ = att.shape
         att = att.transpose(1, 2).reshape(B, Lq, c.num_heads * c.head_dim)
@@ -329,7 +350,7 @@ class Pi0Policy(nn.Module):
         pad = torch.cat([p_pad, s_pad], dim=1)
         mask = self._self_attend_safe(make_att_2d_masks(pad, torch.cat([p_blk, s_blk], dim=1)))
         pos = torch.cumsum(pad.to(torch.int64), dim=1) - 1
-        out, _ = self._layers(p_emb, s_emb, mask, pos)
+        out, _ = self._layers(p_emb, s_emb, self._attention_inputs(mask, pos))
         return self.action_out_proj(out[:, -self.config.chunk_size:])
 
     def compute_loss(self, batch: dict, noise: torch.Tensor | None = None, time: torch.Tensor | None = None,
@@ -390,19 +411,25 @@ class Pi0Policy(nn.Module):
         p_emb, p_pad, p_blk = self.embed_prefix(batch)
         mask = self._self_attend_safe(make_att_2d_masks(p_pad, p_blk))
         pos = torch.cumsum(p_pad.to(torch.int64), dim=1) - 1
-        _, kv = self._layers(p_emb, None, mask, pos, collect_kv=True)
+        _, kv = self._layers(p_emb, None, self._attention_inputs(mask, pos), collect_kv=True)
         return kv, p_pad
 
-    def denoise_step(self, state, prefix_kv, prefix_pad, x_t, t):
-        """Velocity for the suffix only, attending to the cached prefix K/V."""
-        s_emb, s_pad, s_blk = self.embed_suffix(state, x_t, t)
+    def _suffix_attention(self, s_pad, s_blk, prefix_pad):
+        """`_attention_inputs` of the suffix over the cached prefix (the same for every
+        denoising step of a chunk)."""
         B, Ls = s_pad.shape
-        Lp = prefix_pad.shape[1]
-        m_prefix = prefix_pad[:, None, :].expand(B, Ls, Lp)
-        m_suffix = make_att_2d_masks(s_pad, s_blk)
-        mask = torch.cat([m_prefix, m_suffix], dim=2)
+        m_prefix = prefix_pad[:, None, :].expand(B, Ls, prefix_pad.shape[1])
+        mask = torch.cat([m_prefix, make_att_2d_masks(s_pad, s_blk)], dim=2)
         pos = prefix_pad.to(torch.int64).sum(dim=1, keepdim=True) + torch.cumsum(s_pad.to(torch.int64), dim=1) - 1
-        out, _ = self._layers(None, s_emb, mask, pos, prefix_kv=prefix_kv)
+        return self._attention_inputs(mask, pos)
+
+    def denoise_step(self, state, prefix_kv, prefix_pad, x_t, t, attention=None):
+        """Velocity for the suffix only, attending to the cached prefix K/V. `attention`: the
+        chunk's `_suffix_attention`, computed here when not given."""
+        s_emb, s_pad, s_blk = self.embed_suffix(state, x_t, t)
+        if attention is None:
+            attention = self._suffix_attention(s_pad, s_blk, prefix_pad)
+        out, _ = self._layers(None, s_emb, attention, prefix_kv=prefix_kv)
         return self.action_out_proj(out[:, -self.config.chunk_size:])
 
     @torch.no_grad()
@@ -426,11 +453,16 @@ class Pi0Policy(nn.Module):
         dt = -1.0 / n
         with autocast(dev, c.dtype):
             if use_kv_cache:
+                # Everything but the noisy chunk and its time is the same at every step: prefix
+                # K/V (repeated to the query heads once), the suffix's mask and rotary angles.
                 kv, p_pad = self.encode_prefix(b)
+                kv = [(self._to_heads(k), self._to_heads(v)) for k, v in kv]
+                _, s_pad, s_blk = self.embed_suffix(b['state'], x, torch.ones(B, device=dev))
+                attention = self._suffix_attention(s_pad, s_blk, p_pad)
             for i in range(n):
                 t = torch.full((B,), 1.0 - i / n, device=dev, dtype=torch.float32)
                 if use_kv_cache:
-                    v = self.denoise_step(b['state'], kv, p_pad, x, t)
+                    v = self.denoise_step(b['state'], kv, p_pad, x, t, attention)
                 else:
                     v = self.velocity(b, x, t)
                 x = x + dt * v.float()

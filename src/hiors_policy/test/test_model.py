@@ -48,7 +48,7 @@ def _suffix_out(p, b, x_t, t):
     se, sp, sb = p.embed_suffix(b['state'], x_t, t)
     pad = torch.cat([pp, sp], 1)
     mask = p._self_attend_safe(make_att_2d_masks(pad, torch.cat([pb, sb], 1)))
-    out, _ = p._layers(pe, se, mask, torch.cumsum(pad.long(), 1) - 1)
+    out, _ = p._layers(pe, se, p._attention_inputs(mask, torch.cumsum(pad.long(), 1) - 1))
     return out
 
 
@@ -302,7 +302,7 @@ def test_layer_math_matches_transformers_gemma(cfg):
     m = make_att_2d_masks(pad, blk)
     pos = torch.arange(L)[None].expand(B, -1) + 5
     with torch.no_grad():
-        mine, _ = p._layers(None, x, m, pos)
+        mine, _ = p._layers(None, x, p._attention_inputs(m, pos))
         theirs = ref(inputs_embeds=x, attention_mask=m[:, None], position_ids=pos).last_hidden_state
     assert torch.allclose(mine, theirs, atol=1e-5), (mine - theirs).abs().max()
 
