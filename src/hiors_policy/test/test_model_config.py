@@ -14,8 +14,8 @@ def test_presets_build_and_round_trip():
         c = make_config(name)
         assert PolicyConfig.from_json(c.to_json()) == c
         # 1 s predicted: pi0 at 50 Hz (0.4 s executed), the small presets at the sim's 10 Hz
-        # (small 0.5 s executed; tiny re-plans every 0.2 s).
-        want = {'pi0': (50, 20, 10), 'small': (10, 5, 10), 'tiny': (10, 2, 10)}[name]
+        # (small 0.5 s executed; tiny re-plans every 0.4 s).
+        want = {'pi0': (50, 20, 10), 'small': (10, 5, 10), 'tiny': (10, 4, 10)}[name]
         assert (c.chunk_size, c.n_action_steps, c.num_inference_steps) == want
         assert (c.max_state_dim, c.max_action_dim, c.state_dim, c.action_dim) == (32, 32, 7, 7)
         assert c.camera_names == ('front', 'wrist')
