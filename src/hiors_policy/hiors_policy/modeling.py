@@ -199,11 +199,17 @@ class Pi0Policy(nn.Module):
         h = self.action_time_mlp_in(torch.cat([act_emb, time_emb], dim=2))
         h = self.action_time_mlp_out(F.silu(h))
         emb = torch.cat([state_emb.to(h.dtype), h], dim=1)
-        pad = torch.ones(B, emb.shape[1], dtype=torch.bool, device=emb.device)
-        blocks = torch.zeros(B, emb.shape[1], dtype=torch.int64, device=emb.device)
+        return (emb, *self._suffix_layout(B, emb.device, emb.shape[1]))
+
+    def _suffix_layout(self, batch_size: int, device, length: int = 0):
+        """(pad, block starts) of the suffix tokens: one state token, then the action tokens
+        (`length` in all; 0 = 1 + chunk_size)."""
+        L = length or 1 + self.config.chunk_size
+        pad = torch.ones(batch_size, L, dtype=torch.bool, device=device)
+        blocks = torch.zeros(batch_size, L, dtype=torch.int64, device=device)
         blocks[:, 0] = 1     # state block: sees prefix + itself
         blocks[:, 1] = 1     # action block: sees prefix + state + all actions
-        return emb, pad, blocks
+        return pad, blocks
 
     # ------------------------------------------------------------------ joint transformer
     def _qkv(self, layer, h):
@@ -457,8 +463,7 @@ class Pi0Policy(nn.Module):
                 # K/V (repeated to the query heads once), the suffix's mask and rotary angles.
                 kv, p_pad = self.encode_prefix(b)
                 kv = [(self._to_heads(k), self._to_heads(v)) for k, v in kv]
-                _, s_pad, s_blk = self.embed_suffix(b['state'], x, torch.ones(B, device=dev))
-                attention = self._suffix_attention(s_pad, s_blk, p_pad)
+                attention = self._suffix_attention(*self._suffix_layout(B, dev), p_pad)
             for i in range(n):
                 t = torch.full((B,), 1.0 - i / n, device=dev, dtype=torch.float32)
                 if use_kv_cache:
