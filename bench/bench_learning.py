@@ -209,6 +209,7 @@ def core_seed(args, out, seed, budgets, results):
                             method=method, policy_preset=args.preset, init_checkpoint=init, demo_ratio=demo_ratio,
                             demo_mix=args.demo_mix if init else 'ratio',
                             decay_steps=steps, lr=args.online_lr if init else 0.0, seed=seed,
+                            end_lr=args.online_end_lr if init else 0.0,
                             ema_decay=args.online_ema if init else 0.0, noise_samples=args.noise_samples,
                             image_shift_px=args.image_shift,
                             num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0,
@@ -325,6 +326,10 @@ def main():
                     help='train steps per online frame (graph engine: the simulated human waits for the trainer '
                          'before each episode, as for a scene reset, at most 60 s)')
     ap.add_argument('--online-lr', type=float, default=1e-4, help='core engine: peak lr of the online fine-tuning')
+    ap.add_argument('--online-end-lr', type=float, default=0.0,
+                    help='core engine: lr the online phase decays to (cosine over the largest budget x '
+                         "--updates-per-frame steps); 0 = the trainer profile's end_lr (cpu: 1e-4, i.e. a "
+                         'constant --online-lr 1e-4)')
     ap.add_argument('--pre-takeover-steps', type=int, default=None,
                     help='core engine: autonomous steps this close before a takeover are not trained on '
                          "(TrainerConfig.pre_takeover_steps; default: the trainer's)")
