@@ -10,6 +10,9 @@ phase reading there and 3 ticks before, the gripper opening (the peg's half-widt
 and the hand's offset from the peg centre 3 ticks before. For a time-out: the expert's phase at the
 end and the median peg-hole lateral distance over the last 100 ticks (hovering off the hole vs
 never lifting). The evaluation of the run must have used --lead-ticks / --blend-ticks defaults.
+With --with-human each failed episode is run once more with the simulated human intervening (same
+instance and noise, so both runs coincide up to the first takeover): whether and why it takes over,
+and whether the episode is rescued, i.e. whether online episodes hold corrections of this failure.
 """
 import argparse
 import json
@@ -77,6 +80,8 @@ def main():
     ap.add_argument('--trials', type=int, default=1, help="trials per instance in that run's evaluation")
     ap.add_argument('--task', default='peg_insert_narrow')
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--with-human', action='store_true',
+                    help='also re-run each failure with the simulated human intervening (takeovers, rescue)')
     ap.add_argument('--out', default='')
     args = ap.parse_args()
     import torch
@@ -90,12 +95,20 @@ def main():
     policy, config, norm_stats, _ = load_checkpoint(args.checkpoint)
     actor = PolicyActor(policy, norm_stats)
     world = SyncWorld(task=args.task, mode='label_only', cameras=config.camera_names)
+    helped = SyncWorld(task=args.task, mode='intervene', cameras=config.camera_names) if args.with_human else None
     rows = []
     for i, ok in enumerate(outcomes):
         if ok:
             continue
         result, log = trace_episode(world, actor, *eval_seeds(args.seed, i, args.trial))
         row = dict(instance=i, **describe(result, log))
+        if helped is not None:
+            task_seed, noise_seed = eval_seeds(args.seed, i, args.trial)
+            with torch.random.fork_rng():
+                torch.manual_seed(noise_seed)
+                res = helped.episode(task_seed, actor, record=False)
+            row['with_human'] = {'outcome': res.outcome,
+                                 'takeovers': [list(t) for t in helped.human.takeover_log]}
         rows.append(row)
         print(json.dumps(row), flush=True)
     tipped = [r for r in rows if r['kind'] == 'tipped']
@@ -103,6 +116,10 @@ def main():
     print(f'{len(rows)} failures re-run ({sum(r["outcome"] != "success" for r in rows)} failed again): '
           f'{len(tipped)} tipped ({closed} with the fingers closed to the peg, {len(tipped) - closed} open), '
           f'{len(rows) - len(tipped)} time-outs')
+    if args.with_human:
+        taken = [r for r in rows if r['with_human']['takeovers']]
+        print(f'with the simulated human: it took over in {len(taken)} of {len(rows)}, '
+              f'{sum(r["with_human"]["outcome"] == "success" for r in rows)} rescued')
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(rows, f, indent=1)
