@@ -100,10 +100,10 @@ def main():
     for i, ok in enumerate(outcomes):
         if ok:
             continue
-        result, log = trace_episode(world, actor, *eval_seeds(args.seed, i, args.trial))
+        task_seed, noise_seed = eval_seeds(args.seed, i, args.trial)
+        result, log = trace_episode(world, actor, task_seed, noise_seed)
         row = dict(instance=i, **describe(result, log))
         if helped is not None:
-            task_seed, noise_seed = eval_seeds(args.seed, i, args.trial)
             with torch.random.fork_rng():
                 torch.manual_seed(noise_seed)
                 res = helped.episode(task_seed, actor, record=False)
