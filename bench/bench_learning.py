@@ -141,6 +141,21 @@ def _success_at(outcomes, trials):
     return r
 
 
+def human_overrides(args) -> dict:
+    """SimHumanConfig fields of the online phase's simulated human (--human FIELD=VALUE ...),
+    each parsed as its field's type."""
+    import dataclasses
+    from hiors_sim.sim_human import SimHumanConfig
+    types = {f.name: type(f.default) for f in dataclasses.fields(SimHumanConfig)}
+    out = {}
+    for item in args.human:
+        name, _, value = item.partition('=')
+        if name not in types or not value:
+            raise SystemExit(f'--human {item!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}')
+        out[name] = value.lower() in ('1', 'true', 'yes') if types[name] is bool else types[name](value)
+    return out
+
+
 def mux_overrides(args) -> dict:
     """MuxConfig fields for the lock-step engine's command mux (default: the mux node's own)."""
     return {} if args.mux_blend is None else {'blend_time_s': args.mux_blend}
@@ -252,7 +267,7 @@ def core_seed(args, out, seed, budgets, results):
                             blend_ticks=args.blend_ticks)
         actor.load(tr.model_state(), tr.norm_stats)
         world = SyncWorld(task=args.task, mode=mode, episode_timeout_s=args.episode_timeout,
-                          mux_overrides=mux_overrides(args),
+                          mux_overrides=mux_overrides(args), human_overrides=human_overrides(args),
                           cameras=config.camera_names)
         pending = sorted(budgets)
         # BC at matched human frames: it gets as many demonstrated frames as Hi-ORS's human drove
@@ -349,6 +364,9 @@ def main():
                     help='core engine: EMA decay of the online weights (0 = off; default = the main job recipe)')
     ap.add_argument('--mux-blend', type=float, default=None,
                     help="core engine: the command mux's takeover / hand-back blend in s (default: the mux node's)")
+    ap.add_argument('--human', nargs='*', default=[], metavar='FIELD=VALUE',
+                    help='core engine: SimHumanConfig fields of the online phase\'s simulated human '
+                         '(e.g. misaligned_m=0.003); default: its own')
     ap.add_argument('--lead-ticks', type=int, default=None,
                     help="core engine: chunk executor lead (default: the policy node's, which gives the graph's "
                          'camera frame -> command latency; 0 = none, as before 2026-12-02 session 20)')

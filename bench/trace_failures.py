@@ -27,7 +27,7 @@ use_local_ros_network()
 os.environ.setdefault('MUJOCO_GL', 'egl')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_learning import eval_seeds  # noqa: E402
+from bench_learning import eval_seeds, human_overrides  # noqa: E402
 
 TIPPED_COS = 0.98          # world-z component of the peg axis below this: tipping (~11 degrees)
 
@@ -82,6 +82,11 @@ def main():
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--with-human', action='store_true',
                     help='also re-run each failure with the simulated human intervening (takeovers, rescue)')
+    ap.add_argument('--human', nargs='*', default=[], metavar='FIELD=VALUE',
+                    help="with --with-human: SimHumanConfig fields of the simulated human (e.g. misaligned_m=0.003)")
+    ap.add_argument('--successes-too', action='store_true',
+                    help='with --with-human: also re-run the successes with the human (takeovers there replace '
+                         'an episode the policy would have finished alone)')
     ap.add_argument('--out', default='')
     args = ap.parse_args()
     import torch
@@ -95,12 +100,20 @@ def main():
     policy, config, norm_stats, _ = load_checkpoint(args.checkpoint)
     actor = PolicyActor(policy, norm_stats)
     world = SyncWorld(task=args.task, mode='label_only', cameras=config.camera_names)
-    helped = SyncWorld(task=args.task, mode='intervene', cameras=config.camera_names) if args.with_human else None
-    rows = []
+    helped = SyncWorld(task=args.task, mode='intervene', cameras=config.camera_names,
+                       human_overrides=human_overrides(args)) if args.with_human else None
+    rows, successes = [], []
     for i, ok in enumerate(outcomes):
-        if ok:
-            continue
         task_seed, noise_seed = eval_seeds(args.seed, i, args.trial)
+        if ok:
+            if helped is not None and args.successes_too:
+                with torch.random.fork_rng():
+                    torch.manual_seed(noise_seed)
+                    res = helped.episode(task_seed, actor, record=False)
+                successes.append({'instance': i, 'outcome': res.outcome,
+                                  'takeovers': [list(t) for t in helped.human.takeover_log]})
+                print(json.dumps({'alone': 'success', **successes[-1]}), flush=True)
+            continue
         result, log = trace_episode(world, actor, task_seed, noise_seed)
         row = dict(instance=i, **describe(result, log))
         if helped is not None:
@@ -120,9 +133,17 @@ def main():
         taken = [r for r in rows if r['with_human']['takeovers']]
         print(f'with the simulated human: it took over in {len(taken)} of {len(rows)}, '
               f'{sum(r["with_human"]["outcome"] == "success" for r in rows)} rescued')
+    if successes:
+        reasons = {}
+        for r in successes:
+            for reason, _ in r['takeovers']:
+                reasons[reason] = reasons.get(reason, 0) + 1
+        print(f'successes alone re-run with the human: it took over in {sum(bool(r["takeovers"]) for r in successes)} '
+              f'of {len(successes)} (takeovers by reason {reasons}), '
+              f'{sum(r["outcome"] == "success" for r in successes)} still succeed')
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(rows, f, indent=1)
+            json.dump({'failures': rows, 'successes_with_human': successes} if successes else rows, f, indent=1)
 
 
 if __name__ == '__main__':
