@@ -322,6 +322,7 @@ def save_results(out, results):
 
 
 def main():
+    from hiors_trainer.core import PROFILES
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--engine', default='core', choices=['core', 'graph'])
     ap.add_argument('--methods', default='hiors,bc,hg_dagger,hiors_no_human')
@@ -343,8 +344,8 @@ def main():
     ap.add_argument('--online-lr', type=float, default=1e-4, help='core engine: peak lr of the online fine-tuning')
     ap.add_argument('--online-end-lr', type=float, default=0.0,
                     help='core engine: lr the online phase decays to (cosine over the largest budget x '
-                         "--updates-per-frame steps); 0 = the trainer profile's end_lr (cpu: 1e-4, i.e. a "
-                         'constant --online-lr 1e-4)')
+                         "--updates-per-frame steps); 0 = the trainer profile's end_lr (cpu: "
+                         f"{PROFILES['cpu']['end_lr']:g})")
     ap.add_argument('--pre-takeover-steps', type=int, default=None,
                     help='core engine: autonomous steps this close before a takeover are not trained on '
                          "(TrainerConfig.pre_takeover_steps; default: the trainer's)")
