@@ -13,9 +13,13 @@ never lifting). The evaluation of the run must have used --lead-ticks / --blend-
 With --with-human each failed episode is run once more with the simulated human intervening (same
 instance and noise, so both runs coincide up to the first takeover): whether and why it takes over,
 and whether the episode is rescued, i.e. whether online episodes hold corrections of this failure.
+With --successes-too the episodes the policy solved alone are re-run with the human as well: its
+takeovers there replace the policy's own (good) driving in the online data. --human FIELD=VALUE
+sets SimHumanConfig fields of that human (e.g. misaligned_m=0.003).
 """
 import argparse
 import json
+from collections import Counter
 import os
 import sys
 
@@ -134,10 +138,7 @@ def main():
         print(f'with the simulated human: it took over in {len(taken)} of {len(rows)}, '
               f'{sum(r["with_human"]["outcome"] == "success" for r in rows)} rescued')
     if successes:
-        reasons = {}
-        for r in successes:
-            for reason, _ in r['takeovers']:
-                reasons[reason] = reasons.get(reason, 0) + 1
+        reasons = dict(Counter(reason for r in successes for reason, _ in r['takeovers']))
         print(f'successes alone re-run with the human: it took over in {sum(bool(r["takeovers"]) for r in successes)} '
               f'of {len(successes)} (takeovers by reason {reasons}), '
               f'{sum(r["outcome"] == "success" for r in successes)} still succeed')
