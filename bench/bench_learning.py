@@ -145,8 +145,9 @@ def human_overrides(args) -> dict:
     """SimHumanConfig fields of the online phase's simulated human (--human FIELD=VALUE ...),
     each parsed as its field's type."""
     import dataclasses
+    from hiors_common.params import field_default
     from hiors_sim.sim_human import SimHumanConfig
-    types = {f.name: type(f.default) for f in dataclasses.fields(SimHumanConfig)}
+    types = {f.name: type(field_default(f)) for f in dataclasses.fields(SimHumanConfig)}
     out = {}
     for item in args.human:
         name, _, value = item.partition('=')

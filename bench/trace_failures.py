@@ -106,26 +106,25 @@ def main():
     world = SyncWorld(task=args.task, mode='label_only', cameras=config.camera_names)
     helped = SyncWorld(task=args.task, mode='intervene', cameras=config.camera_names,
                        human_overrides=human_overrides(args)) if args.with_human else None
+    def with_human(task_seed, noise_seed) -> dict:
+        """The same episode with the simulated human intervening: its outcome and takeovers."""
+        with torch.random.fork_rng():
+            torch.manual_seed(noise_seed)
+            res = helped.episode(task_seed, actor, record=False)
+        return {'outcome': res.outcome, 'takeovers': [list(t) for t in helped.human.takeover_log]}
+
     rows, successes = [], []
     for i, ok in enumerate(outcomes):
         task_seed, noise_seed = eval_seeds(args.seed, i, args.trial)
         if ok:
             if helped is not None and args.successes_too:
-                with torch.random.fork_rng():
-                    torch.manual_seed(noise_seed)
-                    res = helped.episode(task_seed, actor, record=False)
-                successes.append({'instance': i, 'outcome': res.outcome,
-                                  'takeovers': [list(t) for t in helped.human.takeover_log]})
+                successes.append({'instance': i, **with_human(task_seed, noise_seed)})
                 print(json.dumps({'alone': 'success', **successes[-1]}), flush=True)
             continue
         result, log = trace_episode(world, actor, task_seed, noise_seed)
         row = dict(instance=i, **describe(result, log))
         if helped is not None:
-            with torch.random.fork_rng():
-                torch.manual_seed(noise_seed)
-                res = helped.episode(task_seed, actor, record=False)
-            row['with_human'] = {'outcome': res.outcome,
-                                 'takeovers': [list(t) for t in helped.human.takeover_log]}
+            row['with_human'] = with_human(task_seed, noise_seed)
         rows.append(row)
         print(json.dumps(row), flush=True)
     tipped = [r for r in rows if r['kind'] == 'tipped']
