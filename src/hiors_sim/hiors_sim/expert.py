@@ -35,6 +35,12 @@ class ExpertConfig:
     align_tol_m: float = 0.0015        # lateral error allowed before descending into the hole
     yaw_tol: float = 0.03
     close_ticks: int = 8
+    # Approach to the grasp as a funnel: the hand's height above the grasp pose shrinks with its
+    # lateral and yaw error (4 mm + slope x lateral beyond 4 mm + yaw term, capped at the 6 cm
+    # approach height), so a hand a little off still comes down beside-but-above the peg and only
+    # reaches the fingers' depth once centred. 0 = align at the approach height, then drop.
+    funnel_slope: float = 0.0          # metres of height per metre of lateral error
+    funnel_yaw_m_per_rad: float = 0.2  # metres of height per radian of yaw error beyond 0.05 rad
 
 
 class ScriptedExpert:
@@ -126,6 +132,13 @@ class ScriptedExpert:
             approach_z = grasp_z + 0.06
             lateral = peg_pos[:2] - tcp[:2]
             yaw_err = abs(wrap_quarter(peg_yaw - yaw))
+            if c.funnel_slope > 0:
+                lat = float(np.linalg.norm(lateral))
+                approach_z = min(approach_z, grasp_z + 0.004 + c.funnel_slope * max(0.0, lat - 0.004)
+                                 + c.funnel_yaw_m_per_rad * max(0.0, yaw_err - 0.05))
+                hold_z = approach_z    # move straight along the funnel's wall
+            else:
+                hold_z = max(approach_z, min(tcp[2], approach_z + 0.1))   # level off at the approach height
             if self._closing > 0:
                 self.phase = 'close'
                 self._closing -= 1
@@ -137,7 +150,7 @@ class ScriptedExpert:
                     goal, step = np.array([tcp[0], tcp[1], approach_z + 0.02]), c.fast_step_m
                 else:
                     self.phase = 'approach'
-                    goal = np.array([peg_pos[0], peg_pos[1], max(approach_z, min(tcp[2], approach_z + 0.1))])
+                    goal = np.array([peg_pos[0], peg_pos[1], hold_z])
                     step = c.fast_step_m if np.linalg.norm(lateral) > 0.02 else c.slow_step_m
             elif tcp[2] > grasp_z + 0.004:
                 self.phase = 'descend'

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hiors_sim.expert import ScriptedExpert, run_expert, wrap_quarter
+from hiors_sim.expert import ExpertConfig, ScriptedExpert, run_expert, wrap_quarter
 from hiors_sim.kinematics import ArmKinematics, quat_from_yaw_down, tool_yaw
 from hiors_sim.scene import HOME_Q, JOINT_NAMES
 from hiors_sim.sim_core import PegInsertionSim, SimConfig
@@ -97,9 +97,11 @@ def test_kinematics_round_trip():
         assert abs(wrap_quarter(tool_yaw(q2) - yaw)) < 1e-2
 
 
-def test_expert_solves_seeded_episodes(sim):
-    expert = ScriptedExpert()
+@pytest.mark.parametrize('funnel_slope', [0.0, 1.5])
+def test_expert_solves_seeded_episodes(sim, funnel_slope):
+    expert = ScriptedExpert(ExpertConfig(funnel_slope=funnel_slope))
     wins = 0
+    low_while_off_centre = 0     # ticks with the hand under the 6 cm approach height, 0.5-2 cm off the peg
     for seed in range(6):
         sim.reset(100 + seed)
         expert.reset()
@@ -107,10 +109,17 @@ def test_expert_solves_seeded_episodes(sim):
             ts = sim.task_state()
             sim.step(expert.act(sim.joint_positions(), ts['peg_pos'], ts['peg_quat'], ts['hole_pos'],
                                 ts['hole_quat']))
+            if expert.phase == 'approach':
+                tcp = expert.kin.fk(sim.joint_positions()[:6])[0]
+                lateral = np.linalg.norm(ts['peg_pos'][:2] - tcp[:2])
+                height = tcp[2] - ts['peg_pos'][2] - expert.config.grasp_offset_m
+                low_while_off_centre += bool(0.005 < lateral < 0.02 and height < 0.05)
             if sim.success():
                 break
         wins += sim.success()
     assert wins == 6
+    # The funnel comes down while still centring; align-then-drop stays at the approach height.
+    assert (low_while_off_centre > 0) == (funnel_slope > 0)
 
 
 def test_expert_recovers_after_a_bad_policy_moved_the_arm(sim):
