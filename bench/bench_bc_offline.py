@@ -21,6 +21,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench_learning import human_overrides  # noqa: E402
 from hiors.sync_loop import PolicyActor, SyncWorld, privileged_state  # noqa: E402
 from hiors_policy.config import make_config  # noqa: E402
 from hiors_sim.expert import ScriptedExpert  # noqa: E402
@@ -28,11 +29,11 @@ from hiors_sim.sim_core import PegInsertionSim, SimConfig  # noqa: E402
 from hiors_sim.tasks import task_config  # noqa: E402
 from hiors_trainer.core import Trainer, TrainerConfig  # noqa: E402
 
-def collect(task, cams, seeds, sim_overrides, privileged=False):
+def collect(task, cams, seeds, sim_overrides, privileged=False, human_overrides=None):
     """Expert episodes (successful ones only) from the simulated human in 'demo' mode, at the
     sim's camera resolution (the processor resizes, as in the graph)."""
     world = SyncWorld(task=task, mode='demo', cameras=cams, sim_overrides=sim_overrides,
-                      privileged_state=privileged)
+                      privileged_state=privileged, human_overrides=human_overrides or {})
     return [r.episode for r in (world.episode(seed) for seed in seeds) if r.outcome == 'success']
 
 
@@ -89,6 +90,8 @@ def main():
                     help='random-shift augmentation, pixels at the policy image size (TrainerConfig.image_shift_px)')
     ap.add_argument('--privileged', action='store_true',
                     help='upper bound: true peg/hole (x, y, yaw) appended to the state (perfect perception)')
+    ap.add_argument('--human', nargs='*', default=[], metavar='FIELD=VALUE',
+                    help='SimHumanConfig fields of the demonstrator (e.g. approach_funnel_slope=1.5)')
     ap.add_argument('--max-ticks', type=int, default=200)
     ap.add_argument('--lr', type=float, default=0.0)
     ap.add_argument('--threads', type=int, default=2)
@@ -117,7 +120,7 @@ def main():
     cams = config.camera_names
     t0 = time.time()
     eps = collect(a.task, cams, range(a.seed * 10000, a.seed * 10000 + a.demos),
-                  sim_over, a.privileged)
+                  sim_over, a.privileged, human_overrides(a))
     t_collect = time.time() - t0
     print(f'{len(eps)}/{a.demos} expert demos, {sum(len(e.state) for e in eps)} steps, {t_collect:.0f} s', flush=True)
     by_id = {e.info.episode_id: e for e in eps}

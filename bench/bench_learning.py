@@ -142,8 +142,8 @@ def _success_at(outcomes, trials):
 
 
 def human_overrides(args) -> dict:
-    """SimHumanConfig fields of the online phase's simulated human (--human FIELD=VALUE ...),
-    each parsed as its field's type."""
+    """SimHumanConfig fields of the simulated human (--human FIELD=VALUE ...), each parsed as its
+    field's type."""
     import dataclasses
     from hiors_common.params import field_default
     from hiors_sim.sim_human import SimHumanConfig
@@ -181,7 +181,7 @@ def core_evaluate(args, weights, norm_stats, config, seed):
     policy.load_state_dict(weights)
     actor = PolicyActor(policy, norm_stats, lead_ticks=args.lead_ticks, blend_ticks=args.blend_ticks)
     world = SyncWorld(task=args.task, mode='label_only', episode_timeout_s=args.episode_timeout,
-                      mux_overrides=mux_overrides(args),
+                      mux_overrides=mux_overrides(args), human_overrides=human_overrides(args),
                       cameras=config.camera_names)
     outcomes, failures = [], {}
     for i in range(args.eval_instances):
@@ -208,7 +208,7 @@ def core_seed(args, out, seed, budgets, results):
     store = EpisodeStore()
     work = os.path.join(out, f'seed{seed}')
     world = SyncWorld(task=args.task, mode='demo', episode_timeout_s=args.episode_timeout,
-                      mux_overrides=mux_overrides(args))
+                      mux_overrides=mux_overrides(args), human_overrides=human_overrides(args))
     t0 = time.time()
     # With --base, the base's own demonstrations (bench_bc_offline's seeds 0..N-1) for every seed:
     # other demonstrations would be new data the online methods get for free.
@@ -367,8 +367,9 @@ def main():
     ap.add_argument('--mux-blend', type=float, default=None,
                     help="core engine: the command mux's takeover / hand-back blend in s (default: the mux node's)")
     ap.add_argument('--human', nargs='*', default=[], metavar='FIELD=VALUE',
-                    help='core engine: SimHumanConfig fields of the online phase\'s simulated human '
-                         '(e.g. misaligned_m=0.003); default: its own')
+                    help='core engine: SimHumanConfig fields of the simulated human, who demonstrates, takes '
+                         'over online and labels the evaluations (e.g. misaligned_m=0.003, '
+                         'approach_funnel_slope=1.5); default: its own')
     ap.add_argument('--lead-ticks', type=int, default=None,
                     help="core engine: chunk executor lead (default: the policy node's, which gives the graph's "
                          'camera frame -> command latency; 0 = none, as before 2026-12-02 session 20)')

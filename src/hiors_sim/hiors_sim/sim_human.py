@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .expert import ScriptedExpert, quat_yaw, wrap_quarter
+from .expert import ExpertConfig, ScriptedExpert, quat_yaw, wrap_quarter
 from .kinematics import tool_yaw
 from .scene import FINGER_HALF_THICKNESS, FINGER_HALF_WIDTH, FINGERTIP_BEYOND_TCP, HOME_Q, PEG_HALF, PEG_HALF_HEIGHT
 
@@ -68,6 +68,9 @@ class SimHumanConfig:
     success_hold_s: float = 0.3           # the sim must report success this long (s) in a row to end as a success
     settle_s: float = 0.5                 # after a reset, before 'start'
     homing_timeout_s: float = 4.0         # after an episode, arm home before the reset
+    # How the person brings the open hand down to the peg (ExpertConfig.funnel_slope): 0 = line
+    # up 6 cm above it, then descend; > 0 = descend as the hand centres (a funnel).
+    approach_funnel_slope: float = ExpertConfig.funnel_slope
 
 
 class SimHuman:
@@ -76,7 +79,7 @@ class SimHuman:
             raise ValueError(f"mode must be 'demo', 'intervene' or 'label_only', not {config.mode!r}")
         self.cfg = config
         self.misaligned_m = config.misaligned_m or capture_range_m(config.task)
-        self.expert = expert or ScriptedExpert()
+        self.expert = expert or ScriptedExpert(ExpertConfig(funnel_slope=config.approach_funnel_slope))
         self.state = 'need_reset'             # need_reset -> settling -> running -> need_reset / done
         self.episodes_done = 0
         self.episode_limit = config.num_episodes    # 0 = forever

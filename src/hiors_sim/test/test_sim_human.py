@@ -30,9 +30,12 @@ def _run(human, sim, policy=None, max_ticks=2000, dt=0.1):
     return events, trace
 
 
-def test_demo_mode_labels_successes_and_stops():
+@pytest.mark.parametrize('approach_funnel_slope', [0.0, 1.5])
+def test_demo_mode_labels_successes_and_stops(approach_funnel_slope):
     sim = PegInsertionSim()
-    human = SimHuman(SimHumanConfig(mode='demo', num_episodes=2, episode_timeout_s=20.0))
+    human = SimHuman(SimHumanConfig(mode='demo', num_episodes=2, episode_timeout_s=20.0,
+                                    approach_funnel_slope=approach_funnel_slope))
+    assert human.expert.config.funnel_slope == approach_funnel_slope    # the person's approach style
     events, trace = _run(human, sim)
     assert events == ['start', 'success', 'start', 'success']
     assert human.state == 'done' and any(trace)
