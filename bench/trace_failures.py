@@ -15,7 +15,9 @@ instance and noise, so both runs coincide up to the first takeover): whether and
 and whether the episode is rescued, i.e. whether online episodes hold corrections of this failure.
 With --successes-too the episodes the policy solved alone are re-run with the human as well: its
 takeovers there replace the policy's own (good) driving in the online data. --human FIELD=VALUE
-sets SimHumanConfig fields of that human (e.g. misaligned_m=0.003).
+sets SimHumanConfig fields of the human (e.g. misaligned_m=0.003, approach_funnel_slope=1.5; as
+in the bench_learning run traced). --out writes
+{"failures": [...], "successes_with_human": [...]} (the latter empty without --successes-too).
 """
 import argparse
 import json
@@ -87,7 +89,8 @@ def main():
     ap.add_argument('--with-human', action='store_true',
                     help='also re-run each failure with the simulated human intervening (takeovers, rescue)')
     ap.add_argument('--human', nargs='*', default=[], metavar='FIELD=VALUE',
-                    help="with --with-human: SimHumanConfig fields of the simulated human (e.g. misaligned_m=0.003)")
+                    help="SimHumanConfig fields of the simulated human, as in the traced run's --human (e.g. "
+                         'misaligned_m=0.003, approach_funnel_slope=1.5)')
     ap.add_argument('--successes-too', action='store_true',
                     help='with --with-human: also re-run the successes with the human (takeovers there replace '
                          'an episode the policy would have finished alone)')
@@ -103,7 +106,8 @@ def main():
     outcomes = cell['outcomes'][args.trial::args.trials]
     policy, config, norm_stats, _ = load_checkpoint(args.checkpoint)
     actor = PolicyActor(policy, norm_stats)
-    world = SyncWorld(task=args.task, mode='label_only', cameras=config.camera_names)
+    world = SyncWorld(task=args.task, mode='label_only', cameras=config.camera_names,
+                      human_overrides=human_overrides(args))      # its expert names the phases
     helped = SyncWorld(task=args.task, mode='intervene', cameras=config.camera_names,
                        human_overrides=human_overrides(args)) if args.with_human else None
     def with_human(task_seed, noise_seed) -> dict:
@@ -143,7 +147,7 @@ def main():
               f'{sum(r["outcome"] == "success" for r in successes)} still succeed')
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump({'failures': rows, 'successes_with_human': successes} if successes else rows, f, indent=1)
+            json.dump({'failures': rows, 'successes_with_human': successes}, f, indent=1)
 
 
 if __name__ == '__main__':
