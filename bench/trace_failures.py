@@ -106,10 +106,12 @@ def main():
     outcomes = cell['outcomes'][args.trial::args.trials]
     policy, config, norm_stats, _ = load_checkpoint(args.checkpoint)
     actor = PolicyActor(policy, norm_stats)
+    human = human_overrides(args)
     world = SyncWorld(task=args.task, mode='label_only', cameras=config.camera_names,
-                      human_overrides=human_overrides(args))      # its expert names the phases
+                      human_overrides=human)      # its expert names the phases
     helped = SyncWorld(task=args.task, mode='intervene', cameras=config.camera_names,
-                       human_overrides=human_overrides(args)) if args.with_human else None
+                       human_overrides=human) if args.with_human else None
+
     def with_human(task_seed, noise_seed) -> dict:
         """The same episode with the simulated human intervening: its outcome and takeovers."""
         with torch.random.fork_rng():
