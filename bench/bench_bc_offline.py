@@ -82,6 +82,8 @@ def main():
     ap.add_argument('--vision-tower', default='', help="override vision_tower ('siglip' | 'keypoints')")
     ap.add_argument('--keypoints', type=int, default=0, help='override vision_keypoints')
     ap.add_argument('--vision-width', type=int, default=0, help='override vision_width')
+    ap.add_argument('--vision-backbone', default='', help="override vision_backbone ('conv' | 'efficientnet_lite0')")
+    ap.add_argument('--backbone-lr-scale', type=float, default=0.0, help='override vision_backbone_lr_scale')
     ap.add_argument('--ema', type=float, default=0.0, help='EMA decay of the weights (evaluated besides the raw ones)')
     ap.add_argument('--eval-at', default='', help='comma list of extra step counts to evaluate at (EMA if on)')
     ap.add_argument('--chamfer', type=float, default=-1.0, help='override the hole chamfer (m); -1 = the scene default')
@@ -103,7 +105,8 @@ def main():
     # Policy config overrides: command-line option -> PolicyConfig field (0 / '' = the preset's).
     fields = {'chunk': 'chunk_size', 'exec': 'n_action_steps', 'image_size': 'image_size',
               'patch': 'vision_patch_size', 'vision_tower': 'vision_tower', 'keypoints': 'vision_keypoints',
-              'vision_width': 'vision_width'}
+              'vision_width': 'vision_width', 'vision_backbone': 'vision_backbone',
+              'backbone_lr_scale': 'vision_backbone_lr_scale'}
     over = {field: getattr(a, opt) for opt, field in fields.items() if getattr(a, opt)}
     if a.privileged:
         over['state_dim'] = 13
@@ -141,7 +144,8 @@ def main():
                 demos=len(eps), total_steps=a.steps, chunk=config.chunk_size, exec=config.n_action_steps,
                 image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset,
                 vision_tower=config.vision_tower, keypoints=config.vision_keypoints,
-                vision_width=config.vision_width, privileged=a.privileged, ema=a.ema,
+                vision_width=config.vision_width, vision_backbone=config.vision_backbone,
+                backbone_lr_scale=config.vision_backbone_lr_scale, privileged=a.privileged, ema=a.ema,
                 noise_samples=a.noise_samples, image_shift=a.image_shift, collect_s=round(t_collect))
 
     def run_eval(weights, label, on_train):

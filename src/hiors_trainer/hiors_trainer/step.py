@@ -70,14 +70,26 @@ class Optimisation:
                     if self.ema_decay else None)
         # After sharding: the optimizer must hold the (sharded) parameters.
         o = self.o
-        self.optimizer = torch.optim.AdamW(loss_module.parameters(), lr=o['lr'], betas=o['betas'],
-                                           weight_decay=o['weight_decay'])
+        self.optimizer = torch.optim.AdamW(self._param_groups(loss_module, policy), lr=o['lr'],
+                                           betas=o['betas'], weight_decay=o['weight_decay'])
+
+    @staticmethod
+    def _param_groups(loss_module: torch.nn.Module, policy: torch.nn.Module) -> list[dict]:
+        """One group at the scheduled lr; a pretrained vision backbone's parameters in a second
+        group at lr x PolicyConfig.vision_backbone_lr_scale ('lr_scale', applied by set_lr)."""
+        backbone, rest = [], []
+        for name, prm in loss_module.named_parameters():
+            (backbone if 'vision.backbone.' in name else rest).append(prm)
+        groups = [{'params': rest, 'lr_scale': 1.0}]
+        if backbone:
+            groups.append({'params': backbone, 'lr_scale': float(policy.config.vision_backbone_lr_scale)})
+        return groups
 
     def set_lr(self, step: int) -> float:
         o = self.o
         lr = cosine_lr(step, o['lr'], o['end_lr'], o['warmup_steps'], o['decay_steps'])
         for g in self.optimizer.param_groups:
-            g['lr'] = lr
+            g['lr'] = lr * g.get('lr_scale', 1.0)
         return lr
 
     def update(self, batch: dict, indicator: torch.Tensor, step: int, lr: float) -> dict:
