@@ -9,6 +9,7 @@ Prints:
     otherwise a line saying it was skipped.
 
 Usage: python bench/bench_policy_inference.py [--n 50] [--threads 2] [--presets tiny,small]
+       [--vision-backbone efficientnet_lite0]
 Timings depend on machine load; re-run on a quiet machine for reported figures.
 """
 from __future__ import annotations
@@ -81,15 +82,16 @@ def param_counts():
         print(f'{name:6s} total {p.num_parameters() / 1e6:10.2f}M   {detail}   prefix tokens {c.prefix_len}')
 
 
-def cpu_latency(preset: str, n: int, threads: int):
+def cpu_latency(preset: str, n: int, threads: int, **overrides):
     torch.set_num_threads(threads)
-    c = make_config(preset)
+    c = make_config(preset, **overrides)
     torch.manual_seed(0)
     p = Pi0Policy(c).eval()
     proc = PolicyProcessor(c, NormStats.identity(c.state_dim, c.action_dim))
     images, state, prompt = random_observation(c)
     batch = proc.prepare_observation(images, state, prompt)
-    print(f'== {preset} on CPU, {threads} thread(s), {c.num_inference_steps} Euler steps, '
+    print(f'== {preset}{" " + str(overrides) if overrides else ""} on CPU, {threads} thread(s), '
+          f'{c.num_inference_steps} Euler steps, '
           f'{len(c.camera_names)} cameras {c.image_size}x{c.image_size}, H={c.chunk_size} ==')
     warm = max(3, n // 10)
     with torch.inference_mode():
@@ -142,11 +144,14 @@ def main():
     ap.add_argument('--presets', default='tiny', help='comma-separated presets timed on CPU')
     ap.add_argument('--pi0-smoke-cpu', action='store_true',
                     help='also run the pi0 code path on CPU at depth 1 (checks shapes, not speed)')
+    ap.add_argument('--vision-backbone', default='', help="override vision_backbone of the CPU presets "
+                    "('conv' | 'efficientnet_lite0'; keypoint tower only)")
     args = ap.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     param_counts()
     for name in args.presets.split(','):
-        cpu_latency(name.strip(), args.n, args.threads)
+        over = {'vision_backbone': args.vision_backbone} if args.vision_backbone else {}
+        cpu_latency(name.strip(), args.n, args.threads, **over)
     if args.pi0_smoke_cpu:
         pi0_latency(3, torch.device('cpu'), vision_depth=1, lm_depth=1)
     if torch.cuda.is_available():
