@@ -83,7 +83,8 @@ def main():
     ap.add_argument('--keypoints', type=int, default=0, help='override vision_keypoints')
     ap.add_argument('--vision-width', type=int, default=0, help='override vision_width')
     ap.add_argument('--vision-backbone', default='', help="override vision_backbone ('conv' | 'efficientnet_lite0')")
-    ap.add_argument('--backbone-lr-scale', type=float, default=0.0, help='override vision_backbone_lr_scale')
+    ap.add_argument('--backbone-lr-scale', type=float, default=None,
+                    help='override vision_backbone_lr_scale (0 = a frozen backbone)')
     ap.add_argument('--ema', type=float, default=0.0, help='EMA decay of the weights (evaluated besides the raw ones)')
     ap.add_argument('--eval-at', default='', help='comma list of extra step counts to evaluate at (EMA if on)')
     ap.add_argument('--chamfer', type=float, default=-1.0, help='override the hole chamfer (m); -1 = the scene default')
@@ -107,7 +108,8 @@ def main():
               'patch': 'vision_patch_size', 'vision_tower': 'vision_tower', 'keypoints': 'vision_keypoints',
               'vision_width': 'vision_width', 'vision_backbone': 'vision_backbone',
               'backbone_lr_scale': 'vision_backbone_lr_scale'}
-    over = {field: getattr(a, opt) for opt, field in fields.items() if getattr(a, opt)}
+    over = {field: getattr(a, opt) for opt, field in fields.items()
+            if getattr(a, opt) or (opt == 'backbone_lr_scale' and a.backbone_lr_scale is not None)}
     if a.privileged:
         over['state_dim'] = 13
     config = make_config(a.preset, **over)

@@ -182,7 +182,7 @@ def core_evaluate(args, weights, norm_stats, config, seed):
     actor = PolicyActor(policy, norm_stats, lead_ticks=args.lead_ticks, blend_ticks=args.blend_ticks)
     world = SyncWorld(task=args.task, mode='label_only', episode_timeout_s=args.episode_timeout,
                       mux_overrides=mux_overrides(args), human_overrides=human_overrides(args),
-                      cameras=config.camera_names)
+                      cameras=config.camera_names, privileged_state=args.privileged)
     outcomes, failures = [], {}
     for i in range(args.eval_instances):
         for trial in range(args.trials):
@@ -208,7 +208,8 @@ def core_seed(args, out, seed, budgets, results):
     store = EpisodeStore()
     work = os.path.join(out, f'seed{seed}')
     world = SyncWorld(task=args.task, mode='demo', episode_timeout_s=args.episode_timeout,
-                      mux_overrides=mux_overrides(args), human_overrides=human_overrides(args))
+                      mux_overrides=mux_overrides(args), human_overrides=human_overrides(args),
+                      privileged_state=args.privileged)
     t0 = time.time()
     # With --base, the base's own demonstrations (bench_bc_offline's seeds 0..N-1) for every seed:
     # other demonstrations would be new data the online methods get for free.
@@ -245,6 +246,9 @@ def core_seed(args, out, seed, budgets, results):
     if os.path.exists(base):                 # a re-run with other methods reuses the base policy
         policy, config, norm_stats, _ = load_checkpoint(base)
         weights = policy.state_dict()
+        if args.privileged != (config.state_dim > 7):
+            raise SystemExit(f'{args.base}: state_dim {config.state_dim} does not match '
+                             f'--privileged={args.privileged} (7 joints, +6 with the true object poses)')
         if args.inference_noise_scale is not None:
             config.inference_noise_scale = args.inference_noise_scale
     else:
@@ -269,7 +273,7 @@ def core_seed(args, out, seed, budgets, results):
         actor.load(tr.model_state(), tr.norm_stats)
         world = SyncWorld(task=args.task, mode=mode, episode_timeout_s=args.episode_timeout,
                           mux_overrides=mux_overrides(args), human_overrides=human_overrides(args),
-                          cameras=config.camera_names)
+                          cameras=config.camera_names, privileged_state=args.privileged)
         pending = sorted(budgets)
         # BC at matched human frames: it gets as many demonstrated frames as Hi-ORS's human drove
         # by each budget (its cell is reported under that Hi-ORS budget).
@@ -377,6 +381,10 @@ def main():
                     help="core engine: chunk cross-fade ticks (default: the policy node's; 0 = none)")
     ap.add_argument('--image-shift', type=int, default=0,
                     help="core engine: random-shift augmentation of the online training images (pixels)")
+    ap.add_argument('--privileged', action='store_true',
+                    help='core engine, upper-bound study: the policy state also holds the true peg and hole '
+                         '(x, y, yaw), as if perception were perfect; needs a base trained so '
+                         '(bench_bc_offline.py --privileged --save)')
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)
@@ -394,6 +402,8 @@ def main():
                                                       'docs/results/learning.json) whose cells join the report where '
                                                       '<out> lacks that method and budget (pooled figures only)')
     args = ap.parse_args()
+    if args.privileged and (args.engine != 'core' or not args.base):
+        raise SystemExit('--privileged: the core engine only, from a --base trained with privileged state')
     if args.base:
         args.base = base_source(args.base, args.task)
     if args.demos is None:

@@ -29,8 +29,9 @@ from .processing import NormStats
 FORMAT = 'hiors-safetensors-v1'
 MAX_HEADER = 100 * 1024 * 1024
 # Config fields that do not change the weights: may differ between a hot-swapped checkpoint
-# and the running model.
-RUNTIME_FIELDS = frozenset({'name', 'n_action_steps', 'num_inference_steps', 'dtype', 'tokenizer'})
+# and the running model (vision_backbone_lr_scale: a training setting only).
+RUNTIME_FIELDS = frozenset({'name', 'n_action_steps', 'num_inference_steps', 'dtype', 'tokenizer',
+                            'vision_backbone_lr_scale'})
 
 
 class CheckpointError(ValueError):

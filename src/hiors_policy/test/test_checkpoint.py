@@ -84,6 +84,9 @@ def test_hot_swap_in_place(cfg, policy, stats):
     # runtime-only fields may differ (e.g. a different number of Euler steps)
     c_rt = make_config('tiny', chunk_size=16, n_action_steps=4, num_inference_steps=7)
     load_state_into(other, checkpoint_bytes(policy, c_rt, stats, '10'))
+    # ... or a training-only setting (the backbone's lr scale leaves the weights' layout as is)
+    c_lr = make_config('tiny', chunk_size=16, n_action_steps=8, num_inference_steps=3, vision_backbone_lr_scale=0.5)
+    load_state_into(other, checkpoint_bytes(policy, c_lr, stats, '11'))
 
 
 def _tampered(cfg, policy, stats, fn, meta=None):
