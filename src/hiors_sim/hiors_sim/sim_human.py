@@ -65,6 +65,10 @@ class SimHumanConfig:
     misaligned_m: float = 0.0
     misaligned_height_m: float = 0.005    # misaligned-peg check: peg bottom less than this (m) above the fixture top
     fixture_reach_m: float = 0.05         # misaligned-peg check: peg less than this (m) off the hole axis
+    # A person also sees a held peg, not yet in the hole, slide up between the fingers (the hand
+    # pressing it onto the rim or the chamfer, the step before it pivots out) and takes over: the
+    # peg has moved this far (m) up in the hand since it was lifted. 0 = off.
+    slip_m: float = 0.0
     success_hold_s: float = 0.3           # the sim must report success this long (s) in a row to end as a success
     settle_s: float = 0.5                 # after a reset, before 'start'
     homing_timeout_s: float = 4.0         # after an episode, arm home before the reset
@@ -95,6 +99,7 @@ class SimHuman:
         self._takeover_phase = 0
         self._success_since = None
         self._last_tcp = None
+        self._grip_below, self._grip_slip = None, 0.0
         self._released = False
         self._prev_policy_command = None
 
@@ -178,6 +183,7 @@ class SimHuman:
         if self._last_tcp is not None and np.linalg.norm(tcp - self._last_tcp) > 0.01:
             self._progress_t = max(self._progress_t, now - self.cfg.stall_time_s / 2)
         self._last_tcp = tcp
+        self._track_grip(tcp, task)
 
         outcome = None
         if success:
@@ -226,6 +232,8 @@ class SimHuman:
         dangers = [] if policy_command is None else [self._danger(c, task, q[6])
                                                      for c in self._anticipated(policy_command)]
         danger = next((d for d in dangers if d), '')
+        if not danger and self.cfg.slip_m > 0 and self._grip_slip > self.cfg.slip_m:
+            danger = 'slipping'
         drifted = self._drift_since is not None and now - self._drift_since >= self.cfg.drift_time_s
         if danger or stalled or drifted:
             self.in_control = True
@@ -234,6 +242,18 @@ class SimHuman:
             self._takeover_t = now
             self._takeover_phase = phase
             self._prev_policy_command = None     # motion is judged afresh after a hand-back
+
+    def _track_grip(self, tcp, task):
+        """How far the held peg has slid up in the hand since it was lifted (m; 0 while no peg is
+        held or once it is down in the hole, where pressing on is how an insertion ends)."""
+        if self.expert.phase not in ('lift', 'carry', 'insert'):
+            self._grip_below, self._grip_slip = None, 0.0
+            return
+        below = float(tcp[2] - task['peg_pos'][2])             # peg centre below the tcp
+        if self._grip_below is None:
+            self._grip_below = below
+        in_hole = task['peg_pos'][2] - PEG_HALF_HEIGHT - task['hole_pos'][2] < -IN_THE_HOLE_M
+        self._grip_slip = 0.0 if in_hole else self._grip_below - below
 
     def _anticipated(self, policy_command) -> list:
         """The policy's command and, with lookahead, where its current motion leads."""
@@ -318,6 +338,7 @@ class SimHuman:
         self._best_phase = 0
         self._success_since = None
         self._last_tcp = None
+        self._grip_below, self._grip_slip = None, 0.0
         self._prev_policy_command = None
 
     def _end(self, out, outcome, now):

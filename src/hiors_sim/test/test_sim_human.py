@@ -178,6 +178,28 @@ def test_takes_over_a_peg_lowered_beside_the_hole(misaligned_m, outcome):
     assert outcome == 'failure' or human.takeovers >= 1
 
 
+@pytest.mark.parametrize('slip_m, outcome', [(0.0, 'failure'), (0.003, 'success')])
+def test_takes_over_a_peg_sliding_up_in_the_fingers(slip_m, outcome):
+    """The 'policy' of the test above presses the held peg onto the rim 9 mm beside the hole, with
+    the misaligned-peg check off: the peg slides up between the pads and pivots out. A person who
+    watches the grip takes over once it has slid 3 mm; the expert then lifts, re-aligns and inserts."""
+    from hiors_sim.expert import ScriptedExpert
+    from hiors_sim.sim_core import SimConfig
+    from hiors_sim.tasks import task_config
+    sim = PegInsertionSim(SimConfig(**task_config('peg_insert_narrow')))
+    off_expert = ScriptedExpert()
+    off = np.array([0.009, 0.0, 0.0])
+
+    def policy(q):
+        ts = sim.task_state()
+        return off_expert.act(q, ts['peg_pos'], ts['peg_quat'], ts['hole_pos'] + off, ts['hole_quat'])
+    human = SimHuman(SimHumanConfig(mode='intervene', num_episodes=1, episode_timeout_s=25.0,
+                                    task='peg_insert_narrow', misaligned_m=1.0, slip_m=slip_m))
+    events, _ = _run(human, sim, policy)
+    assert events[-1] == outcome
+    assert (('slipping', 'lift') in human.takeover_log) is (slip_m > 0)
+
+
 @pytest.mark.parametrize('dz, takeover', [(0.0, True), (0.01, False)])
 def test_takes_over_a_peg_slid_about_on_the_rim_unless_the_policy_lifts_it(dz, takeover):
     """A held peg resting on the fixture top 9 mm beside the hole, the policy sliding it
