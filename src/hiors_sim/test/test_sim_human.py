@@ -156,21 +156,28 @@ def test_the_capture_range_is_what_clearance_and_chamfer_catch():
     assert SimHuman(SimHumanConfig(task='peg_insert_narrow', misaligned_m=0.01)).misaligned_m == 0.01
 
 
+def _aiming_beside_the_hole(off_x_m):
+    """A narrow-task sim and a 'policy' that grasps and carries as the expert does but aims
+    `off_x_m` beside the hole."""
+    from hiors_sim.expert import ScriptedExpert
+    from hiors_sim.sim_core import SimConfig
+    from hiors_sim.tasks import task_config
+    sim = PegInsertionSim(SimConfig(**task_config('peg_insert_narrow')))
+    off_expert = ScriptedExpert()
+    off = np.array([off_x_m, 0.0, 0.0])
+
+    def policy(q):
+        ts = sim.task_state()
+        return off_expert.act(q, ts['peg_pos'], ts['peg_quat'], ts['hole_pos'] + off, ts['hole_quat'])
+    return sim, policy
+
+
 @pytest.mark.parametrize('misaligned_m, outcome', [(0.0, 'success'), (1.0, 'failure')])
 def test_takes_over_a_peg_lowered_beside_the_hole(misaligned_m, outcome):
     """A 'policy' that grasps and carries well but lowers the peg 9 mm beside the hole (beyond
     clearance + chamfer): the human sees it and takes over; the expert lifts, re-aligns and
     inserts. With the check off (1 m) the human notices too late and the episode fails."""
-    from hiors_sim.expert import ScriptedExpert
-    from hiors_sim.tasks import task_config
-    from hiors_sim.sim_core import SimConfig
-    sim = PegInsertionSim(SimConfig(**task_config('peg_insert_narrow')))
-    off_expert = ScriptedExpert()
-    off = np.array([0.009, 0.0, 0.0])
-
-    def policy(q):
-        ts = sim.task_state()
-        return off_expert.act(q, ts['peg_pos'], ts['peg_quat'], ts['hole_pos'] + off, ts['hole_quat'])
+    sim, policy = _aiming_beside_the_hole(0.009)
     human = SimHuman(SimHumanConfig(mode='intervene', num_episodes=1, episode_timeout_s=25.0,
                                     task='peg_insert_narrow', misaligned_m=misaligned_m))
     events, trace = _run(human, sim, policy)
@@ -183,16 +190,7 @@ def test_takes_over_a_peg_sliding_up_in_the_fingers(slip_m, outcome):
     """The 'policy' of the test above presses the held peg onto the rim 9 mm beside the hole, with
     the misaligned-peg check off: the peg slides up between the pads and pivots out. A person who
     watches the grip takes over once it has slid 3 mm; the expert then lifts, re-aligns and inserts."""
-    from hiors_sim.expert import ScriptedExpert
-    from hiors_sim.sim_core import SimConfig
-    from hiors_sim.tasks import task_config
-    sim = PegInsertionSim(SimConfig(**task_config('peg_insert_narrow')))
-    off_expert = ScriptedExpert()
-    off = np.array([0.009, 0.0, 0.0])
-
-    def policy(q):
-        ts = sim.task_state()
-        return off_expert.act(q, ts['peg_pos'], ts['peg_quat'], ts['hole_pos'] + off, ts['hole_quat'])
+    sim, policy = _aiming_beside_the_hole(0.009)
     human = SimHuman(SimHumanConfig(mode='intervene', num_episodes=1, episode_timeout_s=25.0,
                                     task='peg_insert_narrow', misaligned_m=1.0, slip_m=slip_m))
     events, _ = _run(human, sim, policy)
