@@ -327,7 +327,7 @@ def save_results(out, results):
 
 
 def main():
-    from hiors_trainer.core import PROFILES
+    from hiors_trainer.core import LABEL_SOURCES, PROFILES
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--engine', default='core', choices=['core', 'graph'])
     ap.add_argument('--methods', default='hiors,bc,hg_dagger,hiors_no_human')
@@ -354,7 +354,7 @@ def main():
     ap.add_argument('--pre-takeover-steps', type=int, default=None,
                     help='core engine: autonomous steps this close before a takeover are not trained on '
                          "(TrainerConfig.pre_takeover_steps; default: the trainer's)")
-    ap.add_argument('--label-source', default='executed', choices=['executed', 'measured'],
+    ap.add_argument('--label-source', default='executed', choices=LABEL_SOURCES,
                     help="chunk labels of every training sample (TrainerConfig.label_source)")
     ap.add_argument('--replan-stride', type=int, default=0,
                     help="core engine: autonomous segments are sampled every this many steps, human ones at every "

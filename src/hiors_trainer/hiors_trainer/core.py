@@ -30,7 +30,7 @@ from .step import RAW_PREFIX, Optimisation, cosine_lr, optimizer_from_tensors, o
 from .store import CheckpointStore, FullWeights, read_policy
 
 # Other modules import these from here.
-__all__ = ['METHODS', 'PROFILES', 'RAW_PREFIX', 'FullWeights', 'Trainer', 'TrainerConfig', 'cosine_lr',
+__all__ = ['LABEL_SOURCES', 'METHODS', 'PROFILES', 'RAW_PREFIX', 'FullWeights', 'Trainer', 'TrainerConfig', 'cosine_lr',
            'hiors_loss', 'optimizer_from_tensors', 'optimizer_to_tensors']
 
 log = logging.getLogger('hiors_trainer')
@@ -45,6 +45,8 @@ PROFILES = {
 }
 
 # Baselines / ablations selected by config ('method').
+LABEL_SOURCES = ('executed', 'measured', 'measured_arm')     # TrainerConfig.label_source
+
 METHODS = {
     'hiors': {},
     'bc': dict(use_online=False),                                        # demonstrations only
@@ -100,7 +102,9 @@ class TrainerConfig:
     # Chunk labels: 'executed' = the commands the mux sent (human corrections included);
     # 'measured' = the joint states the robot reached on the following steps (the official
     # Hi-ORS code's choice; on a position-controlled gripper closed on an object the measured
-    # opening is the object's width, not the squeezing command).
+    # opening is the object's width, not the squeezing command); 'measured_arm' = the arm joints
+    # reached and the gripper command sent (a target held against a blocked hand is not learnt,
+    # the squeeze is).
     label_source: str = 'executed'
     # Optimisation (0 = take the profile's value).
     lr: float = 0.0                      # AdamW peak learning rate; 0 = the profile's
@@ -158,8 +162,8 @@ class TrainerConfig:
             raise ValueError('noise_samples must be >= 1')
         if self.image_shift_px < 0:
             raise ValueError('image_shift_px must be >= 0')
-        if self.label_source not in ('executed', 'measured'):
-            raise ValueError(f"label_source must be 'executed' or 'measured', got {self.label_source!r}")
+        if self.label_source not in LABEL_SOURCES:
+            raise ValueError(f'label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}')
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError('ema_decay must be in [0, 1)')
         if self.ema_decay and self.parallel == 'fsdp':

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from hiors_common.robot import ARM_JOINTS
 
 from .sampling import (REASON_BELOW_THRESHOLD, REASON_LOAD_ERROR, REASON_NO_IMAGES, EpisodeDecision, FilterConfig,
                        RejectionStats, ThresholdSchedule, accepted, action_chunk, episode_filter)
@@ -149,10 +150,14 @@ class Intake:
         return out
 
     def labels(self, s: Stored) -> np.ndarray:
-        """Per-step label rows: label k = the executed command at k, or the state measured at k+1."""
-        if self.cfg.label_source == 'measured':
-            return np.concatenate([s.state[1:], s.state[-1:]], axis=0)
-        return s.action
+        """Per-step label rows: label k = the executed command at k, or the state measured at k+1
+        (all joints, or the arm's with the gripper command kept: TrainerConfig.label_source)."""
+        if self.cfg.label_source == 'executed':
+            return s.action
+        reached = np.concatenate([s.state[1:], s.state[-1:]], axis=0)[:, :s.action.shape[1]]
+        if self.cfg.label_source == 'measured_arm':
+            reached = np.concatenate([reached[:, :len(ARM_JOINTS)], s.action[:, len(ARM_JOINTS):]], axis=1)
+        return reached
 
     def samples(self, draws, horizon: int) -> tuple[list, list]:
         """The training samples of `draws` with `horizon`-step chunk labels, and each one's

@@ -328,7 +328,7 @@ def test_ema_of_a_fine_tune_starts_at_full_decay(eps, tmp_path):
 
 def test_label_source_measured_uses_the_next_states(eps, tmp_path):
     """label_source='measured': chunk k holds the states recorded at k+1.. (padded with the last
-    one); 'executed' holds the commands."""
+    one); 'executed' holds the commands; 'measured_arm' mixes the two."""
     tr = Trainer(cfg(eps, tmp_path / 'm', label_source='measured'))
     tr.resume_or_init()
     tr.ingest()
@@ -339,8 +339,13 @@ def test_label_source_measured_uses_the_next_states(eps, tmp_path):
     assert np.array_equal(labels[:T - 1], s.state[1:]) and np.array_equal(labels[-1], s.state[-1])
     tr.cfg.label_source = 'executed'
     assert np.array_equal(tr._labels(s), s.action)
-    tr.cfg.label_source = 'measured'
-    assert np.isfinite(tr.train_step()['loss'])
+    # 'measured_arm': the arm joints reached, the gripper as commanded (its squeeze on a held object)
+    tr.cfg.label_source = 'measured_arm'
+    arm = tr._labels(s)
+    assert np.array_equal(arm[:T - 1, :6], s.state[1:, :6]) and np.array_equal(arm[:, 6], s.action[:, 6])
+    for source in ('measured', 'measured_arm'):
+        tr.cfg.label_source = source
+        assert np.isfinite(tr.train_step()['loss'])
     with pytest.raises(ValueError, match='label_source'):
         TrainerConfig(label_source='commands').validate()
 
