@@ -30,8 +30,8 @@ from .step import RAW_PREFIX, Optimisation, cosine_lr, optimizer_from_tensors, o
 from .store import CheckpointStore, FullWeights, read_policy
 
 # Other modules import these from here.
-__all__ = ['LABEL_SOURCES', 'METHODS', 'PROFILES', 'RAW_PREFIX', 'FullWeights', 'Trainer', 'TrainerConfig', 'cosine_lr',
-           'hiors_loss', 'optimizer_from_tensors', 'optimizer_to_tensors']
+__all__ = ['LABEL_SOURCES', 'METHODS', 'PROFILES', 'RAW_PREFIX', 'FullWeights', 'Trainer', 'TrainerConfig',
+           'cosine_lr', 'hiors_loss', 'optimizer_from_tensors', 'optimizer_to_tensors']
 
 log = logging.getLogger('hiors_trainer')
 
@@ -44,9 +44,9 @@ PROFILES = {
                 weight_decay=1e-10, grad_clip=1.0, batch_size=8),
 }
 
-# Baselines / ablations selected by config ('method').
 LABEL_SOURCES = ('executed', 'measured', 'measured_arm')     # TrainerConfig.label_source
 
+# Baselines / ablations selected by config ('method').
 METHODS = {
     'hiors': {},
     'bc': dict(use_online=False),                                        # demonstrations only
@@ -104,7 +104,7 @@ class TrainerConfig:
     # Hi-ORS code's choice; on a position-controlled gripper closed on an object the measured
     # opening is the object's width, not the squeezing command); 'measured_arm' = the arm joints
     # reached and the gripper command sent (a target held against a blocked hand is not learnt,
-    # the squeeze is).
+    # the squeeze is; measured below 'executed' online: BENCHMARKS.md, session 33).
     label_source: str = 'executed'
     # Optimisation (0 = take the profile's value).
     lr: float = 0.0                      # AdamW peak learning rate; 0 = the profile's
