@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 
+from hiors_common.robot import JOINT_NAMES
 from hiors_common.ros_env import use_local_ros_network
 
 use_local_ros_network()
@@ -246,9 +247,10 @@ def core_seed(args, out, seed, budgets, results):
     if os.path.exists(base):                 # a re-run with other methods reuses the base policy
         policy, config, norm_stats, _ = load_checkpoint(base)
         weights = policy.state_dict()
-        if args.privileged != (config.state_dim > 7):
+        if args.privileged != (config.state_dim > len(JOINT_NAMES)):
             raise SystemExit(f'{args.base}: state_dim {config.state_dim} does not match '
-                             f'--privileged={args.privileged} (7 joints, +6 with the true object poses)')
+                             f'--privileged={args.privileged} ({len(JOINT_NAMES)} joints, more with the '
+                             'true object poses)')
         if args.inference_noise_scale is not None:
             config.inference_noise_scale = args.inference_noise_scale
     else:
