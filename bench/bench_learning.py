@@ -232,6 +232,7 @@ def core_seed(args, out, seed, budgets, results):
                             image_shift_px=args.image_shift,
                             num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0,
                             label_source=args.label_source, replan_stride=args.replan_stride,
+                            autonomous_weight=args.autonomous_weight,
                             **({} if args.pre_takeover_steps is None
                                else {'pre_takeover_steps': args.pre_takeover_steps}))
         tr = Trainer(cfg, loader=store.loader, lister=store.lister)
@@ -361,6 +362,9 @@ def main():
     ap.add_argument('--replan-stride', type=int, default=0,
                     help="core engine: autonomous segments are sampled every this many steps, human ones at every "
                          "step (TrainerConfig.replan_stride; 0 = the policy's re-plan stride)")
+    ap.add_argument('--autonomous-weight', type=float, default=1.0,
+                    help="core engine: sampling weight of the policy's own steps vs human and demo steps "
+                         '(TrainerConfig.autonomous_weight)')
     ap.add_argument('--demo-ratio', type=float, default=0.25)
     ap.add_argument('--demo-mix', default='pooled', choices=['ratio', 'pooled'],
                     help="core engine: demos in online batches at --demo-ratio, or pooled with the online samples")

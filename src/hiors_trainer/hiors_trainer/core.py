@@ -98,6 +98,10 @@ class TrainerConfig:
     # samples together, so the online share grows with the data (a few online episodes early on
     # are not trained on hundreds of times over, which makes the policy overfit to them).
     demo_mix: str = 'ratio'
+    # Sampling weight of the policy's own (autonomous) steps of accepted episodes relative to a
+    # human-commanded step or a demonstration step (1 = the paper: only the varied-frequency
+    # stride thins them). Below 1 the person's corrections and the demos make more of each batch.
+    autonomous_weight: float = 1.0
     rate_hz: float = 0.0                 # 0 = one step per executed action
     # Chunk labels: 'executed' = the commands the mux sent (human corrections included);
     # 'measured' = the joint states the robot reached on the following steps (the official
@@ -152,6 +156,8 @@ class TrainerConfig:
             raise ValueError(f'unknown method {self.method!r}; choose one of {sorted(METHODS)}')
         if not 0.0 <= self.demo_ratio <= 1.0:
             raise ValueError('demo_ratio must be in [0, 1]')
+        if not 0.0 < self.autonomous_weight <= 1.0:
+            raise ValueError('autonomous_weight must be in (0, 1]')
         if self.demo_mix not in ('ratio', 'pooled'):
             raise ValueError(f"demo_mix must be 'ratio' or 'pooled', got {self.demo_mix!r}")
         if self.parallel not in ('ddp', 'fsdp'):

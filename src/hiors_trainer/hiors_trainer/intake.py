@@ -32,6 +32,7 @@ class Stored:
     images: dict
     prompt: str
     demo: bool = False
+    human: np.ndarray | None = None      # (T,) bool: the steps a person commanded (intervention)
 
 
 class Intake:
@@ -91,7 +92,7 @@ class Intake:
                 return dec, ep
             self.store[('demo:' if demo else '') + eid] = Stored(
                 dec, np.asarray(ep.state, np.float32), np.asarray(ep.action, np.float32), images,
-                str(getattr(ep.info, 'task', '') or ''), demo)
+                str(getattr(ep.info, 'task', '') or ''), demo, np.asarray(ep.intervention, bool))
         return dec, ep
 
     def ingest(self) -> int:
@@ -141,7 +142,25 @@ class Intake:
         online, demo = self.pools()
         if not online and not demo:
             raise RuntimeError('no accepted samples to train on yet')
-        ratio = len(demo) / (len(demo) + len(online)) if self.cfg.demo_mix == 'pooled' else self.cfg.demo_ratio
+        w = self.cfg.autonomous_weight
+        if w == 1.0:
+            return self._draw_from(n, rng, online, demo, len(online))
+        human = [(key, k) for key, k in online if self.store[key].human[k]]
+        auto = [(key, k) for key, k in online if not self.store[key].human[k]]
+        online_mass = len(human) + w * len(auto)
+        share_human = len(human) / online_mass if online_mass else 0.0
+        out = []
+        for key_k in self._draw_from(n, rng, online, demo, online_mass):
+            if key_k[0].startswith('demo:'):
+                out.append(key_k)
+            else:                          # re-drawn by class: human steps vs the policy's own
+                pool = human if (not auto or (human and rng.random() < share_human)) else auto
+                out.append(pool[int(rng.integers(len(pool)))])
+        return out
+
+    def _draw_from(self, n, rng, online, demo, online_mass):
+        """n draws: a demo at the configured share (pooled: demos over demos + online mass), else online."""
+        ratio = len(demo) / (len(demo) + online_mass) if self.cfg.demo_mix == 'pooled' else self.cfg.demo_ratio
         out = []
         for _ in range(n):
             use_demo = bool(demo) and (not online or rng.random() < ratio)

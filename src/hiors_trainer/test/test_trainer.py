@@ -260,6 +260,27 @@ def test_demo_mixing_ratio(eps, tmp_path):
     assert abs(frac - share) < 0.05
 
 
+def test_autonomous_weight_thins_the_policys_own_steps(eps, tmp_path):
+    """autonomous_weight w: an autonomous sample is drawn w times as often as a human one."""
+    shares = {}
+    for w in (1.0, 0.25):
+        tr = Trainer(cfg(eps, tmp_path / f'w{w}', autonomous_weight=w))
+        tr.resume_or_init()
+        tr.ingest()
+        online, _ = tr.intake.pools()
+        n_human = sum(bool(tr.intake.store[key].human[k]) for key, k in online)
+        assert 0 < n_human < len(online)           # the synthetic episodes hold both kinds
+        draws = tr._draw(4000)
+        drawn = sum(bool(tr.intake.store[key].human[k]) for key, k in draws) / len(draws)
+        n_auto = len(online) - n_human
+        shares[w] = (drawn, n_human / (n_human + w * n_auto))
+    for drawn, expected in shares.values():
+        assert abs(drawn - expected) < 0.03
+    assert shares[0.25][0] > shares[1.0][0] + 0.1
+    with pytest.raises(ValueError, match='autonomous_weight'):
+        TrainerConfig(autonomous_weight=0.0).validate()
+
+
 def test_training_reduces_loss_on_accepted_data(eps, tmp_path):
     tr = Trainer(cfg(eps, tmp_path, batch_size=4, lr=3e-3, warmup_steps=5))
     tr.resume_or_init()
