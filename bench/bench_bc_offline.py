@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench_learning import human_overrides  # noqa: E402
-from hiors.sync_loop import PolicyActor, SyncWorld, privileged_state  # noqa: E402
+from hiors.sync_loop import PRIVILEGED_OBJECT_DIMS, PolicyActor, SyncWorld, privileged_state  # noqa: E402
+from hiors_common.robot import JOINT_NAMES  # noqa: E402
 from hiors_policy.config import make_config  # noqa: E402
 from hiors_sim.expert import ScriptedExpert  # noqa: E402
 from hiors_sim.sim_core import PegInsertionSim, SimConfig  # noqa: E402
@@ -111,7 +112,7 @@ def main():
     over = {field: getattr(a, opt) for opt, field in fields.items()
             if getattr(a, opt) or (opt == 'backbone_lr_scale' and a.backbone_lr_scale is not None)}
     if a.privileged:
-        over['state_dim'] = 13
+        over['state_dim'] = len(JOINT_NAMES) + PRIVILEGED_OBJECT_DIMS
     config = make_config(a.preset, **over)
     sim_cfg = SimConfig(**task_config(a.task))
     sim_over = {}

@@ -201,7 +201,7 @@ def core_evaluate(args, weights, norm_stats, config, seed):
 
 def core_seed(args, out, seed, budgets, results):
     import torch
-    from hiors.sync_loop import EpisodeStore, PolicyActor, SyncWorld
+    from hiors.sync_loop import PRIVILEGED_OBJECT_DIMS, EpisodeStore, PolicyActor, SyncWorld
     from hiors_policy.checkpoint import load_checkpoint, save_checkpoint
     from hiors_trainer.core import FullWeights, Trainer, TrainerConfig
     torch.set_num_threads(args.threads)
@@ -248,10 +248,11 @@ def core_seed(args, out, seed, budgets, results):
     if os.path.exists(base):                 # a re-run with other methods reuses the base policy
         policy, config, norm_stats, _ = load_checkpoint(base)
         weights = policy.state_dict()
-        if args.privileged != (config.state_dim > len(JOINT_NAMES)):
+        state_dim = len(JOINT_NAMES) + (PRIVILEGED_OBJECT_DIMS if args.privileged else 0)
+        if config.state_dim != state_dim:
             raise SystemExit(f'{args.base}: state_dim {config.state_dim} does not match '
-                             f'--privileged={args.privileged} ({len(JOINT_NAMES)} joints, more with the '
-                             'true object poses)')
+                             f'--privileged={args.privileged} ({len(JOINT_NAMES)} joints, '
+                             f'+ {PRIVILEGED_OBJECT_DIMS} with the true object poses)')
         if args.inference_noise_scale is not None:
             config.inference_noise_scale = args.inference_noise_scale
     else:

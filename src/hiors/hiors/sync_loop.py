@@ -227,6 +227,9 @@ class SyncWorld:
         return EpisodeResult(outcome, ep, human.takeovers, ticks, end_phase, fell_in, fell_under)
 
 
+PRIVILEGED_OBJECT_DIMS = 6     # what privileged_state appends to the joints: peg and hole (x, y, yaw)
+
+
 def privileged_state(q, task) -> np.ndarray:
     """Joints + true peg and hole (x, y, yaw): the perfect-perception state of upper-bound runs."""
     from hiors_sim.sim_core import _quat_yaw
