@@ -183,7 +183,8 @@ class SimHuman:
         if self._last_tcp is not None and np.linalg.norm(tcp - self._last_tcp) > 0.01:
             self._progress_t = max(self._progress_t, now - self.cfg.stall_time_s / 2)
         self._last_tcp = tcp
-        self._track_grip(tcp, task)
+        if self.cfg.slip_m > 0:
+            self._track_grip(tcp, task)
 
         outcome = None
         if success:

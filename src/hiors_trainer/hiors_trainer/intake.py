@@ -8,7 +8,7 @@ import collections
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +33,7 @@ class Stored:
     prompt: str
     demo: bool = False
     human: np.ndarray | None = None      # (T,) bool: the steps a person commanded (intervention)
+    label_rows: dict = field(default_factory=dict)   # label_source -> (T, D) labels, built on first use
 
 
 class Intake:
@@ -171,12 +172,15 @@ class Intake:
     def labels(self, s: Stored) -> np.ndarray:
         """Per-step label rows: label k = the executed command at k, or the state measured at k+1
         (all joints, or the arm's with the gripper command kept: TrainerConfig.label_source)."""
-        if self.cfg.label_source == 'executed':
+        source = self.cfg.label_source
+        if source == 'executed':
             return s.action
-        reached = np.concatenate([s.state[1:], s.state[-1:]], axis=0)[:, :s.action.shape[1]]
-        if self.cfg.label_source == 'measured_arm':
-            reached = np.concatenate([reached[:, :len(ARM_JOINTS)], s.action[:, len(ARM_JOINTS):]], axis=1)
-        return reached
+        if source not in s.label_rows:
+            reached = np.concatenate([s.state[1:], s.state[-1:]], axis=0)[:, :s.action.shape[1]]
+            if source == 'measured_arm':
+                reached = np.concatenate([reached[:, :len(ARM_JOINTS)], s.action[:, len(ARM_JOINTS):]], axis=1)
+            s.label_rows[source] = reached
+        return s.label_rows[source]
 
     def samples(self, draws, horizon: int) -> tuple[list, list]:
         """The training samples of `draws` with `horizon`-step chunk labels, and each one's
