@@ -11,8 +11,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'src', 'hiors'))
-from hiors.phases import wilson_interval  # noqa: E402
+from hiors.phases import wilson_interval
 
 NON_METHOD = ('args', 'base', 'online')
 

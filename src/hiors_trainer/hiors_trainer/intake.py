@@ -143,29 +143,25 @@ class Intake:
         online, demo = self.pools()
         if not online and not demo:
             raise RuntimeError('no accepted samples to train on yet')
+        # The online pool by class and sampling mass: one class unless autonomous_weight < 1
+        # (then the person's steps and the policy's own, the latter at that weight).
         w = self.cfg.autonomous_weight
         if w == 1.0:
-            return self._draw_from(n, rng, online, demo, len(online))
-        human = [(key, k) for key, k in online if self.store[key].human[k]]
-        auto = [(key, k) for key, k in online if not self.store[key].human[k]]
-        online_mass = len(human) + w * len(auto)
-        share_human = len(human) / online_mass if online_mass else 0.0
-        out = []
-        for key_k in self._draw_from(n, rng, online, demo, online_mass):
-            if key_k[0].startswith('demo:'):
-                out.append(key_k)
-            else:                          # re-drawn by class: human steps vs the policy's own
-                pool = human if (not auto or (human and rng.random() < share_human)) else auto
-                out.append(pool[int(rng.integers(len(pool)))])
-        return out
-
-    def _draw_from(self, n, rng, online, demo, online_mass):
-        """n draws: a demo at the configured share (pooled: demos over demos + online mass), else online."""
-        ratio = len(demo) / (len(demo) + online_mass) if self.cfg.demo_mix == 'pooled' else self.cfg.demo_ratio
+            classes = [(online, float(len(online)))]
+        else:
+            human = [(key, k) for key, k in online if self.store[key].human[k]]
+            auto = [(key, k) for key, k in online if not self.store[key].human[k]]
+            classes = [(p, m) for p, m in ((human, float(len(human))), (auto, w * len(auto))) if p]
+        mass = sum(m for _, m in classes)
+        ratio = len(demo) / (len(demo) + mass) if self.cfg.demo_mix == 'pooled' else self.cfg.demo_ratio
         out = []
         for _ in range(n):
-            use_demo = bool(demo) and (not online or rng.random() < ratio)
-            pool = demo if use_demo else online
+            if demo and (not online or rng.random() < ratio):
+                pool = demo
+            elif len(classes) == 1:
+                pool = classes[0][0]
+            else:
+                pool = classes[0][0] if rng.random() * mass < classes[0][1] else classes[1][0]
             out.append(pool[int(rng.integers(len(pool)))])
         return out
 
