@@ -233,8 +233,6 @@ def core_seed(args, out, seed, budgets, results):
                             num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0,
                             label_source=args.label_source, replan_stride=args.replan_stride,
                             autonomous_weight=args.autonomous_weight,
-                            autonomous_loss_weight=args.autonomous_loss_weight,
-                            hindsight_weight=args.hindsight_weight,
                             **({} if args.pre_takeover_steps is None
                                else {'pre_takeover_steps': args.pre_takeover_steps}))
         tr = Trainer(cfg, loader=store.loader, lister=store.lister)
@@ -368,11 +366,6 @@ def main():
     ap.add_argument('--autonomous-weight', type=float, default=1.0,
                     help="core engine: sampling weight of the policy's own steps vs human and demo steps "
                          '(TrainerConfig.autonomous_weight)')
-    ap.add_argument('--autonomous-loss-weight', type=float, default=1.0,
-                    help="core engine: action-loss weight of the policy's own steps vs human and demo steps "
-                         '(TrainerConfig.autonomous_loss_weight)')
-    ap.add_argument('--hindsight-weight', type=float, default=0.0,
-                    help='core engine: weight of the hindsight perception loss (TrainerConfig.hindsight_weight)')
     ap.add_argument('--demo-ratio', type=float, default=0.25)
     ap.add_argument('--demo-mix', default='pooled', choices=['ratio', 'pooled'],
                     help="core engine: demos in online batches at --demo-ratio, or pooled with the online samples")

@@ -104,18 +104,6 @@ class TrainerConfig:
     # (bench_learning, seed 0, 0.25 at 2000 frames: 72% -> 85% alone with true object poses in the
     # state, but 85% -> 60% for the image policy, whose vision needs those frames: BENCHMARKS.md).
     autonomous_weight: float = 1.0
-    # Weight of the flow-matching (action) loss on the policy's own steps of accepted episodes,
-    # against 1 on a human or demo step; they are still drawn, and still feed the hindsight loss
-    # (0 with hindsight_weight > 0: actions are cloned from the person and the demos only, while
-    # the vision tower learns from every frame of every accepted episode).
-    autonomous_loss_weight: float = 1.0
-    # Hindsight perception loss (0 = off, the paper): an auxiliary head on the policy's image
-    # tokens predicts, from the images alone, where the arm's joints will be when this episode
-    # grasps (until it does) and when it ends, relative to the joints now (Intake.hindsight). The
-    # targets come from the robot's own measured joints of successful episodes, so every frame
-    # trains the vision tower to localise the object and the goal, the person's or not. The head
-    # is training-only: published policies do not carry it.
-    hindsight_weight: float = 0.0
     rate_hz: float = 0.0                 # 0 = one step per executed action
     # Chunk labels: 'executed' = the commands the mux sent (human corrections included);
     # 'measured' = the joint states the robot reached on the following steps (the official
@@ -172,10 +160,6 @@ class TrainerConfig:
             raise ValueError('demo_ratio must be in [0, 1]')
         if not 0.0 < self.autonomous_weight <= 1.0:
             raise ValueError('autonomous_weight must be in (0, 1]')
-        if not 0.0 <= self.autonomous_loss_weight <= 1.0:
-            raise ValueError('autonomous_loss_weight must be in [0, 1]')
-        if self.hindsight_weight < 0:
-            raise ValueError('hindsight_weight must be >= 0')
         if self.demo_mix not in ('ratio', 'pooled'):
             raise ValueError(f"demo_mix must be 'ratio' or 'pooled', got {self.demo_mix!r}")
         if self.parallel not in ('ddp', 'fsdp'):
@@ -267,8 +251,7 @@ class Trainer:
         self.intake.cameras = self.config.camera_names
         self.norm_stats = norm_stats
         self.processor = PolicyProcessor(self.config, norm_stats)
-        self.loss_module = loss_module(self.policy, self.device, self.cfg.noise_samples, self.world_size, self.fsdp,
-                                       self.cfg.hindsight_weight)
+        self.loss_module = loss_module(self.policy, self.device, self.cfg.noise_samples, self.world_size, self.fsdp)
         self.optim.attach(self.loss_module, self.policy)
 
     def resume_or_init(self, config=None) -> bool:
@@ -333,9 +316,6 @@ class Trainer:
         samples, ind = self.intake.samples(draws, self.config.chunk_size)
         batch = self.processor.prepare_batch(samples)
         batch['images'] = random_shift(batch['images'], self.cfg.image_shift_px, self.rng)
-        if self.cfg.hindsight_weight:
-            target, mask = self.intake.hindsight_batch(draws)
-            batch['hindsight'], batch['hindsight_mask'] = torch.from_numpy(target), torch.from_numpy(mask)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         return batch, torch.tensor(ind, device=self.device)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from hiors_common.robot import ARM_JOINTS, GRIPPER_CLOSED, GRIPPER_OPEN
+from hiors_common.robot import ARM_JOINTS
 
 from .sampling import (REASON_BELOW_THRESHOLD, REASON_LOAD_ERROR, REASON_NO_IMAGES, EpisodeDecision, FilterConfig,
                        RejectionStats, ThresholdSchedule, accepted, action_chunk, episode_filter)
@@ -178,42 +178,17 @@ class Intake:
             s.label_rows[source] = reached
         return s.label_rows[source]
 
-    def hindsight(self, s: Stored) -> tuple[np.ndarray, np.ndarray]:
-        """Per-step hindsight targets (T, 2 * arm joints) and their masks: the arm joints measured
-        where the episode grasped (the first step its gripper command closes) and where it ended,
-        minus the joints measured at the step. The grasp target holds only until the grasp (the
-        object moves with the hand after it); an episode that never closes has none."""
-        if 'hindsight' not in s.label_rows:
-            n = len(ARM_JOINTS)
-            arm = s.state[:, :n]
-            closed = np.flatnonzero(s.action[:, n] < 0.5 * (GRIPPER_OPEN + GRIPPER_CLOSED))
-            T = arm.shape[0]
-            grasp = int(closed[0]) if closed.size else 0
-            target = np.concatenate([arm[grasp] - arm, arm[-1] - arm], axis=1).astype(np.float32)
-            mask = np.ones_like(target)
-            mask[np.arange(T) >= grasp, :n] = 0.0
-            s.label_rows['hindsight'] = (target, mask)
-        return s.label_rows['hindsight']
-
-    def hindsight_batch(self, draws) -> tuple[np.ndarray, np.ndarray]:
-        """(B, 2 * arm joints) hindsight targets and masks of `draws` (see `hindsight`)."""
-        rows = [(self.hindsight(self.store[key]), k) for key, k in draws]
-        return np.stack([t[k] for (t, _), k in rows]), np.stack([m[k] for (_, m), k in rows])
-
     def samples(self, draws, horizon: int) -> tuple[list, list]:
         """The training samples of `draws` with `horizon`-step chunk labels, and each one's
-        action-loss weight: the indicator 1[R >= m] (1 for a demonstration), times
-        autonomous_loss_weight on the policy's own steps."""
+        indicator 1[R >= m] (1 for a demonstration)."""
         samples, ind = [], []
         m = self.threshold()
-        w_auto = self.cfg.autonomous_loss_weight
         for key, k in draws:
             s = self.store[key]
             chunk, pad = action_chunk(self.labels(s), k, horizon)
             samples.append({'images': {c: v[k] for c, v in s.images.items()}, 'state': s.state[k],
                             'prompt': s.prompt, 'action': chunk, 'action_is_pad': pad})
-            w = 1.0 if s.demo else float(accepted(s.decision, m, self.fcfg))
-            ind.append(w if s.demo or s.human[k] else w * w_auto)
+            ind.append(1.0 if s.demo else float(accepted(s.decision, m, self.fcfg)))
         return samples, ind
 
     def training_prompt(self) -> str:

@@ -15,55 +15,16 @@ def hiors_loss(policy, batch: dict, indicator: torch.Tensor, noise=None, time=No
     return per.mean()
 
 
-class HindsightHead(torch.nn.Module):
-    """Training-only perception head: the policy's image tokens of all cameras (B, n_cam * N, W)
-    -> the hindsight joint targets (B, 2 * arm joints) of Intake.hindsight."""
-
-    def __init__(self, config, hidden: int = 128):
-        super().__init__()
-        from hiors_common.robot import ARM_JOINTS
-        tokens = len(config.camera_names) * (config.vision_keypoints + 1 if config.vision_tower == 'keypoints'
-                                             else (config.image_size // config.vision_patch_size) ** 2)
-        self.net = torch.nn.Sequential(torch.nn.Linear(tokens * config.lm_width, hidden), torch.nn.GELU(),
-                                       torch.nn.Linear(hidden, 2 * len(ARM_JOINTS)))
-
-    def forward(self, image_tokens: torch.Tensor) -> torch.Tensor:
-        return self.net(image_tokens.flatten(1).float())
-
-
 class _LossModule(torch.nn.Module):
-    """DDP needs forward(); this routes it to the policy's loss, plus hindsight_weight x the
-    hindsight head's masked squared error when that is on (the head reads the image tokens the
-    loss pass computes, caught at the policy's projector, so the vision runs once)."""
+    """DDP needs forward(); this routes it to the policy's loss."""
 
-    def __init__(self, policy, noise_samples: int = 1, hindsight_weight: float = 0.0):
+    def __init__(self, policy, noise_samples: int = 1):
         super().__init__()
         self.policy = policy
         self.noise_samples = noise_samples
-        self.hindsight_weight = hindsight_weight
-        self.hindsight_head = HindsightHead(policy.config).to(policy.device) if hindsight_weight else None
-        self.last_hindsight_loss = float('nan')
 
     def forward(self, batch, indicator):
-        if self.hindsight_head is None:
-            return hiors_loss(self.policy, batch, indicator, noise_samples=self.noise_samples)
-        caught = []
-        hook = self.policy.projector.register_forward_hook(lambda _m, _i, out: caught.append(out))
-        try:
-            loss = hiors_loss(self.policy, batch, indicator, noise_samples=self.noise_samples)
-        finally:
-            hook.remove()
-        B = indicator.shape[0]
-        pred = self.hindsight_head(caught[0].reshape(B, -1, caught[0].shape[-1]))
-        mask = batch['hindsight_mask'].float()
-        err = ((pred - batch['hindsight'].float()) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
-        self.last_hindsight_loss = float(err.detach())
-        return loss + self.hindsight_weight * err
-
-
-def hindsight_head(module) -> HindsightHead | None:
-    """The training-only hindsight head of a loss module (plain or DDP-wrapped), if it has one."""
-    return getattr(getattr(module, 'module', module), 'hindsight_head', None)
+        return hiors_loss(self.policy, batch, indicator, noise_samples=self.noise_samples)
 
 
 def build_policy(config, device, state_dict=None):
@@ -76,10 +37,9 @@ def build_policy(config, device, state_dict=None):
     return policy
 
 
-def loss_module(policy, device, noise_samples: int = 1, world_size: int = 1, fsdp: bool = False,
-                hindsight_weight: float = 0.0):
+def loss_module(policy, device, noise_samples: int = 1, world_size: int = 1, fsdp: bool = False):
     """The policy's loss as a module: plain, DDP-wrapped (world_size > 1) or FSDP-sharded."""
-    module = _LossModule(policy, noise_samples, hindsight_weight)
+    module = _LossModule(policy, noise_samples)
     if fsdp:
         # FSDP2, one group at the root: parameters, gradients and AdamW moments are sharded
         # across ranks and gathered for the step (the joint layers call sub-modules directly,
@@ -100,5 +60,5 @@ def full_weights(module, policy, fsdp: bool = False) -> dict:
     if fsdp:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
         sd = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return {k[len('policy.'):]: v for k, v in sd.items() if k.startswith('policy.')}
+        return {k[len('policy.'):]: v for k, v in sd.items()}
     return policy.state_dict()

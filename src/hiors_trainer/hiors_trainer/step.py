@@ -8,14 +8,10 @@ import math
 
 import torch
 
-from .model import hindsight_head
-
 log = logging.getLogger('hiors_trainer')
 
 # With EMA on, the optimizer file also holds the raw (non-averaged) weights under this prefix.
 RAW_PREFIX = 'raw_weights.'
-# With hindsight_weight on, it holds the training-only hindsight head's weights under this one.
-HEAD_PREFIX = 'hindsight_head.'
 
 
 def cosine_lr(step: int, lr: float, end_lr: float, warmup_steps: int, decay_steps: int) -> float:
@@ -144,9 +140,6 @@ class Optimisation:
         if self.ema is not None:
             tensors.update({RAW_PREFIX + k: v.detach().to('cpu').contiguous()
                             for k, v in self.policy.state_dict().items()})
-        head = hindsight_head(self.loss_module)
-        if head is not None:
-            tensors.update({HEAD_PREFIX + k: v.detach().to('cpu').contiguous() for k, v in head.state_dict().items()})
         return tensors, scalars
 
     def load_state(self, tensors: dict, scalars: dict):
@@ -157,9 +150,5 @@ class Optimisation:
             if self.ema is not None:
                 self.ema = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
             self.policy.load_state_dict(raw, strict=True)
-        head = hindsight_head(self.loss_module)
-        head_sd = {k[len(HEAD_PREFIX):]: v for k, v in tensors.items() if k.startswith(HEAD_PREFIX)}
-        if head is not None and head_sd:
-            head.load_state_dict(head_sd, strict=True)
         optimizer_from_tensors(self.optimizer, {k: v for k, v in tensors.items()
-                                                if not k.startswith((RAW_PREFIX, HEAD_PREFIX))}, scalars)
+                                                if not k.startswith(RAW_PREFIX)}, scalars)

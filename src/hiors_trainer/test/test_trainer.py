@@ -21,7 +21,6 @@ from hiors_policy.synthetic import random_batch
 from hiors_recorder.dataset import load_episode
 from hiors_recorder.synthetic import write_synthetic_episode
 from hiors_trainer.core import Trainer, TrainerConfig, cosine_lr, hiors_loss
-from hiors_trainer.intake import Stored
 
 torch.set_num_threads(1)
 
@@ -280,60 +279,6 @@ def test_autonomous_weight_thins_the_policys_own_steps(eps, tmp_path):
     assert shares[0.25][0] > shares[1.0][0] + 0.1
     with pytest.raises(ValueError, match='autonomous_weight'):
         TrainerConfig(autonomous_weight=0.0).validate()
-
-
-def test_autonomous_loss_weight_scales_the_policys_own_steps(eps, tmp_path):
-    """autonomous_loss_weight 0: the policy's own steps are drawn but carry no action loss."""
-    tr = Trainer(cfg(eps, tmp_path / 'alw', autonomous_loss_weight=0.0))
-    tr.resume_or_init()
-    tr.ingest()
-    draws = tr._draw(64)
-    _, ind = tr.make_batch(draws)
-    human = torch.tensor([bool(tr.intake.store[key].human[k]) for key, k in draws])
-    assert 0 < int(human.sum()) < len(draws)
-    assert torch.equal(ind, human.float())
-    with pytest.raises(ValueError, match='autonomous_loss_weight'):
-        TrainerConfig(autonomous_loss_weight=1.5).validate()
-
-
-def test_hindsight_targets_and_training_only_head(eps, tmp_path):
-    """Intake.hindsight: the arm joints where the episode grasped (until then) and where it ended,
-    relative to now; the head trains on them and stays out of the published weights."""
-    from hiors_common.robot import GRIPPER_CLOSED, GRIPPER_OPEN
-    from hiors_trainer.sampling import EpisodeDecision
-    T, grasp = 8, 3
-    rng = np.random.default_rng(0)
-    state = rng.normal(size=(T, 7)).astype(np.float32)
-    action = np.zeros((T, 7), np.float32)
-    action[:, 6] = GRIPPER_OPEN
-    action[grasp:, 6] = GRIPPER_CLOSED
-    tr = Trainer(cfg(eps, tmp_path / 'hs', hindsight_weight=1.0, lr=3e-3, warmup_steps=0))
-    s = Stored(EpisodeDecision('e', 1.0, ''), state, action, {}, '', human=np.zeros(T, bool))
-    target, mask = tr.intake.hindsight(s)
-    assert np.allclose(target[:, :6], state[grasp, :6] - state[:, :6])
-    assert np.allclose(target[:, 6:], state[-1, :6] - state[:, :6])
-    assert mask[:grasp, :6].all() and not mask[grasp:, :6].any() and mask[:, 6:].all()
-    tr.resume_or_init()
-    tr.ingest()
-    batch, ind = tr.make_batch(tr._draw(8))
-    assert batch['hindsight'].shape == batch['hindsight_mask'].shape == (8, 12)
-    # The synthetic episodes' images are flat colours, which the GroupNorm tower maps to one
-    # feature; fixed random images per sample make the targets learnable.
-    batch['images'] = torch.rand(batch['images'].shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    first = None
-    for step in range(60):
-        tr.optim.update(batch, ind, step, 3e-3)
-        first = first if first is not None else tr.loss_module.last_hindsight_loss
-    assert tr.loss_module.last_hindsight_loss < 0.3 * first
-    assert set(tr.model_state()) == set(Pi0Policy(tr.config).state_dict())
-    # The head resumes with the trainer (its weights go with the optimizer state).
-    tr.save_checkpoint()
-    again = Trainer(cfg(eps, tmp_path / 'hs', hindsight_weight=1.0))
-    assert again.resume_or_init()
-    for k, v in tr.loss_module.hindsight_head.state_dict().items():
-        assert torch.equal(v, again.loss_module.hindsight_head.state_dict()[k])
-    with pytest.raises(ValueError, match='hindsight_weight'):
-        TrainerConfig(hindsight_weight=-1.0).validate()
 
 
 def test_training_reduces_loss_on_accepted_data(eps, tmp_path):
