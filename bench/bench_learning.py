@@ -233,7 +233,6 @@ def core_seed(args, out, seed, budgets, results):
                             num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0,
                             label_source=args.label_source, replan_stride=args.replan_stride,
                             autonomous_weight=args.autonomous_weight,
-                            autonomous_gradient=args.autonomous_gradient,
                             **({} if args.pre_takeover_steps is None
                                else {'pre_takeover_steps': args.pre_takeover_steps}))
         tr = Trainer(cfg, loader=store.loader, lister=store.lister)
@@ -332,7 +331,7 @@ def save_results(out, results):
 
 
 def main():
-    from hiors_trainer.core import AUTONOMOUS_GRADIENTS, LABEL_SOURCES, PROFILES
+    from hiors_trainer.core import LABEL_SOURCES, PROFILES
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--engine', default='core', choices=['core', 'graph'])
     ap.add_argument('--methods', default='hiors,bc,hg_dagger,hiors_no_human')
@@ -367,8 +366,6 @@ def main():
     ap.add_argument('--autonomous-weight', type=float, default=1.0,
                     help="core engine: sampling weight of the policy's own steps vs human and demo steps "
                          '(TrainerConfig.autonomous_weight)')
-    ap.add_argument('--autonomous-gradient', default='all', choices=AUTONOMOUS_GRADIENTS,
-                    help="core engine: what the policy's own steps train (TrainerConfig.autonomous_gradient)")
     ap.add_argument('--demo-ratio', type=float, default=0.25)
     ap.add_argument('--demo-mix', default='pooled', choices=['ratio', 'pooled'],
                     help="core engine: demos in online batches at --demo-ratio, or pooled with the online samples")

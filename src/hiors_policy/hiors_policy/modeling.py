@@ -474,24 +474,14 @@ class Pi0Policy(nn.Module):
         return x
 
     # ------------------------------------------------------------------ misc
-    def observation_modules(self) -> list:
-        """The PaliGemma part, which reads the observation: vision tower, projector, VLM. The rest
-        (action expert, state / action / time projections: action_parameters) makes the actions."""
-        return [self.vision, self.projector, self.lm]
-
-    def action_parameters(self) -> list:
-        """The parameters outside observation_modules()."""
-        seen = {id(prm) for m in self.observation_modules() for prm in m.parameters()}
-        return [prm for prm in self.parameters() if id(prm) not in seen]
-
     def set_trainable(self, freeze_vision_encoder: bool = False, train_expert_only: bool = False) -> list:
         """LeRobot-style fine-tuning switches; returns the parameters left trainable.
-        train_expert_only freezes the whole PaliGemma part (observation_modules)."""
+        train_expert_only freezes the whole PaliGemma part (vision, projector, LM)."""
         frozen = []
-        if freeze_vision_encoder and not train_expert_only:
+        if freeze_vision_encoder or train_expert_only:
             frozen.append(self.vision)
         if train_expert_only:
-            frozen += self.observation_modules()
+            frozen += [self.projector, self.lm]
         for prm in self.parameters():
             prm.requires_grad_(True)
         for m in frozen:

@@ -24,14 +24,14 @@ import torch
 from hiors_policy.processing import random_shift
 
 from .intake import Intake, Stored
-from .model import OBSERVATION_ONLY, build_policy, full_weights, hiors_loss, loss_module
+from .model import build_policy, full_weights, hiors_loss, loss_module
 from .sampling import WHOLE_SEGMENT, FilterConfig, ThresholdSchedule
 from .step import RAW_PREFIX, Optimisation, cosine_lr, optimizer_from_tensors, optimizer_to_tensors
 from .store import CheckpointStore, FullWeights, read_policy
 
 # Other modules import these from here.
-__all__ = ['AUTONOMOUS_GRADIENTS', 'LABEL_SOURCES', 'METHODS', 'PROFILES', 'RAW_PREFIX', 'FullWeights', 'Trainer',
-           'TrainerConfig', 'cosine_lr', 'hiors_loss', 'optimizer_from_tensors', 'optimizer_to_tensors']
+__all__ = ['LABEL_SOURCES', 'METHODS', 'PROFILES', 'RAW_PREFIX', 'FullWeights', 'Trainer', 'TrainerConfig',
+           'cosine_lr', 'hiors_loss', 'optimizer_from_tensors', 'optimizer_to_tensors']
 
 log = logging.getLogger('hiors_trainer')
 
@@ -45,7 +45,6 @@ PROFILES = {
 }
 
 LABEL_SOURCES = ('executed', 'measured', 'measured_arm')     # TrainerConfig.label_source
-AUTONOMOUS_GRADIENTS = ('all', 'observation')                # TrainerConfig.autonomous_gradient
 
 # Baselines / ablations selected by config ('method').
 METHODS = {
@@ -105,13 +104,6 @@ class TrainerConfig:
     # (bench_learning, seed 0, 0.25 at 2000 frames: 72% -> 85% alone with true object poses in the
     # state, but 85% -> 60% for the image policy, whose vision needs those frames: BENCHMARKS.md).
     autonomous_weight: float = 1.0
-    # What the policy's own (autonomous) steps of accepted episodes train: 'all' = every weight
-    # (the paper); 'observation' = the vision tower, projector and VLM only, through the action
-    # expert's attention, while the action expert and the state / action / time projections learn
-    # from the person's steps and the demonstrations alone (on images the policy needs its own
-    # frames to see the states it visits, while cloning its own commands caps its control:
-    # BENCHMARKS.md, session 34).
-    autonomous_gradient: str = 'all'
     rate_hz: float = 0.0                 # 0 = one step per executed action
     # Chunk labels: 'executed' = the commands the mux sent (human corrections included);
     # 'measured' = the joint states the robot reached on the following steps (the official
@@ -168,9 +160,6 @@ class TrainerConfig:
             raise ValueError('demo_ratio must be in [0, 1]')
         if not 0.0 < self.autonomous_weight <= 1.0:
             raise ValueError('autonomous_weight must be in (0, 1]')
-        if self.autonomous_gradient not in AUTONOMOUS_GRADIENTS:
-            raise ValueError(f'autonomous_gradient must be one of {AUTONOMOUS_GRADIENTS}, '
-                             f'got {self.autonomous_gradient!r}')
         if self.demo_mix not in ('ratio', 'pooled'):
             raise ValueError(f"demo_mix must be 'ratio' or 'pooled', got {self.demo_mix!r}")
         if self.parallel not in ('ddp', 'fsdp'):
@@ -327,8 +316,6 @@ class Trainer:
         samples, ind = self.intake.samples(draws, self.config.chunk_size)
         batch = self.processor.prepare_batch(samples)
         batch['images'] = random_shift(batch['images'], self.cfg.image_shift_px, self.rng)
-        if self.cfg.autonomous_gradient == 'observation':
-            batch[OBSERVATION_ONLY] = torch.from_numpy(self.intake.autonomous(draws))
         batch = {k: v.to(self.device) for k, v in batch.items()}
         return batch, torch.tensor(ind, device=self.device)
 

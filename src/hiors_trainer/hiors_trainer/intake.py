@@ -191,10 +191,6 @@ class Intake:
             ind.append(1.0 if s.demo else float(accepted(s.decision, m, self.fcfg)))
         return samples, ind
 
-    def autonomous(self, draws) -> np.ndarray:
-        """(B,) bool: which of `draws` the policy commanded itself (not a person, not a demo)."""
-        return np.array([not (self.store[key].demo or self.store[key].human[k]) for key, k in draws], bool)
-
     def training_prompt(self) -> str:
         """The instruction most of the accepted samples carry."""
         m = self.threshold()

@@ -15,16 +15,8 @@ def hiors_loss(policy, batch: dict, indicator: torch.Tensor, noise=None, time=No
     return per.mean()
 
 
-# Optional batch entry (B,) bool: rows whose loss may train the observation part of the policy
-# only (Pi0Policy.observation_modules), not its action parameters (TrainerConfig.autonomous_gradient).
-OBSERVATION_ONLY = 'observation_only'
-
-
 class _LossModule(torch.nn.Module):
-    """DDP needs forward(); this routes it to the policy's loss. Rows flagged OBSERVATION_ONLY are
-    a second pass with the action parameters held out of autograd: their gradient reaches the
-    vision tower and VLM through the action expert's attention, but not the expert's own weights;
-    the loss is the same batch mean either way."""
+    """DDP needs forward(); this routes it to the policy's loss."""
 
     def __init__(self, policy, noise_samples: int = 1):
         super().__init__()
@@ -32,28 +24,7 @@ class _LossModule(torch.nn.Module):
         self.noise_samples = noise_samples
 
     def forward(self, batch, indicator):
-        obs_only = batch.get(OBSERVATION_ONLY)
-        if obs_only is None or not bool(obs_only.any()):
-            batch = {k: v for k, v in batch.items() if k != OBSERVATION_ONLY}
-            return hiors_loss(self.policy, batch, indicator, noise_samples=self.noise_samples)
-        if self.policy.gradient_checkpointing:
-            # The recomputation in backward would run with the action parameters trainable again.
-            raise ValueError('observation-only rows need gradient checkpointing off')
-        total = 0.0
-        for rows, hold in ((~obs_only, []), (obs_only, self.policy.action_parameters())):
-            if not bool(rows.any()):
-                continue
-            part = {k: v[rows] for k, v in batch.items() if k != OBSERVATION_ONLY}
-            trainable = [prm for prm in hold if prm.requires_grad]
-            for prm in trainable:
-                prm.requires_grad_(False)
-            try:
-                loss = hiors_loss(self.policy, part, indicator[rows], noise_samples=self.noise_samples)
-            finally:
-                for prm in trainable:
-                    prm.requires_grad_(True)
-            total = total + loss * int(rows.sum())
-        return total / indicator.shape[0]
+        return hiors_loss(self.policy, batch, indicator, noise_samples=self.noise_samples)
 
 
 def build_policy(config, device, state_dict=None):

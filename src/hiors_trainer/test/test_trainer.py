@@ -281,38 +281,6 @@ def test_autonomous_weight_thins_the_policys_own_steps(eps, tmp_path):
         TrainerConfig(autonomous_weight=0.0).validate()
 
 
-def test_autonomous_gradient_observation_keeps_own_steps_off_the_action_weights(eps, tmp_path):
-    """autonomous_gradient 'observation': the policy's own steps reach the vision tower / VLM, not
-    the action parameters; a person's step reaches both."""
-    tr = Trainer(cfg(eps, tmp_path / 'obs', autonomous_gradient='observation'))
-    tr.resume_or_init()
-    tr.ingest()
-    draws = tr._draw(32)
-    batch, ind = tr.make_batch(draws)
-    own = batch['observation_only']
-    assert torch.equal(own, torch.tensor([not tr.intake.store[key].human[k] for key, k in draws]))
-    assert 0 < int(own.sum()) < len(draws)
-    policy = tr.policy
-    obs_params = [prm for m in policy.observation_modules() for prm in m.parameters()]
-
-    def grads(rows):
-        policy.zero_grad(set_to_none=True)
-        part = {k: v[rows] for k, v in batch.items()}
-        tr.loss_module(part, ind[rows]).backward()
-        norm = lambda ps: sum(float(p.grad.abs().sum()) for p in ps if p.grad is not None)  # noqa: E731
-        return norm(policy.action_parameters()), norm(obs_params)
-
-    action_g, obs_g = grads(own)                  # own steps only
-    assert action_g == 0.0 and obs_g > 0.0
-    assert all(prm.requires_grad for prm in policy.parameters())
-    action_g, obs_g = grads(~own)                 # the person's steps
-    assert action_g > 0.0 and obs_g > 0.0
-    action_g, obs_g = grads(torch.ones_like(own))  # mixed
-    assert action_g > 0.0 and obs_g > 0.0
-    with pytest.raises(ValueError, match='autonomous_gradient'):
-        TrainerConfig(autonomous_gradient='vision').validate()
-
-
 def test_training_reduces_loss_on_accepted_data(eps, tmp_path):
     tr = Trainer(cfg(eps, tmp_path, batch_size=4, lr=3e-3, warmup_steps=5))
     tr.resume_or_init()
