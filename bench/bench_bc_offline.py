@@ -30,17 +30,19 @@ from hiors_sim.sim_core import PegInsertionSim, SimConfig  # noqa: E402
 from hiors_sim.tasks import task_config  # noqa: E402
 from hiors_trainer.core import Trainer, TrainerConfig  # noqa: E402
 
-def collect(task, cams, seeds, sim_overrides, privileged=False, human_overrides=None):
+def collect(task, cams, seeds, sim_overrides, privileged=False, human_overrides=None, estimator=None):
     """Expert episodes (successful ones only) from the simulated human in 'demo' mode, at the
     sim's camera resolution (the processor resizes, as in the graph)."""
     world = SyncWorld(task=task, mode='demo', cameras=cams, sim_overrides=sim_overrides,
-                      privileged_state=privileged, human_overrides=human_overrides or {})
+                      privileged_state=privileged, object_estimator=estimator,
+                      human_overrides=human_overrides or {})
     return [r.episode for r in (world.episode(seed) for seed in seeds) if r.outcome == 'success']
 
 
-def evaluate(sim, actor, seeds, cams, max_ticks, privileged=False):
+def evaluate(sim, actor, seeds, cams, max_ticks, privileged=False, estimator=None):
     """The policy alone, stepped directly (no human): success, whether the peg was lifted 2 cm,
-    and the closest the lifted peg came to the hole axis."""
+    and the closest the lifted peg came to the hole axis. The state: joints, + the true object
+    poses (privileged) or the estimator's reading of them."""
     results, lifted, best_lateral, fell = [], [], [], []
     for seed in seeds:
         sim.reset(seed)
@@ -49,8 +51,19 @@ def evaluate(sim, actor, seeds, cams, max_ticks, privileged=False):
         z0 = sim.peg_pose()[0][2]
         for _ in range(max_ticks):
             q = sim.joint_positions()
-            state = privileged_state(q, sim.task_state()) if privileged else q
-            cmd = actor.command(state, lambda: {c: sim.render(c) for c in cams})
+            frames = {}
+
+            def images():
+                if not frames:
+                    frames.update({c: sim.render(c) for c in cams})
+                return frames
+            if privileged:
+                state = privileged_state(q, sim.task_state())
+            elif estimator is not None:
+                state = np.concatenate([q, estimator.estimate(images(), q)])
+            else:
+                state = q
+            cmd = actor.command(state, images)
             sim.step(cmd)
             peg = sim.peg_pose()[0]
             lift = lift or peg[2] > z0 + 0.02
@@ -94,6 +107,9 @@ def main():
                     help='random-shift augmentation, pixels at the policy image size (TrainerConfig.image_shift_px)')
     ap.add_argument('--privileged', action='store_true',
                     help='upper bound: true peg/hole (x, y, yaw) appended to the state (perfect perception)')
+    ap.add_argument('--pose-estimator', default='',
+                    help='object-pose estimator file (bench/train_pose_estimator.py): its peg/hole (x, y, yaw) '
+                         'appended to the state, in the demos and the evaluation')
     ap.add_argument('--human', nargs='*', default=[], metavar='FIELD=VALUE',
                     help='SimHumanConfig fields of the demonstrator (e.g. approach_funnel_slope=1.5)')
     ap.add_argument('--max-ticks', type=int, default=200)
@@ -111,7 +127,13 @@ def main():
               'backbone_lr_scale': 'vision_backbone_lr_scale'}
     over = {field: getattr(a, opt) for opt, field in fields.items()
             if getattr(a, opt) or (opt == 'backbone_lr_scale' and a.backbone_lr_scale is not None)}
-    if a.privileged:
+    if a.privileged and a.pose_estimator:
+        raise SystemExit('--privileged and --pose-estimator are exclusive')
+    estimator = None
+    if a.pose_estimator:
+        from hiors_policy.object_pose import ObjectPoseEstimator
+        estimator = ObjectPoseEstimator.load(a.pose_estimator)
+    if a.privileged or estimator:
         over['state_dim'] = len(JOINT_NAMES) + PRIVILEGED_OBJECT_DIMS
     config = make_config(a.preset, **over)
     sim_cfg = SimConfig(**task_config(a.task))
@@ -126,7 +148,7 @@ def main():
     cams = config.camera_names
     t0 = time.time()
     eps = collect(a.task, cams, range(a.seed * 10000, a.seed * 10000 + a.demos),
-                  sim_over, a.privileged, human_overrides(a))
+                  sim_over, a.privileged, human_overrides(a), estimator)
     t_collect = time.time() - t0
     print(f'{len(eps)}/{a.demos} expert demos, {sum(len(e.state) for e in eps)} steps, {t_collect:.0f} s', flush=True)
     by_id = {e.info.episode_id: e for e in eps}
@@ -148,7 +170,8 @@ def main():
                 image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset,
                 vision_tower=config.vision_tower, keypoints=config.vision_keypoints,
                 vision_width=config.vision_width, vision_backbone=config.vision_backbone,
-                backbone_lr_scale=config.vision_backbone_lr_scale, privileged=a.privileged, ema=a.ema,
+                backbone_lr_scale=config.vision_backbone_lr_scale, privileged=a.privileged,
+                pose_estimator=a.pose_estimator, ema=a.ema,
                 noise_samples=a.noise_samples, image_shift=a.image_shift, collect_s=round(t_collect))
 
     def run_eval(weights, label, on_train):
@@ -157,7 +180,7 @@ def main():
         policy.load_state_dict(weights)
         actor = PolicyActor(policy, tr.norm_stats, lead_ticks=0, blend_ticks=0)   # this bench's protocol: no latency
         t1 = time.time()
-        ok, lifted, lat, fell = evaluate(sim, actor, held_out, cams, a.max_ticks, a.privileged)
+        ok, lifted, lat, fell = evaluate(sim, actor, held_out, cams, a.max_ticks, a.privileged, estimator)
         r = dict(base, steps=tr.step, weights=label, final_loss=float(np.mean(losses[-50:])),
                  success=float(np.mean(ok)), successes=int(sum(ok)), n_eval=len(ok),
                  lifted=float(np.mean(lifted)), tipped=float(np.mean(fell)),
@@ -165,7 +188,7 @@ def main():
                  train_s=round(t_train))
         if on_train:
             ok_train, _, _, _ = evaluate(sim, actor, range(a.seed * 10000, a.seed * 10000 + min(a.eval, a.demos)),
-                                         cams, a.max_ticks, a.privileged)
+                                         cams, a.max_ticks, a.privileged, estimator)
             r['success_on_train_instances'] = float(np.mean(ok_train))
         r['eval_s'] = round(time.time() - t1)
         print(json.dumps(r), flush=True)

@@ -173,6 +173,20 @@ def eval_seeds(seed: int, instance: int, trial: int) -> tuple[int, int]:
     return 900000 + 1000 * seed + instance, EVAL_NOISE_SEED + 1000 * seed + 10 * instance + trial
 
 
+_ESTIMATORS = {}
+
+
+def object_state(args) -> dict:
+    """SyncWorld's object-state fields: the true poses (--privileged), estimated ones
+    (--pose-estimator, loaded once), or none."""
+    if not args.pose_estimator:
+        return {'privileged_state': args.privileged}
+    if args.pose_estimator not in _ESTIMATORS:
+        from hiors_policy.object_pose import ObjectPoseEstimator
+        _ESTIMATORS[args.pose_estimator] = ObjectPoseEstimator.load(args.pose_estimator)
+    return {'object_estimator': _ESTIMATORS[args.pose_estimator]}
+
+
 def core_evaluate(args, weights, norm_stats, config, seed):
     """The policy alone on eval instances, each tried `trials` times (same instance, new noise)."""
     import torch
@@ -183,7 +197,7 @@ def core_evaluate(args, weights, norm_stats, config, seed):
     actor = PolicyActor(policy, norm_stats, lead_ticks=args.lead_ticks, blend_ticks=args.blend_ticks)
     world = SyncWorld(task=args.task, mode='label_only', episode_timeout_s=args.episode_timeout,
                       mux_overrides=mux_overrides(args), human_overrides=human_overrides(args),
-                      cameras=config.camera_names, privileged_state=args.privileged)
+                      cameras=config.camera_names, **object_state(args))
     outcomes, failures = [], {}
     for i in range(args.eval_instances):
         for trial in range(args.trials):
@@ -210,7 +224,7 @@ def core_seed(args, out, seed, budgets, results):
     work = os.path.join(out, f'seed{seed}')
     world = SyncWorld(task=args.task, mode='demo', episode_timeout_s=args.episode_timeout,
                       mux_overrides=mux_overrides(args), human_overrides=human_overrides(args),
-                      privileged_state=args.privileged)
+                      **object_state(args))
     t0 = time.time()
     # With --base, the base's own demonstrations (bench_bc_offline's seeds 0..N-1) for every seed:
     # other demonstrations would be new data the online methods get for free.
@@ -248,10 +262,11 @@ def core_seed(args, out, seed, budgets, results):
     if os.path.exists(base):                 # a re-run with other methods reuses the base policy
         policy, config, norm_stats, _ = load_checkpoint(base)
         weights = policy.state_dict()
-        state_dim = len(JOINT_NAMES) + (PRIVILEGED_OBJECT_DIMS if args.privileged else 0)
+        state_dim = len(JOINT_NAMES) + (PRIVILEGED_OBJECT_DIMS if args.privileged or args.pose_estimator else 0)
         if config.state_dim != state_dim:
             raise SystemExit(f'{args.base}: state_dim {config.state_dim} does not match '
-                             f'--privileged={args.privileged} ({len(JOINT_NAMES)} joints, '
+                             f'--privileged={args.privileged} / --pose-estimator={args.pose_estimator!r} '
+                             f'({len(JOINT_NAMES)} joints, '
                              f'+ {PRIVILEGED_OBJECT_DIMS} with the true object poses)')
         if args.inference_noise_scale is not None:
             config.inference_noise_scale = args.inference_noise_scale
@@ -277,7 +292,7 @@ def core_seed(args, out, seed, budgets, results):
         actor.load(tr.model_state(), tr.norm_stats)
         world = SyncWorld(task=args.task, mode=mode, episode_timeout_s=args.episode_timeout,
                           mux_overrides=mux_overrides(args), human_overrides=human_overrides(args),
-                          cameras=config.camera_names, privileged_state=args.privileged)
+                          cameras=config.camera_names, **object_state(args))
         pending = sorted(budgets)
         # BC at matched human frames: it gets as many demonstrated frames as Hi-ORS's human drove
         # by each budget (its cell is reported under that Hi-ORS budget).
@@ -392,6 +407,10 @@ def main():
                     help='core engine, upper-bound study: the policy state also holds the true peg and hole '
                          '(x, y, yaw), as if perception were perfect; needs a base trained so '
                          '(bench_bc_offline.py --privileged --save)')
+    ap.add_argument('--pose-estimator', default='',
+                    help='core engine: the policy state also holds the peg and hole (x, y, yaw) as this '
+                         'object-pose estimator file (bench/train_pose_estimator.py) reads them from the cameras; '
+                         'needs a base trained so (bench_bc_offline.py --pose-estimator PATH --save)')
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)
@@ -411,6 +430,8 @@ def main():
     args = ap.parse_args()
     if args.privileged and (args.engine != 'core' or not args.base):
         raise SystemExit('--privileged: the core engine only, from a --base trained with privileged state')
+    if args.pose_estimator and (args.engine != 'core' or not args.base or args.privileged):
+        raise SystemExit('--pose-estimator: the core engine only, from a --base trained with it, without --privileged')
     if args.base:
         args.base = base_source(args.base, args.task)
     if args.demos is None:

@@ -108,8 +108,14 @@ class SyncWorld:
     # Upper-bound studies only: the policy's state also holds the true peg and hole (x, y, yaw),
     # as if perception were perfect (state_dim 13 instead of 7). Never on the robot.
     privileged_state: bool = False
+    # The policy's state also holds the peg and hole (x, y, yaw) as this
+    # hiors_policy.object_pose.ObjectPoseEstimator reads them from the cameras and joints (state_dim
+    # 13, like privileged_state but with perception's errors). None = joints only.
+    object_estimator: object = None
 
     def __post_init__(self):
+        if self.privileged_state and self.object_estimator is not None:
+            raise ValueError('privileged_state and object_estimator are exclusive: true or estimated poses')
         cfg = SimConfig(**dict(task_config(self.task), **self.sim_overrides))
         cfg.camera_width = cfg.camera_height = self.image_size
         self.sim = PegInsertionSim(cfg)
@@ -153,8 +159,13 @@ class SyncWorld:
             return frames
         while ticks < max_ticks:
             q, task = sim.joint_positions(), sim.task_state()
-            obs_state = privileged_state(q, task) if self.privileged_state else q
             frames.clear()
+            if self.privileged_state:
+                obs_state = privileged_state(q, task)
+            elif self.object_estimator is not None:
+                obs_state = np.concatenate([q, self.object_estimator.estimate(tick_images(), q)])
+            else:
+                obs_state = q
             policy_cmd = None
             if rec is not None and actor is not None and not human.in_control:
                 policy_cmd = actor.command(obs_state, tick_images)
