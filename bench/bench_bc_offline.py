@@ -25,6 +25,7 @@ from bench_learning import human_overrides  # noqa: E402
 from hiors.sync_loop import PRIVILEGED_OBJECT_DIMS, PolicyActor, SyncWorld, privileged_state  # noqa: E402
 from hiors_common.robot import JOINT_NAMES  # noqa: E402
 from hiors_policy.config import make_config  # noqa: E402
+from hiors_policy.object_pose import observed_state  # noqa: E402
 from hiors_sim.expert import ScriptedExpert  # noqa: E402
 from hiors_sim.sim_core import PegInsertionSim, SimConfig  # noqa: E402
 from hiors_sim.tasks import task_config  # noqa: E402
@@ -57,12 +58,8 @@ def evaluate(sim, actor, seeds, cams, max_ticks, privileged=False, estimator=Non
                 if not frames:
                     frames.update({c: sim.render(c) for c in cams})
                 return frames
-            if privileged:
-                state = privileged_state(q, sim.task_state())
-            elif estimator is not None:
-                state = np.concatenate([q, estimator.estimate(images(), q)])
-            else:
-                state = q
+            state = (privileged_state(q, sim.task_state()) if privileged
+                     else observed_state(q, images, estimator))
             cmd = actor.command(state, images)
             sim.step(cmd)
             peg = sim.peg_pose()[0]

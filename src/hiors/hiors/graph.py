@@ -23,6 +23,8 @@ ARGUMENTS = {
     'policy': ('true', 'run the policy node'),
     'preset': ('tiny', "policy preset when no checkpoint is given: 'tiny', 'small', 'pi0'"),
     'checkpoint': ('', 'policy checkpoint (.safetensors) to start from'),
+    'object_pose_estimator': ('', 'object-pose estimator (.safetensors) of a checkpoint trained with estimated '
+                                  'peg/hole poses in its state: the policy and the trainer read it'),
     'prompt': (DEFAULT_PROMPT, 'task instruction: the policy conditions on it, the recorder stores it for training'),
     'trainer': ('true', 'run the Hi-ORS trainer node'),
     'trainer_method': ('hiors', "training method: 'hiors', 'bc', 'hg_dagger', ..."),
@@ -185,6 +187,8 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
                   **({'tick_source': 'joint_states'} if a['robot'] == 'sim' else {})}
         if a['checkpoint']:
             params['checkpoint'] = os.path.expanduser(a['checkpoint'])
+        if a['object_pose_estimator']:
+            params['object_pose_estimator'] = os.path.expanduser(a['object_pose_estimator'])
         nodes.append(NodeSpec('policy', 'hiors_policy', 'policy_node', 'hiors_policy.policy_node',
                               'policy.yaml', params))
     if _bool(a['recorder']):
@@ -198,7 +202,9 @@ def _bringup_nodes(overrides: dict | None, ros_drivers: bool = False) -> list[No
                                'method': a['trainer_method'], 'policy_preset': a['preset'],
                                'rate_hz': rate,    # samples on the policy's control grid
                                **({'init_checkpoint': os.path.expanduser(a['checkpoint'])}
-                                  if a['checkpoint'] else {})},
+                                  if a['checkpoint'] else {}),
+                               **({'object_pose_estimator': os.path.expanduser(a['object_pose_estimator'])}
+                                  if a['object_pose_estimator'] else {})},
                               # A stop finishes the train step in flight (<= 30 s) and saves
                               # the steps since the last checkpoint: large models need time.
                               stop_timeout_s=120.0))

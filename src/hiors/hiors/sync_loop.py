@@ -22,6 +22,7 @@ import torch
 
 from hiors_common.contracts import DEFAULT_PROMPT
 from hiors_policy.chunk_executor import DEFAULT_BLEND_TICKS, DEFAULT_LEAD_TICKS, ChunkExecutor
+from hiors_policy.object_pose import observed_state
 from hiors_policy.processing import PolicyProcessor
 from hiors_recorder.dataset import Episode
 from hiors_recorder.episode import EpisodeInfo
@@ -162,10 +163,8 @@ class SyncWorld:
             frames.clear()
             if self.privileged_state:
                 obs_state = privileged_state(q, task)
-            elif self.object_estimator is not None:
-                obs_state = np.concatenate([q, self.object_estimator.estimate(tick_images(), q)])
             else:
-                obs_state = q
+                obs_state = observed_state(q, tick_images, self.object_estimator)
             policy_cmd = None
             if rec is not None and actor is not None and not human.in_control:
                 policy_cmd = actor.command(obs_state, tick_images)

@@ -122,6 +122,33 @@ class ObjectPoseEstimator(nn.Module):
         return model.eval()
 
 
+def observed_state(joints, images, estimator: ObjectPoseEstimator | None = None) -> np.ndarray:
+    """The policy's state of one observation: the joints, followed by the estimator's reading of
+    the peg and hole when the policy was trained with one (the policy node, the lock-step engine).
+    `images`: camera -> frame, or a callable returning that (called only with an estimator)."""
+    q = np.asarray(joints, dtype=float).reshape(-1)
+    if estimator is None:
+        return q
+    return np.concatenate([q, estimator.estimate(images() if callable(images) else images, q)])
+
+
+@torch.no_grad()
+def episode_states(joints: np.ndarray, images: dict, estimator: ObjectPoseEstimator,
+                   batch_size: int = 64) -> np.ndarray:
+    """observed_state over a recorded episode: joints (T, joint_dim), camera -> (T, H, W, 3) uint8
+    -> (T, joint_dim + 6) float32 (the trainer reads the robot's bags, which hold the joints, so)."""
+    missing = [c for c in estimator.config.camera_names if c not in images]
+    if missing:
+        raise ValueError(f'pose estimator needs cameras {list(estimator.config.camera_names)}; episode lacks {missing}')
+    joints = np.asarray(joints, dtype=np.float32)
+    out = []
+    model = estimator.eval()
+    for i in range(0, len(joints), batch_size):
+        frames = np.stack([images[c][i:i + batch_size] for c in estimator.config.camera_names], axis=1)
+        out.append(model(model.image_batch(frames), torch.from_numpy(joints[i:i + batch_size])).numpy())
+    return np.concatenate([joints, np.concatenate(out).astype(np.float32)], axis=1)
+
+
 def fit_pose_estimator(frames: np.ndarray, joints: np.ndarray, poses: np.ndarray,
                        config: PoseEstimatorConfig | None = None, steps: int = 4000, batch_size: int = 32,
                        lr: float = 1e-3, seed: int = 0, log=None, log_every: int = 500) -> ObjectPoseEstimator:
@@ -153,4 +180,5 @@ def fit_pose_estimator(frames: np.ndarray, joints: np.ndarray, poses: np.ndarray
     return model.eval()
 
 
-__all__ = ['ObjectPoseEstimator', 'PoseEstimatorConfig', 'OBJECT_POSE_NAMES', 'fit_pose_estimator']
+__all__ = ['ObjectPoseEstimator', 'PoseEstimatorConfig', 'OBJECT_POSE_NAMES', 'fit_pose_estimator', 'observed_state',
+           'episode_states']

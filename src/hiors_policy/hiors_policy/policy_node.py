@@ -31,6 +31,7 @@ from .checkpoint_transport import TransportError, verify_and_fetch
 from .chunk_executor import DEFAULT_BLEND_TICKS, DEFAULT_LEAD_TICKS, ChunkExecutor
 from .config import make_config
 from .markers import ChunkMarkers
+from .object_pose import OBJECT_POSE_NAMES, ObjectPoseEstimator, observed_state
 from .observation import ObservationSync
 from .modeling import Pi0Policy
 from .processing import NormStats, PolicyProcessor
@@ -52,6 +53,10 @@ class PolicyNodeConfig:
     tick_source: str = 'timer'
     preset: str = 'tiny'                # model preset, used only without a checkpoint (random init)
     checkpoint: str = ''                # .safetensors written by the trainer ('' = random init)
+    # object-pose estimator file (hiors_policy.object_pose, trained by bench/train_pose_estimator.py):
+    # its reading of the peg and hole from each observation's frames and joints is appended to the
+    # joint state, for a checkpoint trained so (state_dim = joints + 6); '' = joints only
+    object_pose_estimator: str = ''
     # task instruction the policy conditions on (default: hiors_common.contracts.DEFAULT_PROMPT);
     # a checkpoint trained on another prompt is used anyway, with a warning
     prompt: str = DEFAULT_PROMPT
@@ -97,6 +102,7 @@ class PolicyNode(Node):
             self.get_logger().warning(f"no checkpoint: UNTRAINED random-init '{self.cfg.preset}' policy; its "
                                       'commands are noise (the mux drops those out of range and holds). '
                                       'Pass checkpoint:=<file> or let the trainer publish one')
+        self.estimator = self._load_estimator(config)
         policy.eval()
         self._model_lock = threading.Lock()
         self._spare = None                   # second model the next checkpoint is loaded into
@@ -153,6 +159,20 @@ class PolicyNode(Node):
         if self.cfg.tick_source == 'timer':
             self.create_timer(1.0 / self.cfg.control_rate_hz, self._on_tick)
         self.create_timer(1.0, self._report)
+
+    def _load_estimator(self, config):
+        """The object-pose estimator, if set; the policy's state_dim must match what it makes."""
+        joints = len(self.cfg.joint_names)
+        estimator = None
+        if self.cfg.object_pose_estimator:
+            estimator = ObjectPoseEstimator.load(os.path.expanduser(self.cfg.object_pose_estimator))
+        want = joints + (len(OBJECT_POSE_NAMES) if estimator else 0)
+        if config.state_dim != want:
+            raise ValueError(f'the policy state_dim is {config.state_dim}, but the node gives it {joints} joints'
+                             + (f' + {len(OBJECT_POSE_NAMES)} estimated object poses' if estimator else '')
+                             + (' (set object_pose_estimator for a policy trained with one)'
+                                if config.state_dim == joints + len(OBJECT_POSE_NAMES) else ''))
+        return estimator
 
     # --- inputs ------------------------------------------------------------------------------
     def _on_joints(self, msg: JointState):
@@ -289,7 +309,8 @@ class PolicyNode(Node):
                 # The model is marked busy: a swap must not load the next weights into it while
                 # this inference still runs (it becomes the spare after a swap).
                 with self._busy(policy), torch.inference_mode():
-                    batch = processor.prepare_observation(obs['images'], obs['state'], self.cfg.prompt)
+                    state = observed_state(obs['state'], obs['images'], self.estimator)
+                    batch = processor.prepare_observation(obs['images'], state, self.cfg.prompt)
                     chunk = processor.unnormalize_actions(policy.sample_actions(batch)[0])
             except Exception as exc:  # noqa: BLE001 - model errors: the control thread holds, reports
                 self.stats['last_error'] = f'inference failed: {exc}'

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from hiors.sync_loop import SyncWorld
+from hiors.sync_loop import EpisodeStore, SyncWorld
+from hiors_policy.config import make_config
 from hiors_policy.object_pose import OBJECT_POSE_NAMES, ObjectPoseEstimator, PoseEstimatorConfig, fit_pose_estimator
 from hiors_policy.processing import resize_with_pad
+from hiors_trainer.core import Trainer, TrainerConfig
 
 
 def test_fit_save_load_and_the_loop_reads_it(tmp_path):
@@ -48,3 +50,20 @@ def test_fit_save_load_and_the_loop_reads_it(tmp_path):
     assert np.allclose(rec.state[0, 7:], loaded.estimate(frame, rec.state[0, :7]), atol=1e-5)
     with pytest.raises(ValueError, match='exclusive'):
         SyncWorld(task='peg_insert_narrow', privileged_state=True, object_estimator=loaded)
+
+    # The trainer reads robot episodes (joints only, as bags hold them) and appends the estimator's
+    # reading of each recorded frame: the numbers the loop above handed the policy.
+    joint_world = SyncWorld(task='peg_insert_narrow', mode='demo', image_size=64)
+    store = EpisodeStore()
+    store.add('online', joint_world.episode(3).episode)
+    cfg13 = make_config('tiny', image_size=48, state_dim=13)
+    tcfg = dict(episode_dir='online', batch_size=4, intake_interval_s=1e9, object_pose_estimator=str(path))
+    tr = Trainer(TrainerConfig(out_dir=str(tmp_path / 't13'), **tcfg), loader=store.loader, lister=store.lister)
+    tr.resume_or_init(config=cfg13)
+    assert tr.ingest() == 1
+    (stored,) = tr.store.values()
+    assert stored.state.shape == rec.state.shape and np.allclose(stored.state, rec.state, atol=1e-4)
+    assert np.isfinite(tr.train_step()['loss'])
+    with pytest.raises(ValueError, match='state_dim 7'):
+        Trainer(TrainerConfig(out_dir=str(tmp_path / 't7'), **tcfg), loader=store.loader,
+                lister=store.lister).resume_or_init(config=make_config('tiny', image_size=48))

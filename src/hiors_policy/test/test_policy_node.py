@@ -194,3 +194,38 @@ def test_policy_ticking_on_joint_states_sends_one_command_per_sim_tick(test_node
     finally:
         policy.stop()
         sim.stop()
+
+
+def test_policy_with_an_object_pose_estimator_plans_from_joints_and_estimated_poses(tmp_path, test_node):
+    """A checkpoint whose state holds joints + object poses runs with the node's estimator reading
+    the real sim node's frames (chunks are planned); without the estimator the node refuses it."""
+    from hiors_policy.object_pose import ObjectPoseEstimator, PoseEstimatorConfig
+    ckpt, est = tmp_path / 'policy13.safetensors', tmp_path / 'estimator.safetensors'
+    config = make_config('tiny', state_dim=13)
+    save_checkpoint(ckpt, Pi0Policy(config), config, NormStats.identity(13, 7), 'est-test')
+    ObjectPoseEstimator(PoseEstimatorConfig(keypoints=4, conv_width=8, token_width=8, hidden=32)).save(est)
+    sim = NodeProcess('hiors_sim.sim_node', ros_args=['-r', '__node:=sim', '-p', 'camera_width:=96',
+                                                      '-p', 'camera_height:=96'])
+    policy = NodeProcess('hiors_policy.policy_node', ros_args=['-r', '__node:=policy', '-p', f'checkpoint:={ckpt}',
+                                                            '-p', f'object_pose_estimator:={est}'])
+    refused = NodeProcess('hiors_policy.policy_node', ros_args=['-r', '__node:=policy_no_est',
+                                                             '-p', f'checkpoint:={ckpt}'])
+    chunks = []
+
+    def on_diag(m):
+        for st in m.status:
+            values = {kv.key: kv.value for kv in st.values}
+            if st.name == 'policy' and int(values.get('chunks', 0)) > 0:
+                chunks.append(int(values['chunks']))
+    test_node.create_subscription(DiagnosticArray, DIAGNOSTICS, on_diag, 10)
+    sim.start()
+    policy.start()
+    refused.start()
+    try:
+        assert spin_until(test_node, lambda: len(chunks) >= 2, timeout=60), policy.log()
+        assert spin_until(test_node, lambda: not refused.alive(), timeout=30), refused.log()
+        assert 'set object_pose_estimator' in refused.log(), refused.log()
+    finally:
+        refused.stop()
+        policy.stop()
+        sim.stop()

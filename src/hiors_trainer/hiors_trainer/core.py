@@ -131,6 +131,10 @@ class TrainerConfig:
     # image_size) is edge-padded by this many pixels and cropped back at a random offset
     # (processing.random_shift); 0 = off.
     image_shift_px: int = 0
+    # Object-pose estimator file (hiors_policy.object_pose) of a policy whose state holds the
+    # joints + the estimated peg and hole: episodes recorded with the joints only get its reading
+    # of every recorded frame appended, as the policy node appended it when acting. '' = none.
+    object_pose_estimator: str = ''
     seed: int = 0                        # torch (init weights, flow-matching noise) and batch-draw RNG seed
     device: str = 'cpu'                  # 'cpu', 'cuda', 'cuda:N' or 'auto' (cuda if available)
     num_threads: int = 1                 # torch CPU threads (at least 1)
@@ -249,6 +253,13 @@ class Trainer:
             self.intake.fcfg = self.cfg.filter_config(policy_stride=self.config.n_action_steps)
         self.policy = build_policy(self.config, self.device, state_dict)
         self.intake.cameras = self.config.camera_names
+        if self.cfg.object_pose_estimator:
+            from hiors_policy.object_pose import OBJECT_POSE_NAMES, ObjectPoseEstimator
+            est = ObjectPoseEstimator.load(os.path.expanduser(self.cfg.object_pose_estimator))
+            if self.config.state_dim != est.config.joint_dim + len(OBJECT_POSE_NAMES):
+                raise ValueError(f'object_pose_estimator: the policy state_dim {self.config.state_dim} is not '
+                                 f'{est.config.joint_dim} joints + {len(OBJECT_POSE_NAMES)} object poses')
+            self.intake.estimator = est
         self.norm_stats = norm_stats
         self.processor = PolicyProcessor(self.config, norm_stats)
         self.loss_module = loss_module(self.policy, self.device, self.cfg.noise_samples, self.world_size, self.fsdp)

@@ -52,6 +52,7 @@ class Intake:
         self._list, self._load = lister, loader
         self.success_classifier = success_classifier
         self.cameras = None                  # the policy's cameras once it is built; None keeps every one
+        self.estimator = None                # ObjectPoseEstimator: appends object poses to joint-only states
         self.ledger: dict[str, dict] = {}    # episode_id -> {'ret', 'reason', 'samples'} (online)
         self.store: dict[str, Stored] = {}
         self.stats = RejectionStats()
@@ -91,8 +92,17 @@ class Intake:
                 log.warning('skipping episode %s: none of the cameras %s was recorded', eid, cams)
                 dec.reason = REASON_NO_IMAGES
                 return dec, ep
+            state = np.asarray(ep.state, np.float32)
+            if self.estimator is not None and state.shape[1] == self.estimator.config.joint_dim:
+                from hiors_policy.object_pose import episode_states
+                try:
+                    state = episode_states(state, ep.images, self.estimator)
+                except ValueError as exc:        # e.g. a camera the estimator reads was not recorded
+                    log.warning('skipping episode %s: %s', eid, exc)
+                    dec.reason = REASON_LOAD_ERROR
+                    return dec, ep
             self.store[('demo:' if demo else '') + eid] = Stored(
-                dec, np.asarray(ep.state, np.float32), np.asarray(ep.action, np.float32), images,
+                dec, state, np.asarray(ep.action, np.float32), images,
                 str(getattr(ep.info, 'task', '') or ''), demo, np.asarray(ep.intervention, bool))
         return dec, ep
 

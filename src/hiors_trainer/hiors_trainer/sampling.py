@@ -140,7 +140,9 @@ def episode_filter(ep, cfg: FilterConfig, success_classifier=None) -> EpisodeDec
 def sample_indices(ep, cfg: FilterConfig) -> tuple[np.ndarray, dict]:
     """Start steps of training samples: dense in human segments, every `replan_stride` steps in
     autonomous segments (counted from each segment's start), minus no-op transitions."""
-    state = np.asarray(ep.state, dtype=np.float64)
+    # The robot's joints: the state's first action-dim entries (object poses a perception module
+    # appends after them are not the robot moving, and their estimates jitter).
+    state = np.asarray(ep.state, dtype=np.float64)[:, :np.shape(ep.action)[-1]]
     human = np.asarray(ep.intervention, dtype=bool)
     T = len(state)
     rejects = Counter()
