@@ -44,7 +44,7 @@ use_local_ros_network()
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
 from hiors.phases import ensure_checkpoint_key, episodes, frames, run_phase, say, wilson_interval  # noqa: E402
-from hiors.demo import ONLINE_RECIPE, base_source, training_demos  # noqa: E402
+from hiors.demo import ONLINE_RECIPE, base_source, pose_estimator_source, training_demos  # noqa: E402
 from hiors.graph import bringup_graph  # noqa: E402
 from hiors.supervisor import Supervisor  # noqa: E402
 
@@ -408,9 +408,11 @@ def main():
                          '(x, y, yaw), as if perception were perfect; needs a base trained so '
                          '(bench_bc_offline.py --privileged --save)')
     ap.add_argument('--pose-estimator', default='',
-                    help='core engine: the policy state also holds the peg and hole (x, y, yaw) as this '
-                         'object-pose estimator file (bench/train_pose_estimator.py) reads them from the cameras; '
-                         'needs a base trained so (bench_bc_offline.py --pose-estimator PATH --save)')
+                    help="core engine: the policy state also holds the peg and hole (x, y, yaw) as this "
+                         "object-pose estimator file (bench/train_pose_estimator.py; 'pretrained' = the committed "
+                         "one of the task) reads them from the cameras; "
+                         "needs a base with object poses in its state ('pretrained:10demos_poses', trained with "
+                         "the true poses, or bench_bc_offline.py --pose-estimator PATH --save)")
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)
@@ -434,6 +436,8 @@ def main():
         raise SystemExit('--pose-estimator: the core engine only, from a --base trained with it, without --privileged')
     if args.base:
         args.base = base_source(args.base, args.task)
+    if args.pose_estimator:
+        args.pose_estimator = pose_estimator_source(args.pose_estimator, args.task)
     if args.demos is None:
         args.demos = training_demos(args.base)
     out = os.path.abspath(args.out)

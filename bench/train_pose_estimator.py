@@ -125,8 +125,11 @@ def main():
                command='MUJOCO_GL=egl .venv/bin/python ' + ' '.join(sys.argv))
     print(json.dumps(res), flush=True)
     model.save(a.save)
-    with open(os.path.splitext(a.save)[0] + '.json', 'w') as f:
-        json.dump(res, f, indent=1)
+    # The sidecar: sha256 (checked where a committed estimator is loaded), command and figures.
+    from hiors_common.atomic import atomic_write_json
+    from hiors_common.signing import sha256_file
+    atomic_write_json(os.path.splitext(a.save)[0] + '.json',
+                      dict(sha256=sha256_file(a.save), size=os.path.getsize(a.save), **res), indent=1, sort_keys=False)
 
 
 if __name__ == '__main__':

@@ -89,6 +89,15 @@ def pretrained_base(task: str, variant: str = '') -> str:
     return verified_base(package_file('hiors', 'models', f'{name}.safetensors'), required=True)
 
 
+def pose_estimator_source(spec: str, task: str) -> str:
+    """The object-pose estimator file a `--pose-estimator` value names: 'pretrained' (committed,
+    hiors/models/object_pose_<task>.safetensors, sha256-checked) or a path."""
+    if spec == 'pretrained':
+        from hiors_common.paths import package_file
+        return verified_base(package_file('hiors', 'models', f'object_pose_{task}.safetensors'), required=True)
+    return verified_base(spec)
+
+
 def verified_base(path: str, required: bool = False) -> str:
     """`path`, after checking its sha256 against `sha256` in its sidecar JSON where it has one
     (the committed bases must: `required`); a checkpoint without one passes unchecked."""
