@@ -149,6 +149,16 @@ def test_policy_node_over_dds(tmp_path, test_node):
         assert proc.stop() == 0, proc.log()
 
 
+def _on_planning_status(test_node, fn):
+    """Call fn(values) with each policy status that reports planned chunks (diagnostics key -> value)."""
+    def on_diag(m):
+        for st in m.status:
+            values = {kv.key: kv.value for kv in st.values}
+            if st.name == 'policy' and int(values.get('chunks', 0)) > 0:
+                fn(values)
+    test_node.create_subscription(DiagnosticArray, DIAGNOSTICS, on_diag, 10)
+
+
 def test_policy_pairs_the_sims_frames_and_joint_state_of_one_tick(test_node):
     """With the real sim node as the producer: every observation the policy plans from holds the
     frames and the joint state of one sim tick (same header stamp), not the newest of each."""
@@ -156,13 +166,7 @@ def test_policy_pairs_the_sims_frames_and_joint_state_of_one_tick(test_node):
                                                       '-p', 'camera_height:=96'])
     policy = NodeProcess('hiors_policy.policy_node', ros_args=['-r', '__node:=policy', '-p', 'n_action_steps:=2'])
     skews = []
-
-    def on_diag(m):
-        for st in m.status:
-            values = {kv.key: kv.value for kv in st.values}
-            if st.name == 'policy' and int(values.get('chunks', 0)) > 0:
-                skews.append(float(values['obs_state_image_skew_ms']))
-    test_node.create_subscription(DiagnosticArray, DIAGNOSTICS, on_diag, 10)
+    _on_planning_status(test_node, lambda values: skews.append(float(values['obs_state_image_skew_ms'])))
     sim.start()
     policy.start()
     try:
@@ -211,13 +215,7 @@ def test_policy_with_an_object_pose_estimator_plans_from_joints_and_estimated_po
     refused = NodeProcess('hiors_policy.policy_node', ros_args=['-r', '__node:=policy_no_est',
                                                              '-p', f'checkpoint:={ckpt}'])
     chunks = []
-
-    def on_diag(m):
-        for st in m.status:
-            values = {kv.key: kv.value for kv in st.values}
-            if st.name == 'policy' and int(values.get('chunks', 0)) > 0:
-                chunks.append(int(values['chunks']))
-    test_node.create_subscription(DiagnosticArray, DIAGNOSTICS, on_diag, 10)
+    _on_planning_status(test_node, lambda values: chunks.append(int(values['chunks'])))
     sim.start()
     policy.start()
     refused.start()
