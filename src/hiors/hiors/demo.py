@@ -89,6 +89,13 @@ def pretrained_base(task: str, variant: str = '') -> str:
     return verified_base(package_file('hiors', 'models', f'{name}.safetensors'), required=True)
 
 
+def base_pose_estimator(base_path: str) -> str:
+    """The object-pose estimator a base policy runs with ('' = none): its sidecar JSON's
+    `object_pose_estimator`, a file beside it, sha256-checked against its own JSON."""
+    name = (base_sidecar(base_path) or {}).get('object_pose_estimator', '')
+    return verified_base(os.path.join(os.path.dirname(base_path), name), required=True) if name else ''
+
+
 def pose_estimator_source(spec: str, task: str) -> str:
     """The object-pose estimator file a `--pose-estimator` value names: 'pretrained' (committed,
     hiors/models/object_pose_<task>.safetensors, sha256-checked) or a path."""
@@ -140,6 +147,10 @@ def run_demo(args) -> int:
     base_src = None if args.base == 'train' else base_source(args.base, args.task)
     if args.demos is None:      # 'train' has no sidecar JSON: the default
         args.demos = training_demos(base_src or '')
+    estimator = base_pose_estimator(base_src) if base_src else ''
+    if estimator:               # the policy node and the trainer read the object poses with it
+        common['object_pose_estimator'] = estimator
+        _say(f'object poses from the cameras: {estimator}')
 
     # 1. demonstrations
     demo_dir = os.path.join(out, 'episodes', 'demos')

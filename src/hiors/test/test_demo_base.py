@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from hiors.demo import base_source, pretrained_base, training_demos, verified_base
+from hiors.demo import (base_pose_estimator, base_source, pose_estimator_source, pretrained_base, training_demos,
+                        verified_base)
 from hiors_common.signing import sha256_file
 
 
@@ -15,6 +16,20 @@ def test_every_committed_base_matches_its_sidecar():
     limited = base_source('pretrained:10demos', 'peg_insert_narrow')
     assert limited.endswith('base_peg_insert_narrow_10demos.safetensors')
     assert training_demos(limited) == 10
+
+
+def test_a_base_with_object_poses_names_its_estimator(tmp_path):
+    poses = base_source('pretrained:10demos_poses', 'peg_insert_narrow')
+    est = base_pose_estimator(poses)
+    assert est == pose_estimator_source('pretrained', 'peg_insert_narrow')
+    assert est.endswith('object_pose_peg_insert_narrow.safetensors')
+    assert base_pose_estimator(pretrained_base('peg_insert_narrow')) == ''     # an image-only base
+    # A base naming an estimator that is not there (or fails its sha256) is refused.
+    shutil.copy(poses, tmp_path / 'base.safetensors')
+    side = json.loads(open(poses[:-len('.safetensors')] + '.json').read())
+    (tmp_path / 'base.json').write_text(json.dumps(side))
+    with pytest.raises((RuntimeError, FileNotFoundError)):
+        base_pose_estimator(str(tmp_path / 'base.safetensors'))
 
 
 def test_a_modified_base_is_refused(tmp_path):
