@@ -22,7 +22,7 @@ import torch
 
 from hiors_common.contracts import DEFAULT_PROMPT
 from hiors_policy.chunk_executor import DEFAULT_BLEND_TICKS, DEFAULT_LEAD_TICKS, ChunkExecutor
-from hiors_policy.object_pose import observed_state
+from hiors_policy.object_pose import OBJECT_POSE_NAMES, observed_state
 from hiors_policy.processing import PolicyProcessor
 from hiors_recorder.dataset import Episode
 from hiors_recorder.episode import EpisodeInfo
@@ -237,7 +237,8 @@ class SyncWorld:
         return EpisodeResult(outcome, ep, human.takeovers, ticks, end_phase, fell_in, fell_under)
 
 
-PRIVILEGED_OBJECT_DIMS = 6     # what privileged_state appends to the joints: peg and hole (x, y, yaw)
+# What privileged_state appends to the joints: the true values of the estimator's outputs, same order.
+PRIVILEGED_OBJECT_DIMS = len(OBJECT_POSE_NAMES)
 
 
 def privileged_state(q, task) -> np.ndarray:
