@@ -59,7 +59,7 @@ def errors(model, frames, joints, poses, batch=128):
     out = []
     with torch.no_grad():
         for i in range(0, len(frames), batch):
-            x = torch.from_numpy(frames[i:i + batch]).float().mul_(2 / 255).sub_(1).permute(0, 1, 4, 2, 3)
+            x = model.image_batch(frames[i:i + batch])
             out.append(model(x, torch.from_numpy(joints[i:i + batch].astype(np.float32))).numpy())
     return np.abs(np.concatenate(out) - poses)
 

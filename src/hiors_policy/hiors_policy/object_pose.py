@@ -92,7 +92,8 @@ class ObjectPoseEstimator(nn.Module):
         return self.forward_normalized(images, joints) * self.pose_std + self.pose_mean
 
     def image_batch(self, frames: np.ndarray) -> torch.Tensor:
-        """(B, n_cam, S', S', 3) uint8 camera frames -> (B, n_cam, 3, S, S) float in [-1, 1]."""
+        """(B, n_cam, S', S', 3) uint8 camera frames -> (B, n_cam, 3, S, S) float in [-1, 1], through
+        the policy's image processing (frames already at image_size are only scaled)."""
         return torch.from_numpy(np.stack([
             np.stack([self.processor.image_array(f) for f in cams]) for cams in frames]))
 
@@ -168,7 +169,7 @@ def fit_pose_estimator(frames: np.ndarray, joints: np.ndarray, poses: np.ndarray
     t0 = time.time()
     for step in range(steps):
         idx = rng.integers(0, len(frames), batch_size)
-        x = torch.from_numpy(frames[idx]).float().mul_(2 / 255).sub_(1).permute(0, 1, 4, 2, 3)
+        x = model.image_batch(frames[idx])
         q = torch.from_numpy(joints[idx].astype(np.float32))
         loss = nn.functional.smooth_l1_loss(model.forward_normalized(x, q), target[idx], beta=0.05)
         opt.zero_grad()
