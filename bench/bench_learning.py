@@ -244,6 +244,8 @@ def core_seed(args, out, seed, budgets, results):
                             end_lr=args.online_end_lr if init else 0.0,
                             ema_decay=args.online_ema if init else 0.0, noise_samples=args.noise_samples,
                             image_shift_px=args.image_shift,
+                            object_pose_noise_m=args.object_pose_noise_m,
+                            object_pose_noise_rad=args.object_pose_noise_rad,
                             num_threads=args.threads, intake_interval_s=1e9, checkpoint_every_steps=0,
                             label_source=args.label_source, replan_stride=args.replan_stride,
                             autonomous_weight=args.autonomous_weight,
@@ -413,6 +415,10 @@ def main():
                          "one of the task) reads them from the cameras; "
                          "needs a base with object poses in its state ('pretrained:10demos_poses', trained with "
                          "the true poses, or bench_bc_offline.py --pose-estimator PATH --save)")
+    ap.add_argument('--object-pose-noise-m', type=float, default=0.0,
+                    help='core engine: TrainerConfig.object_pose_noise_m (training noise on the object x, y)')
+    ap.add_argument('--object-pose-noise-rad', type=float, default=0.0,
+                    help='core engine: TrainerConfig.object_pose_noise_rad (training noise on the object yaws)')
     ap.add_argument('--noise-samples', type=int, default=4, help='core engine: flow-matching draws per observation')
     ap.add_argument('--eval-instances', type=int, default=10)
     ap.add_argument('--trials', type=int, default=3)

@@ -67,3 +67,18 @@ def test_fit_save_load_and_the_loop_reads_it(tmp_path):
     with pytest.raises(ValueError, match='state_dim 7'):
         Trainer(TrainerConfig(out_dir=str(tmp_path / 't7'), **tcfg), loader=store.loader,
                 lister=store.lister).resume_or_init(config=make_config('tiny', image_size=48))
+
+    # Training noise on the object poses only (object_pose_noise_*): the joints are left as measured.
+    noisy = Trainer(TrainerConfig(out_dir=str(tmp_path / 'tn'), object_pose_noise_m=0.002,
+                                  object_pose_noise_rad=0.03, **tcfg), loader=store.loader, lister=store.lister)
+    noisy.resume_or_init(config=cfg13)
+    noisy.ingest()
+    noisy.processor = tr.processor                       # the same normalisation as the clean trainer
+    draws = tr._draw(4)
+    clean_state = tr.make_batch(draws)[0]['state'][:, :13]
+    noisy_state = noisy.make_batch(draws)[0]['state'][:, :13]
+    assert torch.equal(clean_state[:, :7], noisy_state[:, :7])
+    assert (clean_state[:, 7:] != noisy_state[:, 7:]).all()
+    with pytest.raises(ValueError, match='holds no object poses'):
+        Trainer(TrainerConfig(out_dir=str(tmp_path / 'tn7'), object_pose_noise_m=0.002, episode_dir='online'),
+                loader=store.loader, lister=store.lister).resume_or_init(config=make_config('tiny', state_dim=6))

@@ -135,6 +135,13 @@ class TrainerConfig:
     # joints + the estimated peg and hole: episodes recorded with the joints only get its reading
     # of every recorded frame appended, as the policy node appended it when acting. '' = none.
     object_pose_estimator: str = ''
+    # Gaussian noise (std) added to the object poses of every training sample, a policy whose
+    # state holds the joints + the peg and hole (x, y in m, yaw in rad; OBJECT_POSE_NAMES): an
+    # estimator's reading is off by about a millimetre and differs frame to frame, and a few
+    # hundred online frames trained thousands of times over are otherwise memorised by that
+    # noise (the joints get none: they are measured). 0 = off.
+    object_pose_noise_m: float = 0.0
+    object_pose_noise_rad: float = 0.0
     seed: int = 0                        # torch (init weights, flow-matching noise) and batch-draw RNG seed
     device: str = 'cpu'                  # 'cpu', 'cuda', 'cuda:N' or 'auto' (cuda if available)
     num_threads: int = 1                 # torch CPU threads (at least 1)
@@ -174,6 +181,8 @@ class TrainerConfig:
             raise ValueError('noise_samples must be >= 1')
         if self.image_shift_px < 0:
             raise ValueError('image_shift_px must be >= 0')
+        if self.object_pose_noise_m < 0 or self.object_pose_noise_rad < 0:
+            raise ValueError('object_pose_noise_m and object_pose_noise_rad must be >= 0')
         if self.label_source not in LABEL_SOURCES:
             raise ValueError(f'label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}')
         if not 0.0 <= self.ema_decay < 1.0:
@@ -228,6 +237,7 @@ class Trainer:
         self.version = 0
         self.rng = np.random.default_rng(cfg.seed + 1000 * rank)
         self.policy = None
+        self.state_noise_std = None       # set by _build (object_pose_noise_*)
         self.samples_per_s = 0.0
 
     ledger = _part('intake', 'ledger')
@@ -260,10 +270,24 @@ class Trainer:
                 raise ValueError(f'object_pose_estimator: the policy state_dim {self.config.state_dim} is not '
                                  f'{est.config.joint_dim} joints + {len(OBJECT_POSE_NAMES)} object poses')
             self.intake.estimator = est
+        self.state_noise_std = self._object_pose_noise()
         self.norm_stats = norm_stats
         self.processor = PolicyProcessor(self.config, norm_stats)
         self.loss_module = loss_module(self.policy, self.device, self.cfg.noise_samples, self.world_size, self.fsdp)
         self.optim.attach(self.loss_module, self.policy)
+
+    def _object_pose_noise(self) -> np.ndarray | None:
+        """Per-state-dim std of the training noise (object_pose_noise_*), or None when off."""
+        if not (self.cfg.object_pose_noise_m or self.cfg.object_pose_noise_rad):
+            return None
+        from hiors_policy.object_pose import OBJECT_POSE_NAMES
+        n_obj = len(OBJECT_POSE_NAMES)
+        if self.config.state_dim <= n_obj:
+            raise ValueError(f'object_pose_noise: the policy state ({self.config.state_dim} dims) holds no '
+                             f'object poses (joints + {n_obj})')
+        obj = [self.cfg.object_pose_noise_rad if n.endswith('_yaw') else self.cfg.object_pose_noise_m
+               for n in OBJECT_POSE_NAMES]
+        return np.array([0.0] * (self.config.state_dim - n_obj) + obj, dtype=np.float32)
 
     def resume_or_init(self, config=None) -> bool:
         """Resume model, optimizer, step and the episode ledger from the last checkpoint in
@@ -325,6 +349,9 @@ class Trainer:
 
     def make_batch(self, draws):
         samples, ind = self.intake.samples(draws, self.config.chunk_size)
+        if self.state_noise_std is not None:
+            for s in samples:
+                s['state'] = s['state'] + self.state_noise_std * self.rng.standard_normal(len(s['state']))
         batch = self.processor.prepare_batch(samples)
         batch['images'] = random_shift(batch['images'], self.cfg.image_shift_px, self.rng)
         batch = {k: v.to(self.device) for k, v in batch.items()}
