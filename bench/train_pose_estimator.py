@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from hiors.sync_loop import PRIVILEGED_OBJECT_DIMS, PolicyActor, SyncWorld  # noqa: E402
 from hiors_common.robot import JOINT_NAMES  # noqa: E402
-from hiors_policy.object_pose import OBJECT_POSE_NAMES, PoseEstimatorConfig, fit_pose_estimator  # noqa: E402
+from hiors_policy.object_pose import OBJECT_POSE_NAMES, ObjectPoseEstimator, PoseEstimatorConfig, fit_pose_estimator  # noqa: E402
 from hiors_policy.processing import resize_with_pad  # noqa: E402
 
 J = len(JOINT_NAMES)
@@ -82,6 +82,13 @@ def main():
     ap.add_argument('--rollouts', type=int, default=0,
                     help='episodes driven by --rollout-base under the simulated human (off-nominal states)')
     ap.add_argument('--rollout-base', default='', help='a policy checkpoint trained with --privileged state')
+    ap.add_argument('--rollout-modes', default='intervene',
+                    help="comma list of SimHuman modes the rollouts are split over: 'intervene' (the human "
+                         "corrects the policy, as online) and/or 'label_only' (the policy alone, as in "
+                         "evaluations: its failures, pegs tipped and hands astray, are where it needs the poses)")
+    ap.add_argument('--held-out-rollouts', type=int, default=0,
+                    help='held-out rollouts per mode (instances 80000..), every frame measured: the error on '
+                         "the policy's own states, which demonstrations do not show")
     ap.add_argument('--frames-per-episode', type=int, default=12, help='random frames kept per episode (0 = all)')
     ap.add_argument('--held-out', type=int, default=20, help='held-out demonstration episodes, every frame measured')
     ap.add_argument('--steps', type=int, default=4000)
@@ -91,22 +98,40 @@ def main():
     ap.add_argument('--image-size', type=int, default=PoseEstimatorConfig.image_size)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--save', required=True, help='estimator file (.safetensors); a .json sidecar gets the figures')
+    ap.add_argument('--evaluate', default='',
+                    help='measure this estimator file on the held-out sets instead of training one (no --save)')
+    ap.add_argument('--save', default='', help='estimator file (.safetensors); a .json sidecar gets the figures')
     a = ap.parse_args()
+    if bool(a.evaluate) == bool(a.save):
+        raise SystemExit('give --save (train one) or --evaluate (measure one)')
+    if a.evaluate:
+        a.demos = a.rollouts = 0
     torch.set_num_threads(a.threads)
     t0 = time.time()
     world = SyncWorld(task=a.task, mode='demo', privileged_state=True)
-    frames, joints, poses, _ = labelled_frames(world, range(50000, 50000 + a.demos), a.image_size,
-                                               a.frames_per_episode)
-    if a.rollouts:
+    train_sets = [labelled_frames(world, range(50000, 50000 + a.demos), a.image_size, a.frames_per_episode)
+                  ] if a.demos else []
+    rollout_sets = []
+    if a.rollouts or a.held_out_rollouts:
         from hiors_policy.checkpoint import load_checkpoint
         policy, pconfig, norm_stats, _ = load_checkpoint(a.rollout_base)
         if pconfig.state_dim != J + PRIVILEGED_OBJECT_DIMS:
             raise SystemExit(f'--rollout-base {a.rollout_base}: state_dim {pconfig.state_dim}, not a privileged policy')
-        rollout_world = SyncWorld(task=a.task, mode='intervene', privileged_state=True, cameras=pconfig.camera_names)
-        f2, j2, p2, _ = labelled_frames(rollout_world, range(70000, 70000 + a.rollouts), a.image_size,
-                                        a.frames_per_episode, PolicyActor(policy, norm_stats))
-        frames, joints, poses = (np.concatenate(x) for x in ((frames, f2), (joints, j2), (poses, p2)))
+        actor = PolicyActor(policy, norm_stats)
+        modes = a.rollout_modes.split(',')
+        for k, mode in enumerate(modes):
+            rollout_world = SyncWorld(task=a.task, mode=mode, privileged_state=True, cameras=pconfig.camera_names)
+            first = 70000 + k * 5000
+            n = a.rollouts // len(modes) + (k < a.rollouts % len(modes))
+            if n:
+                train_sets.append(labelled_frames(rollout_world, range(first, first + n), a.image_size,
+                                                  a.frames_per_episode, actor))
+            if a.held_out_rollouts:
+                first = 80000 + k * 5000
+                rollout_sets.append((mode, labelled_frames(rollout_world, range(first, first + a.held_out_rollouts),
+                                                           a.image_size, 0, actor)))
+    frames, joints, poses = (np.concatenate([t[i] for t in train_sets]) if train_sets else np.zeros(0)
+                             for i in range(3))
     test = labelled_frames(world, range(60000, 60000 + a.held_out), a.image_size, 0)
     t_collect = time.time() - t0
     print(f'{len(frames)} training frames, {len(test[0])} held-out ({t_collect:.0f} s)', flush=True)
@@ -115,15 +140,27 @@ def main():
         print(f'step {step}: loss {loss:.4f}, held-out {summary(errors(model, *test[:3]))} ({secs:.0f} s)', flush=True)
     cfg = PoseEstimatorConfig(image_size=a.image_size, keypoints=a.keypoints)
     t1 = time.time()
-    model = fit_pose_estimator(frames, joints, poses, cfg, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                               seed=a.seed, log=log)
+    if a.evaluate:
+        model = ObjectPoseEstimator.load(a.evaluate)
+        log('(loaded)', float('nan'), 0, model)
+    else:
+        model = fit_pose_estimator(frames, joints, poses, cfg, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                                   seed=a.seed, log=log)
     t_train = time.time() - t1
+    for mode, held in rollout_sets:
+        print(f'held-out rollouts ({mode}, {len(held[0])} frames): {summary(errors(model, *held[:3]))}', flush=True)
     res = dict(summary(errors(model, *test[:3])), task=a.task, demos=a.demos, rollouts=a.rollouts,
+               rollout_modes=a.rollout_modes if a.rollouts else '',
+               **{f'rollouts_{mode}': dict(summary(errors(model, *held[:3])), frames=len(held[0]),
+                                           episodes=a.held_out_rollouts)
+                  for mode, held in rollout_sets},
                training_frames=len(frames), held_out_frames=len(test[0]), steps=a.steps, batch_size=a.batch_size,
                image_size=a.image_size, keypoints=a.keypoints, collect_s=round(t_collect), train_s=round(t_train),
                outputs=list(OBJECT_POSE_NAMES), created=time.strftime('%Y-%m-%d'),
                command='MUJOCO_GL=egl .venv/bin/python ' + ' '.join(sys.argv))
     print(json.dumps(res), flush=True)
+    if a.evaluate:
+        return
     model.save(a.save)
     # The sidecar: sha256 (checked where a committed estimator is loaded), command and figures.
     from hiors_common.atomic import atomic_write_json
