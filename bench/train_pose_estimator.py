@@ -2,13 +2,16 @@
 measure it on held-out task instances.
 
 Frames come from the simulated human's scripted demonstrations (peg on the table, in the hand,
-in the hole) and, with --rollout-base, from episodes where a privileged-state policy drives and
-the simulated human corrects it (the off-nominal states online training meets: pegs dropped,
-tipped, hands astray); each frame is labelled with the true peg and hole (x, y, yaw). Training
-instances 50000.. and 70000.. are disjoint from the demos' (0..) and evaluations' (900000..).
+in the hole) and, with --rollouts, from episodes a privileged-state policy (--rollout-base)
+drives, corrected by the simulated human ('intervene') or alone ('label_only'): the off-nominal
+states online training and evaluations meet (pegs tipped, hands astray), where an estimator that
+saw demonstrations only is off by a centimetre (BENCHMARKS.md, session 37). Each frame is labelled
+with the true peg and hole (x, y, yaw). Training instances 50000.. and 70000.. (held-out
+rollouts 80000..) are disjoint from the demos' (0..) and evaluations' (900000..).
 
-  MUJOCO_GL=egl .venv/bin/python bench/train_pose_estimator.py --demos 800 --frames-per-episode 12 \\
-      --steps 4000 --save runs/pose/estimator.safetensors
+  MUJOCO_GL=egl .venv/bin/python bench/train_pose_estimator.py --demos 800 --rollouts 240 \\
+      --rollout-modes intervene,label_only --rollout-base BASE --held-out-rollouts 10 \\
+      --save runs/pose/estimator.safetensors
 """
 import argparse
 import json
@@ -80,7 +83,7 @@ def main():
     ap.add_argument('--task', default='peg_insert_narrow')
     ap.add_argument('--demos', type=int, default=800, help='demonstration episodes to label frames from')
     ap.add_argument('--rollouts', type=int, default=0,
-                    help='episodes driven by --rollout-base under the simulated human (off-nominal states)')
+                    help='episodes driven by --rollout-base, split over --rollout-modes (off-nominal states)')
     ap.add_argument('--rollout-base', default='', help='a policy checkpoint trained with --privileged state')
     ap.add_argument('--rollout-modes', default='intervene',
                     help="comma list of SimHuman modes the rollouts are split over: 'intervene' (the human "
