@@ -81,4 +81,4 @@ def test_fit_save_load_and_the_loop_reads_it(tmp_path):
     assert (clean_state[:, 7:] != noisy_state[:, 7:]).all()
     with pytest.raises(ValueError, match='holds no object poses'):
         Trainer(TrainerConfig(out_dir=str(tmp_path / 'tn7'), object_pose_noise_m=0.002, episode_dir='online'),
-                loader=store.loader, lister=store.lister).resume_or_init(config=make_config('tiny', state_dim=6))
+                loader=store.loader, lister=store.lister).resume_or_init(config=make_config('tiny', image_size=48))

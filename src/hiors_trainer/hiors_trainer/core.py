@@ -281,14 +281,15 @@ class Trainer:
         """Per-state-dim std of the training noise (object_pose_noise_*), or None when off."""
         if not (self.cfg.object_pose_noise_m or self.cfg.object_pose_noise_rad):
             return None
+        from hiors_common.robot import JOINT_NAMES
         from hiors_policy.object_pose import OBJECT_POSE_NAMES
-        n_obj = len(OBJECT_POSE_NAMES)
-        if self.config.state_dim <= n_obj:
+        # Only a state of exactly joints + poses: any other layout would put the noise on joints.
+        if self.config.state_dim != len(JOINT_NAMES) + len(OBJECT_POSE_NAMES):
             raise ValueError(f'object_pose_noise: the policy state ({self.config.state_dim} dims) holds no '
-                             f'object poses (joints + {n_obj})')
+                             f'object poses ({len(JOINT_NAMES)} joints + {len(OBJECT_POSE_NAMES)})')
         obj = [self.cfg.object_pose_noise_rad if n.endswith('_yaw') else self.cfg.object_pose_noise_m
                for n in OBJECT_POSE_NAMES]
-        return np.array([0.0] * (self.config.state_dim - n_obj) + obj, dtype=np.float32)
+        return np.array([0.0] * len(JOINT_NAMES) + obj, dtype=np.float32)
 
     def resume_or_init(self, config=None) -> bool:
         """Resume model, optimizer, step and the episode ledger from the last checkpoint in
