@@ -184,7 +184,7 @@ def object_state(args) -> dict:
     if args.pose_estimator not in _ESTIMATORS:
         from hiors_policy.object_pose import ObjectPoseEstimator
         _ESTIMATORS[args.pose_estimator] = ObjectPoseEstimator.load(args.pose_estimator)
-    return {'object_estimator': _ESTIMATORS[args.pose_estimator]}
+    return {'object_estimator': _ESTIMATORS[args.pose_estimator], 'record_true_poses': args.record_true_poses}
 
 
 def core_evaluate(args, weights, norm_stats, config, seed):
@@ -415,6 +415,9 @@ def main():
                          "one of the task) reads them from the cameras; "
                          "needs a base with object poses in its state ('pretrained:10demos_poses', trained with "
                          "the true poses, or bench_bc_offline.py --pose-estimator PATH --save)")
+    ap.add_argument('--record-true-poses', action='store_true',
+                    help='core engine, upper-bound study with --pose-estimator: the policy acts on the estimated '
+                         'poses, the episodes it trains on hold the true ones')
     ap.add_argument('--object-pose-noise-m', type=float, default=0.0,
                     help='core engine: TrainerConfig.object_pose_noise_m (training noise on the object x, y)')
     ap.add_argument('--object-pose-noise-rad', type=float, default=0.0,

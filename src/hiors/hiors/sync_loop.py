@@ -113,10 +113,15 @@ class SyncWorld:
     # hiors_policy.object_pose.ObjectPoseEstimator reads them from the cameras and joints (state_dim
     # 13, like privileged_state but with perception's errors). None = joints only.
     object_estimator: object = None
+    # Upper-bound studies only, with object_estimator: the policy acts on the estimated poses but
+    # the episodes record the true ones (what a perfect hindsight labelling would train on).
+    record_true_poses: bool = False
 
     def __post_init__(self):
         if self.privileged_state and self.object_estimator is not None:
             raise ValueError('privileged_state and object_estimator are exclusive: true or estimated poses')
+        if self.record_true_poses and self.object_estimator is None:
+            raise ValueError('record_true_poses needs an object_estimator (the poses the policy acts on)')
         cfg = SimConfig(**dict(task_config(self.task), **self.sim_overrides))
         cfg.camera_width = cfg.camera_height = self.image_size
         self.sim = PegInsertionSim(cfg)
@@ -205,7 +210,7 @@ class SyncWorld:
                 if record:
                     for c in self.cameras:
                         rec['images'][c].append(tick_images()[c])
-                rec['state'].append(obs_state)
+                rec['state'].append(privileged_state(q, task) if self.record_true_poses else obs_state)
                 rec['action'].append(np.asarray(cmd, float).copy())
                 rec['human'].append(bool(out['intervention']))
             sim.step(applied)

@@ -50,6 +50,11 @@ def test_fit_save_load_and_the_loop_reads_it(tmp_path):
     assert np.allclose(rec.state[0, 7:], loaded.estimate(frame, rec.state[0, :7]), atol=1e-5)
     with pytest.raises(ValueError, match='exclusive'):
         SyncWorld(task='peg_insert_narrow', privileged_state=True, object_estimator=loaded)
+    # record_true_poses (upper-bound study): the same episode, recorded with the true poses.
+    true_rec = SyncWorld(task='peg_insert_narrow', mode='demo', image_size=64, object_estimator=loaded,
+                         record_true_poses=True).episode(3).episode
+    truth = SyncWorld(task='peg_insert_narrow', mode='demo', image_size=64, privileged_state=True).episode(3).episode
+    assert np.allclose(true_rec.state, truth.state, atol=1e-6)
 
     # The trainer reads robot episodes (joints only, as bags hold them) and appends the estimator's
     # reading of each recorded frame: the numbers the loop above handed the policy.
