@@ -59,14 +59,16 @@ class PoseSource:
 
 
 def phase_errors(log) -> dict:
+    """Per expert phase: ticks, peg and hole x-y error [mean, p95] in mm."""
+    def mean_p95(v):
+        return [round(float(v.mean()), 2), round(float(np.percentile(v, 95)), 2)]
     by_phase = {}
     for phase, peg, hole in log:
         by_phase.setdefault(phase, []).append((peg, hole))
     out = {}
     for phase, v in sorted(by_phase.items()):
         a = 1000 * np.asarray(v)
-        out[phase] = {'ticks': len(v), 'peg_mm': [round(float(a[:, 0].mean()), 2), round(float(np.percentile(a[:, 0], 95)), 2)],
-                      'hole_mm': [round(float(a[:, 1].mean()), 2), round(float(np.percentile(a[:, 1], 95)), 2)]}
+        out[phase] = {'ticks': len(v), 'peg_mm': mean_p95(a[:, 0]), 'hole_mm': mean_p95(a[:, 1])}
     return out
 
 
