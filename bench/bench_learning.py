@@ -187,6 +187,11 @@ def object_state(args) -> dict:
     return {'object_estimator': _ESTIMATORS[args.pose_estimator], 'record_true_poses': args.record_true_poses}
 
 
+def failure_mode(result) -> str:
+    """How a failed evaluation episode (sync_loop.EpisodeResult) failed, for the failure tallies."""
+    return f'peg knocked over in {result.fell_in}' if result.fell_in else f'timeout in {result.end_phase}'
+
+
 def core_evaluate(args, weights, norm_stats, config, seed):
     """The policy alone on eval instances, each tried `trials` times (same instance, new noise)."""
     import torch
@@ -207,8 +212,7 @@ def core_evaluate(args, weights, norm_stats, config, seed):
                 r = world.episode(task_seed, actor, record=False)
             outcomes.append(r.outcome == 'success')
             if r.outcome != 'success':
-                mode = (f'peg knocked over in {r.fell_in}' if r.fell_in
-                        else f'timeout in {r.end_phase}')
+                mode = failure_mode(r)
                 failures[mode] = failures.get(mode, 0) + 1
     return dict(_success_at(outcomes, args.trials), failures=failures)
 

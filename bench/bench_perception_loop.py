@@ -29,7 +29,7 @@ use_local_ros_network()          # no DDS is used here; set anyway, like every b
 os.environ.setdefault('MUJOCO_GL', 'egl')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_learning import eval_seeds  # noqa: E402
+from bench_learning import eval_seeds, failure_mode  # noqa: E402
 
 SOURCES = ('estimated', 'true_peg', 'true_hole', 'true')
 
@@ -80,6 +80,8 @@ def main():
     ap.add_argument('--seed', type=int, default=0, help="bench_learning seed whose evaluation instances to use")
     ap.add_argument('--instances', type=int, default=60)
     ap.add_argument('--sources', default='estimated,true', help=f'comma list of {SOURCES}; the first is the reference')
+    ap.add_argument('--inference-noise-scale', type=float, default=None,
+                    help="the policy's PolicyConfig.inference_noise_scale (default: the checkpoint's)")
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--out', default='')
     a = ap.parse_args()
@@ -94,6 +96,8 @@ def main():
     from hiors_policy.object_pose import ObjectPoseEstimator
     torch.set_num_threads(a.threads)
     policy, config, norm_stats, _ = load_checkpoint(base_source(a.policy, a.task))
+    if a.inference_noise_scale is not None:
+        config.inference_noise_scale = a.inference_noise_scale
     estimator = ObjectPoseEstimator.load(pose_estimator_source(a.pose_estimator, a.task))
     res = {'command': 'MUJOCO_GL=egl .venv/bin/python ' + ' '.join(sys.argv), 'seed': a.seed, 'sources': {}}
     reference = None
@@ -110,8 +114,7 @@ def main():
                 r = world.episode(task_seed, actor, record=False)
             outcomes.append(r.outcome == 'success')
             if r.outcome != 'success':
-                mode = f'peg knocked over in {r.fell_in}' if r.fell_in else f'timeout in {r.end_phase}'
-                failures[mode] = failures.get(mode, 0) + 1
+                failures[failure_mode(r)] = failures.get(failure_mode(r), 0) + 1
         k, n = sum(outcomes), len(outcomes)
         cell = {'n': n, 'success': k / n, 'ci95': list(wilson_interval(k, n)), 'outcomes': outcomes,
                 'failures': failures, 'estimator_error_by_phase': phase_errors(stand_in.log)}
