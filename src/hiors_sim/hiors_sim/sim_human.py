@@ -119,6 +119,14 @@ class SimHuman:
         self._t_state = now
         self._released = False
 
+    def hold_home(self) -> dict:
+        """Between episodes (and while the start waits on the policy or the trainer) the human has
+        the arm and commands the home pose the reset puts it in: neither the policy's last plan,
+        a policy that has just come up, nor a stale hold target can swing it into the freshly
+        placed peg. A tick()-style output."""
+        self.in_control = True
+        return {'command': np.array(HOME_Q, float), 'intervention': True, 'events': [], 'reset': False}
+
     def tick(self, now: float, q, task, success: bool, policy_command, commanded=None) -> dict:
         """One decision. `commanded`: the command last sent to the robot (the mux's executed
         action) where known; homing then ends once that is home (the reset puts the arm there),
@@ -130,8 +138,7 @@ class SimHuman:
         if self.state == 'homing':
             # Bring the arm home through the mux *before* the reset, so the mux's last target is
             # the pose the reset puts the arm in (no sweep back through the new scene).
-            out['intervention'] = self.in_control = True
-            out['command'] = np.array(HOME_Q, float)
+            out = self.hold_home()
             if commanded is not None:
                 at_home = np.max(np.abs(np.asarray(commanded)[:6] - HOME_Q[:6])) < 0.01
             else:
@@ -140,12 +147,7 @@ class SimHuman:
                 self.state = 'need_reset'
             return out
         if self.state in ('need_reset', 'resetting', 'settling') and not self._released:
-            # Between episodes the human has the arm and commands the home pose the reset puts it
-            # in: neither the policy's last plan nor a stale hold target can swing it into the
-            # freshly placed peg.
-            self.in_control = True
-            out['intervention'] = True
-            out['command'] = np.array(HOME_Q, float)
+            out = self.hold_home()
         if self.state == 'need_reset':
             if self.episode_limit and self.episodes_done >= self.episode_limit:
                 self.state = 'done'

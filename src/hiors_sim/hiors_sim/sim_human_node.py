@@ -213,9 +213,10 @@ class SimHumanNode(Node):
         phase = self.human.expert.phase
         if self.human.state == 'settling' and (self._missing_listeners() or self._policy_not_ready()
                                                or self._trainer_behind(now)):
-            self.human.reset_done(now)   # keep settling
-            return
-        out = self.human.tick(now, self.q, self.task, self.success, self.policy_command, self.commanded)
+            self.human.reset_done(now)   # keep settling, the arm held home (a policy coming up must not drive)
+            out = self.human.hold_home()
+        else:
+            out = self.human.tick(now, self.q, self.task, self.success, self.policy_command, self.commanded)
         if self.human.expert.phase != phase:
             self.get_logger().debug(f'expert phase {phase} -> {self.human.expert.phase} (gripper '
                                     f'{self.q[6]:.4f}, peg z {self.task["peg_pos"][2]:.3f})'

@@ -7,8 +7,8 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from hiors_common.testing import NodeProcess, spin_until
-from hiors_common.topics import (EPISODE_EVENT, JOINT_STATES, ROBOT_COMMAND, SIM_RESET_SERVICE, SIM_SUCCESS,
-                                 camera_topic, reliable_qos)
+from hiors_common.topics import (EPISODE_EVENT, INTERVENTION, JOINT_STATES, ROBOT_COMMAND, SIM_RESET_SERVICE,
+                                 SIM_SUCCESS, camera_topic, latched_qos, reliable_qos)
 from hiors_sim.scene import HOME_Q, JOINT_NAMES
 
 
@@ -83,9 +83,12 @@ def test_simulated_human_runs_demo_episodes_through_the_mux(test_node):
 
 def test_simulated_human_waits_for_the_policy_before_the_first_episode(test_node):
     """With wait_for_policy the first episode starts only once the real policy node has loaded its
-    model (its latched version), so no episode's clock runs while the arm waits for a policy."""
-    events = []
+    model (its latched version), so no episode's clock runs while the arm waits for a policy; and
+    meanwhile the human holds the arm (a policy that comes up before the start must not drive it:
+    a graph run's first episode once began with the peg knocked over that way)."""
+    events, intervention = [], []
     test_node.create_subscription(String, EPISODE_EVENT, lambda m: events.append(m.data), 10)
+    test_node.create_subscription(Bool, INTERVENTION, lambda m: intervention.append(m.data), latched_qos())
     human = NodeProcess('hiors_sim.sim_human_node', ros_args=[
         '-r', '__node:=sim_human', '-p', 'mode:=label_only', '-p', 'num_episodes:=1', '-p', 'episode_timeout_s:=1.0',
         '-p', 'wait_for_policy:=true', '-p', f'event_listeners:=[{test_node.get_name()}]'])
@@ -98,6 +101,7 @@ def test_simulated_human_waits_for_the_policy_before_the_first_episode(test_node
         spin_until(test_node, lambda: False, timeout=6.0)
         assert events == [], human.log()                  # the sim is up, the policy is not: no episode
         assert 'waiting for the policy' in human.log()
+        assert intervention and all(intervention), intervention     # the human has the arm
         policy.start()
         assert spin_until(test_node, lambda: 'start' in events, timeout=60), human.log() + policy.log()
     finally:
