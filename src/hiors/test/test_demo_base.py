@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from hiors.demo import (base_pose_estimator, base_source, pose_estimator_source, pretrained_base, training_demos,
-                        verified_base)
+from hiors.demo import (DEFAULT_BASE, base_pose_estimator, base_source, pose_estimator_source, pretrained_base,
+                        training_demos, verified_base)
 from hiors_common.signing import sha256_file
 
 
@@ -16,6 +16,9 @@ def test_every_committed_base_matches_its_sidecar():
     limited = base_source('pretrained:10demos', 'peg_insert_narrow')
     assert limited.endswith('base_peg_insert_narrow_10demos.safetensors')
     assert training_demos(limited) == 10
+    weak = base_source(DEFAULT_BASE, 'peg_insert_narrow')      # the main job's
+    assert training_demos(weak) == 5
+    assert base_pose_estimator(weak).endswith('object_pose_peg_insert_narrow.safetensors')
 
 
 def test_a_base_with_object_poses_names_its_estimator(tmp_path):
