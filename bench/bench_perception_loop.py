@@ -114,7 +114,8 @@ def main():
                 r = world.episode(task_seed, actor, record=False)
             outcomes.append(r.outcome == 'success')
             if r.outcome != 'success':
-                failures[failure_mode(r)] = failures.get(failure_mode(r), 0) + 1
+                mode = failure_mode(r)
+                failures[mode] = failures.get(mode, 0) + 1
         k, n = sum(outcomes), len(outcomes)
         cell = {'n': n, 'success': k / n, 'ci95': list(wilson_interval(k, n)), 'outcomes': outcomes,
                 'failures': failures, 'estimator_error_by_phase': phase_errors(stand_in.log)}
