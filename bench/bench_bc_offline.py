@@ -91,6 +91,7 @@ def main():
     ap.add_argument('--clearance', type=float, default=0.0, help='override the hole clearance per side (m)')
     ap.add_argument('--patch', type=int, default=0, help='override vision_patch_size')
     ap.add_argument('--vision-tower', default='', help="override vision_tower ('siglip' | 'keypoints')")
+    ap.add_argument('--action-space', default='', help="override action_space ('joint' | 'tool')")
     ap.add_argument('--keypoints', type=int, default=0, help='override vision_keypoints')
     ap.add_argument('--vision-width', type=int, default=0, help='override vision_width')
     ap.add_argument('--vision-backbone', default='', help="override vision_backbone ('conv' | 'efficientnet_lite0')")
@@ -121,7 +122,7 @@ def main():
     fields = {'chunk': 'chunk_size', 'exec': 'n_action_steps', 'image_size': 'image_size',
               'patch': 'vision_patch_size', 'vision_tower': 'vision_tower', 'keypoints': 'vision_keypoints',
               'vision_width': 'vision_width', 'vision_backbone': 'vision_backbone',
-              'backbone_lr_scale': 'vision_backbone_lr_scale'}
+              'backbone_lr_scale': 'vision_backbone_lr_scale', 'action_space': 'action_space'}
     over = {field: getattr(a, opt) for opt, field in fields.items()
             if getattr(a, opt) or (opt == 'backbone_lr_scale' and a.backbone_lr_scale is not None)}
     if a.privileged and a.pose_estimator:
@@ -167,6 +168,7 @@ def main():
                 image_size=config.image_size, patch=config.vision_patch_size, preset=a.preset,
                 vision_tower=config.vision_tower, keypoints=config.vision_keypoints,
                 vision_width=config.vision_width, vision_backbone=config.vision_backbone,
+                action_space=config.action_space,
                 backbone_lr_scale=config.vision_backbone_lr_scale, privileged=a.privileged,
                 pose_estimator=a.pose_estimator, ema=a.ema,
                 noise_samples=a.noise_samples, image_shift=a.image_shift, collect_s=round(t_collect))

@@ -74,7 +74,7 @@ class PolicyActor:
             batch = self.processor.prepare_observation(images() if callable(images) else images, state,
                                                        self.prompt)
             with torch.no_grad():
-                chunk = self.processor.unnormalize_actions(self.policy.sample_actions(batch)[0])
+                chunk = self.processor.joint_targets(self.policy.sample_actions(batch)[0], state)
             self.executor.submit(chunk, self.tick)
         return self.executor.command(self.tick)
 

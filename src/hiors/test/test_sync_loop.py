@@ -3,7 +3,7 @@ cores stepped in one process; episodes come out as the dataset library's Episode
 import numpy as np
 import torch
 
-from hiors.sync_loop import EpisodeStore, PolicyActor, SyncWorld
+from hiors.sync_loop import EpisodeStore, PolicyActor, SyncWorld, policy_copy
 from hiors_policy.config import make_config
 from hiors_policy.modeling import Pi0Policy
 from hiors_policy.processing import NormStats
@@ -45,6 +45,36 @@ def test_demo_and_policy_episodes_feed_the_trainer(tmp_path):
     assert np.isfinite(tr.train_step()['loss'])
     actor.load(tr.model_state(), tr.norm_stats)                 # the hot swap of the benchmark
     assert actor.executor.chunk is None and actor.executor.needs_request(actor.tick + 1)
+
+
+def test_tool_space_policy_trains_on_joint_episodes_and_commands_joints(tmp_path):
+    """action_space 'tool': the recorded (joint) episodes are encoded to tool poses as the trainer
+    loads them; the actor encodes its observations and sends joint targets (IK) to the arm."""
+    from hiors_sim.kinematics import ArmKinematics
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    config = make_config('tiny', image_size=64, action_space='tool')
+    ep = SyncWorld(task='peg_insert_narrow', mode='demo', image_size=64).episode(seed=7).episode
+    store = EpisodeStore()
+    store.add('online', ep)
+    tr = Trainer(TrainerConfig(episode_dir='online', out_dir=str(tmp_path), batch_size=4, intake_interval_s=1e9),
+                 loader=store.loader, lister=store.lister)
+    tr.resume_or_init(config=config)
+    assert tr.ingest() == 1
+    kept = next(iter(tr.intake.store.values()))
+    kin = ArmKinematics()
+    assert np.allclose(kept.state[:, :3], [kin.fk(q[:6])[0] for q in ep.state], atol=1e-5)
+    assert np.allclose(kept.action[:, :3], [kin.fk(q[:6])[0] for q in ep.action], atol=1e-5)
+    assert np.allclose(kept.action[:, 6], ep.action[:, 6])
+    assert np.isfinite(tr.train_step()['loss'])
+    assert np.abs(tr.norm_stats.action_mean[:3] - kept.action[:, :3].mean(0)).max() < 1e-4   # metres, not rad
+    actor = PolicyActor(Pi0Policy(config), tr.norm_stats)
+    actor.load(*policy_copy(tr))
+    f = SyncWorld(task='peg_insert_narrow', mode='label_only', episode_timeout_s=1.5, image_size=64).episode(
+        seed=8, actor=actor)
+    assert len(f.episode.action) >= 5 and np.all(np.isfinite(f.episode.action))
+    # What reached the arm are joint targets near the arm, not poses read as joints.
+    assert np.abs(f.episode.action[:, :6] - f.episode.state[:, :6]).max() < 0.5
 
 
 class _Sweeper:

@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .action_space import ACTION_SPACES, ROBOT_DIM
+
 FORMAT_VERSION = 1
 
 
@@ -55,6 +57,11 @@ class PolicyConfig:
     # Robot I/O. Vectors are zero-padded to max_*_dim (pi0 uses 32).
     state_dim: int = 7
     action_dim: int = 7
+    # What the robot part of the state (its first 7 dims) and the actions are
+    # (hiors_policy.action_space): 'joint' = joint angles + gripper, the robot's command vector;
+    # 'tool' = the tool pose [x, y, z, yaw, tilt_x, tilt_y, gripper] as the official Hi-ORS code
+    # acts (end-effector poses), turned into joint targets by inverse kinematics per chunk.
+    action_space: str = 'joint'
     max_state_dim: int = 32
     max_action_dim: int = 32
     camera_names: tuple = ('front', 'wrist')
@@ -146,6 +153,10 @@ class PolicyConfig:
             raise ValueError('expert_width must be even (sinusoidal time embedding)')
         if not self.camera_names or len(set(self.camera_names)) != len(self.camera_names):
             raise ValueError(f'camera_names must be non-empty and unique: {self.camera_names}')
+        if self.action_space not in ACTION_SPACES:
+            raise ValueError(f'action_space must be one of {ACTION_SPACES}, got {self.action_space!r}')
+        if self.action_space == 'tool' and (self.state_dim < ROBOT_DIM or self.action_dim != ROBOT_DIM):
+            raise ValueError(f"action_space 'tool' needs the robot's {ROBOT_DIM}-d state and actions")
         if self.dtype not in ('float32', 'bfloat16'):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if not (self.time_beta_alpha > 0 and self.time_beta_beta > 0):

@@ -311,7 +311,7 @@ class PolicyNode(Node):
                 with self._busy(policy), torch.inference_mode():
                     state = observed_state(obs['state'], obs['images'], self.estimator)
                     batch = processor.prepare_observation(obs['images'], state, self.cfg.prompt)
-                    chunk = processor.unnormalize_actions(policy.sample_actions(batch)[0])
+                    chunk = processor.joint_targets(policy.sample_actions(batch)[0], state)
             except Exception as exc:  # noqa: BLE001 - model errors: the control thread holds, reports
                 self.stats['last_error'] = f'inference failed: {exc}'
                 self.get_logger().error(f'inference failed, holding: {exc}', throttle_duration_sec=5.0)

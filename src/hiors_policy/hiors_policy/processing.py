@@ -7,6 +7,9 @@ Raw robot data -> model batch:
   state:  (state_dim,) -> z-scored with NormStats -> zero-padded to max_state_dim.
   action: (H, action_dim) chunk -> z-scored -> zero-padded to max_action_dim, with a step mask
           (chunk steps past the episode end) and a dim mask (padded dims).
+  action_space 'tool' (hiors_policy.action_space): an observation's joints become the tool pose
+          here; training samples arrive already encoded (the trainer encodes each episode once);
+          `joint_targets` turns a predicted chunk back into joint targets.
   prompt: str -> token ids + mask (tokenizer.tokenize_prompt).
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from .action_space import ROBOT_DIM, make_space
 from .config import PolicyConfig, loads_json
 from .tokenizer import make_tokenizer, tokenize_prompt
 
@@ -128,6 +132,7 @@ class PolicyProcessor:
         if getattr(self.tokenizer, 'vocab_size', 0) > config.vocab_size:
             raise ValueError(f'tokenizer vocab {self.tokenizer.vocab_size} > config.vocab_size {config.vocab_size}')
         self._prompt_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.space = make_space(config.action_space)      # None: joint space, nothing to convert
 
     # ------------------------------------------------------------------ pieces
     def image_array(self, img: np.ndarray, name: str = '') -> np.ndarray:
@@ -193,6 +198,13 @@ class PolicyProcessor:
             raise ValueError('policy produced non-finite actions')
         return a
 
+    def joint_targets(self, chunk, state) -> np.ndarray:
+        """Model output -> (H, 7+) joint targets for the executor: unnormalised and, in tool space,
+        solved by inverse kinematics from the measured joints at the start of `state` (all NaN
+        when that fails: the executor refuses the chunk and the robot holds)."""
+        a = self.unnormalize_actions(chunk)
+        return a if self.space is None else self.space.decode(a, np.asarray(state)[:ROBOT_DIM])
+
     def tokenize(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
         hit = self._prompt_cache.get(prompt)
         if hit is None:
@@ -210,7 +222,10 @@ class PolicyProcessor:
     # ------------------------------------------------------------------ inference
     def prepare_observation(self, images: dict[str, np.ndarray], state: np.ndarray,
                             prompt: str) -> dict[str, torch.Tensor]:
-        """One observation -> model batch with B=1 (CPU tensors; the policy moves them)."""
+        """One observation -> model batch with B=1 (CPU tensors; the policy moves them). `state`:
+        the robot's joints (+ object poses), converted to the policy's action_space here."""
+        if self.space is not None:
+            state = self.space.encode(state)
         im, present = self.images_array(images)
         ids, mask = self.tokenize(prompt)
         return {

@@ -11,8 +11,17 @@ from .scene import ARM_JOINTS, JOINT_LIMITS, build_mjcf
 
 def quat_from_yaw_down(yaw: float) -> np.ndarray:
     """Tool pointing straight down (tool z = world -z), rotated by `yaw` about world z (wxyz)."""
+    return quat_from_tool_axes(yaw)
+
+
+def quat_from_tool_axes(yaw: float, tilt_x: float = 0.0, tilt_y: float = 0.0) -> np.ndarray:
+    """Tool orientation (wxyz) whose z axis has world x, y components (tilt_x, tilt_y) and points
+    down, and whose x axis heads at `yaw` about world z (projected square to the z axis)."""
+    z = np.array([tilt_x, tilt_y, -np.sqrt(max(0.0, 1.0 - tilt_x ** 2 - tilt_y ** 2))])
+    z /= np.linalg.norm(z)
     x = np.array([np.cos(yaw), np.sin(yaw), 0.0])
-    z = np.array([0.0, 0.0, -1.0])
+    x -= x.dot(z) * z
+    x /= np.linalg.norm(x)
     y = np.cross(z, x)
     quat = np.zeros(4)
     mujoco.mju_mat2Quat(quat, np.column_stack([x, y, z]).reshape(-1))
@@ -47,6 +56,11 @@ class ArmKinematics:
         quat = np.zeros(4)
         mujoco.mju_mat2Quat(quat, self.data.site_xmat[self.site_id])
         return self.data.site_xpos[self.site_id].copy(), quat
+
+    def fk_matrix(self, q6) -> tuple[np.ndarray, np.ndarray]:
+        """Tool-centre-point position (3,) and rotation matrix (3, 3), columns = tool axes."""
+        self._set(np.asarray(q6, float)[:6])
+        return self.data.site_xpos[self.site_id].copy(), self.data.site_xmat[self.site_id].reshape(3, 3).copy()
 
     def ik(self, pos, quat_wxyz, q_init, iterations: int = 60, tol: float = 1e-4,
            damping: float = 1e-3, rot_weight: float = 0.3) -> np.ndarray:

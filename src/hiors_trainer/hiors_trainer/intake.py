@@ -53,6 +53,7 @@ class Intake:
         self.success_classifier = success_classifier
         self.cameras = None                  # the policy's cameras once it is built; None keeps every one
         self.estimator = None                # ObjectPoseEstimator: appends object poses to joint-only states
+        self.space = None                    # hiors_policy.action_space.ToolSpace: episodes kept in tool space
         self.ledger: dict[str, dict] = {}    # episode_id -> {'ret', 'reason', 'samples'} (online)
         self.store: dict[str, Stored] = {}
         self.stats = RejectionStats()
@@ -101,8 +102,11 @@ class Intake:
                     log.warning('skipping episode %s: %s', eid, exc)
                     dec.reason = REASON_LOAD_ERROR
                     return dec, ep
+            action = np.asarray(ep.action, np.float32)
+            if self.space is not None:           # once per episode, not per sample
+                state, action = self.space.encode(state), self.space.encode(action)
             self.store[('demo:' if demo else '') + eid] = Stored(
-                dec, state, np.asarray(ep.action, np.float32), images,
+                dec, state, action, images,
                 str(getattr(ep.info, 'task', '') or ''), demo, np.asarray(ep.intervention, bool))
         return dec, ep
 
