@@ -275,7 +275,8 @@ class Trainer:
         self.norm_stats = norm_stats
         self.processor = PolicyProcessor(self.config, norm_stats)
         if self.intake.store and type(self.intake.space) is not type(self.processor.space):
-            raise ValueError(f'the policy acts in {self.config.action_space!r} space, unlike the episodes already loaded')
+            raise ValueError(f'the policy acts in {self.config.action_space!r} space, '
+                             'unlike the episodes already loaded')
         self.intake.space = self.processor.space
         self.loss_module = loss_module(self.policy, self.device, self.cfg.noise_samples, self.world_size, self.fsdp)
         self.optim.attach(self.loss_module, self.policy)
