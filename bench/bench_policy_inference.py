@@ -5,11 +5,13 @@ Prints:
   * 'tiny' chunk latency on CPU (2 threads by default): model only (prefix encoded once + N Euler
     steps) and end to end (raw uint8 images + state + prompt -> unnormalised (H, 7) chunk), plus the
     same chunk without the prefix KV cache for comparison; mean / p50 / p95 over --n chunks,
+  * with --checkpoint, a trained policy end to end at the home pose, down to the joint targets
+    (inverse kinematics of a tool-space chunk timed on its own as well),
   * full 'pi0' chunk latency on CUDA (bf16 weights, random init) when a GPU is present;
     otherwise a line saying it was skipped.
 
 Usage: python bench/bench_policy_inference.py [--n 50] [--threads 2] [--presets tiny,small]
-       [--vision-backbone efficientnet_lite0]
+       [--vision-backbone efficientnet_lite0] [--checkpoint pretrained:5demos_tool]
 Timings depend on machine load; re-run on a quiet machine for reported figures.
 """
 from __future__ import annotations
@@ -137,6 +139,27 @@ def pi0_latency(n: int, device: torch.device, **overrides):
         print(f'  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB')
 
 
+def checkpoint_latency(source: str, n: int, threads: int):
+    """A trained policy from raw frames, joints and object poses at the home pose to the joint
+    targets the chunk executor gets (PolicyProcessor.joint_targets: IK per row in tool space)."""
+    from hiors.demo import base_source
+    from hiors_common.robot import HOME_Q
+    from hiors_policy.checkpoint import load_checkpoint
+    torch.set_num_threads(threads)
+    p, c, norm_stats, _ = load_checkpoint(base_source(source, 'peg_insert_narrow'))
+    proc = PolicyProcessor(c, norm_stats)
+    images, _, prompt = random_observation(c)
+    state = np.concatenate([HOME_Q, norm_stats.state_mean[len(HOME_Q):]])   # mean object poses
+    print(f'== {source} ({c.name}, action_space {c.action_space}) on CPU, {threads} thread(s) ==')
+    with torch.inference_mode():
+        out = p.sample_actions(proc.prepare_observation(images, state, prompt))[0]
+        ts = timed(lambda: proc.joint_targets(out, state), n, 3)
+        print(f'  chunk -> joint targets:     {stats_ms(ts)}')
+        ts = timed(lambda: proc.joint_targets(p.sample_actions(proc.prepare_observation(images, state, prompt))[0],
+                                              state), n, max(3, n // 10))
+        print(f'  end to end (raw -> joints): {stats_ms(ts)}')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--n', type=int, default=50, help='chunks timed per measurement')
@@ -146,12 +169,17 @@ def main():
                     help='also run the pi0 code path on CPU at depth 1 (checks shapes, not speed)')
     ap.add_argument('--vision-backbone', default='', help="override vision_backbone of the CPU presets "
                     "('conv' | 'efficientnet_lite0'; keypoint tower only)")
+    ap.add_argument('--checkpoint', default='',
+                    help="also time a trained checkpoint ('pretrained:<variant>' or a file) end to end at the "
+                         "home pose: what the policy node runs, inverse kinematics of a tool-space chunk included")
     args = ap.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     param_counts()
     for name in args.presets.split(','):
         over = {'vision_backbone': args.vision_backbone} if args.vision_backbone else {}
         cpu_latency(name.strip(), args.n, args.threads, **over)
+    if args.checkpoint:
+        checkpoint_latency(args.checkpoint, args.n, args.threads)
     if args.pi0_smoke_cpu:
         pi0_latency(3, torch.device('cpu'), vision_depth=1, lm_depth=1)
     if torch.cuda.is_available():
