@@ -227,3 +227,30 @@ def test_policy_with_an_object_pose_estimator_plans_from_joints_and_estimated_po
         refused.stop()
         policy.stop()
         sim.stop()
+
+
+def test_tool_space_policy_sends_joint_targets(tmp_path, test_node):
+    """A checkpoint acting in tool poses (action_space 'tool'): the node encodes the real sim
+    node's joints and sends joint targets solved by IK. Its norm stats are centred on the home
+    pose with a tiny spread, so whatever the random weights predict lands at the home joints; a
+    node that published the poses themselves (x ~0.44 m, yaw ~pi) would be far off."""
+    from hiors_common.robot import HOME_Q
+    from hiors_policy.action_space import ToolSpace
+    ckpt = tmp_path / 'tool.safetensors'
+    config = make_config('tiny', action_space='tool')
+    home_pose = ToolSpace().encode(np.asarray(HOME_Q)[None])[0].astype(np.float64)
+    stats = NormStats(home_pose, np.ones(7), home_pose, np.full(7, 1e-4))
+    save_checkpoint(ckpt, Pi0Policy(config), config, stats, 'tool-test')
+    sim = NodeProcess('hiors_sim.sim_node', ros_args=['-r', '__node:=sim', '-p', 'camera_width:=96',
+                                                      '-p', 'camera_height:=96'])
+    policy = NodeProcess('hiors_policy.policy_node', ros_args=['-r', '__node:=policy', '-p', f'checkpoint:={ckpt}'])
+    commands = []
+    test_node.create_subscription(Float64MultiArray, POLICY_COMMAND, lambda m: commands.append(list(m.data)), 10)
+    sim.start()
+    policy.start()
+    try:
+        assert spin_until(test_node, lambda: len(commands) >= 5, timeout=60), policy.log()
+        assert np.abs(np.asarray(commands[-5:]) - np.asarray(HOME_Q)).max() < 0.02, commands[-1]
+    finally:
+        policy.stop()
+        sim.stop()
