@@ -16,3 +16,14 @@ JOINT_VELOCITY_LIMITS = (3.0, 3.0, 3.0, 4.0, 4.0, 4.0, 0.4)
 GRIPPER_OPEN = 0.035       # opening per finger when open (the joint's range goes to 0.04)
 GRIPPER_CLOSED = 0.0
 HOME_Q = (0.0, 0.5, 1.6, 0.0, 1.04, 0.0, GRIPPER_OPEN)   # arm above the workspace, tool pointing down
+
+
+def load_arm_kinematics(purpose: str):
+    """The robot's forward / inverse kinematics (hiors_sim.kinematics.ArmKinematics on the arm's
+    MJCF), for the packages that work in tool poses (end-effector teleop, a tool-space policy);
+    a clear error naming `purpose` where hiors_sim is not installed."""
+    try:
+        from hiors_sim.kinematics import ArmKinematics
+    except ImportError as exc:
+        raise RuntimeError(f'{purpose} needs hiors_sim.kinematics.ArmKinematics (the robot model): {exc}') from exc
+    return ArmKinematics()

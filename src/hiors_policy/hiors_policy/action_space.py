@@ -16,7 +16,7 @@ observations and decodes chunks.
 """
 import numpy as np
 
-from hiors_common.robot import ARM_JOINTS, JOINT_NAMES
+from hiors_common.robot import ARM_JOINTS, JOINT_NAMES, load_arm_kinematics
 
 ACTION_SPACES = ('joint', 'tool')
 ROBOT_DIM = len(JOINT_NAMES)
@@ -26,21 +26,11 @@ ARM_DIM = len(ARM_JOINTS)
 MAX_IK_STEP_RAD = 0.5
 
 
-def load_arm_kinematics():
-    """The robot's kinematics (hiors_sim.kinematics on its MJCF), with a clear error without it."""
-    try:
-        from hiors_sim.kinematics import ArmKinematics, quat_from_tool_axes  # noqa: F401
-    except ImportError as exc:
-        raise RuntimeError("action_space 'tool' needs hiors_sim.kinematics (the robot model): "
-                           f'{exc}') from exc
-    return ArmKinematics()
-
-
 class ToolSpace:
     """Joint rows <-> tool-pose rows of the same width (7)."""
 
     def __init__(self, kinematics=None):
-        self.kin = kinematics if kinematics is not None else load_arm_kinematics()
+        self.kin = kinematics if kinematics is not None else load_arm_kinematics("action_space 'tool'")
 
     def encode(self, rows) -> np.ndarray:
         """(..., >= 7) rows whose first 7 columns are joints -> the same rows with those columns as

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hiors_common.robot import load_arm_kinematics
+
 from .episode import normalise
 
 
@@ -296,9 +298,4 @@ class TeleopCore:
 
 def load_kinematics():
     """The robot's kinematics from hiors_sim (MJCF); a clear error when it is not installed."""
-    try:
-        from hiors_sim.kinematics import ArmKinematics
-    except ImportError as exc:
-        raise RuntimeError('end-effector teleop needs hiors_sim.kinematics.ArmKinematics '
-                           f'(the robot model): {exc}') from exc
-    return ArmKinematics()
+    return load_arm_kinematics('end-effector teleop')
