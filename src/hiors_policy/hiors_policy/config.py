@@ -60,7 +60,9 @@ class PolicyConfig:
     # What the robot part of the state (its first 7 dims) and the actions are
     # (hiors_policy.action_space): 'joint' = joint angles + gripper, the robot's command vector;
     # 'tool' = the tool pose [x, y, z, yaw, tilt_x, tilt_y, gripper] as the official Hi-ORS code
-    # acts (end-effector poses), turned into joint targets by inverse kinematics per chunk.
+    # acts (end-effector poses), turned into joint targets by inverse kinematics per chunk. The
+    # same 5-demo recipe is 53-73% alone in tool space, 32-45% in joint space, but online Hi-ORS
+    # does not lift the tool-space base (BENCHMARKS.md, session 40); the committed bases are 'joint'.
     action_space: str = 'joint'
     max_state_dim: int = 32
     max_action_dim: int = 32
