@@ -31,6 +31,8 @@ class ToolSpace:
 
     def __init__(self, kinematics=None):
         self.kin = kinematics if kinematics is not None else load_arm_kinematics("action_space 'tool'")
+        from hiors_sim.kinematics import quat_from_tool_axes      # installed: the kinematics loaded
+        self._orientation = quat_from_tool_axes
 
     def encode(self, rows) -> np.ndarray:
         """(..., >= 7) rows whose first 7 columns are joints -> the same rows with those columns as
@@ -49,14 +51,13 @@ class ToolSpace:
         """(H, 7) tool-pose targets -> (H, 7) joint targets, each row solved from the previous
         one (the first from the measured joints `q_now`). A chunk that is not finite or whose
         solution jumps (MAX_IK_STEP_RAD) comes back all NaN, which the chunk executor refuses."""
-        from hiors_sim.kinematics import quat_from_tool_axes
         c = np.asarray(chunk, dtype=np.float64)
         out = np.full((c.shape[0], ROBOT_DIM), np.nan)
         if c.ndim != 2 or c.shape[1] < ROBOT_DIM or not np.all(np.isfinite(c)):
             return out
         q = np.asarray(q_now, dtype=np.float64)[:ARM_DIM]
         for i, (x, y, z, yaw, tilt_x, tilt_y, grip) in enumerate(c[:, :ROBOT_DIM]):
-            nxt = self.kin.ik(np.array([x, y, z]), quat_from_tool_axes(yaw, tilt_x, tilt_y), q)
+            nxt = self.kin.ik(np.array([x, y, z]), self._orientation(yaw, tilt_x, tilt_y), q)
             if not np.all(np.isfinite(nxt)) or np.max(np.abs(nxt - q)) > MAX_IK_STEP_RAD:
                 return np.full((c.shape[0], ROBOT_DIM), np.nan)
             out[i, :ARM_DIM], out[i, ARM_DIM] = nxt, grip

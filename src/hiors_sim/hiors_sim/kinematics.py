@@ -52,10 +52,10 @@ class ArmKinematics:
 
     def fk(self, q6) -> tuple[np.ndarray, np.ndarray]:
         """Tool-centre-point position (3,) and orientation quaternion (w, x, y, z)."""
-        self._set(np.asarray(q6, float)[:6])
+        pos, mat = self.fk_matrix(q6)
         quat = np.zeros(4)
-        mujoco.mju_mat2Quat(quat, self.data.site_xmat[self.site_id])
-        return self.data.site_xpos[self.site_id].copy(), quat
+        mujoco.mju_mat2Quat(quat, mat.reshape(-1))
+        return pos, quat
 
     def fk_matrix(self, q6) -> tuple[np.ndarray, np.ndarray]:
         """Tool-centre-point position (3,) and rotation matrix (3, 3), columns = tool axes."""
