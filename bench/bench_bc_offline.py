@@ -117,6 +117,8 @@ def main():
     ap.add_argument('--json', default='')
     ap.add_argument('--save', default='', help='write the final (EMA if on) policy checkpoint here')
     a = ap.parse_args()
+    if a.save:   # now, not after the training: a missing folder must not lose the result
+        os.makedirs(os.path.dirname(os.path.abspath(a.save)), exist_ok=True)
     torch.set_num_threads(a.threads)
     # Policy config overrides: command-line option -> PolicyConfig field (0 / '' = the preset's).
     fields = {'chunk': 'chunk_size', 'exec': 'n_action_steps', 'image_size': 'image_size',

@@ -109,6 +109,9 @@ def main():
         raise SystemExit('give --save (train one) or --evaluate (measure one)')
     if a.evaluate:
         a.demos = a.rollouts = 0
+    else:
+        # Now, not after the hour of collecting and training: a missing folder must not lose the result.
+        os.makedirs(os.path.dirname(os.path.abspath(a.save)), exist_ok=True)
     torch.set_num_threads(a.threads)
     t0 = time.time()
     world = SyncWorld(task=a.task, mode='demo', privileged_state=True)
