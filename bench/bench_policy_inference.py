@@ -139,14 +139,14 @@ def pi0_latency(n: int, device: torch.device, **overrides):
         print(f'  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB')
 
 
-def checkpoint_latency(source: str, n: int, threads: int):
+def checkpoint_latency(source: str, task: str, n: int, threads: int):
     """A trained policy from raw frames, joints and object poses at the home pose to the joint
     targets the chunk executor gets (PolicyProcessor.joint_targets: IK per row in tool space)."""
     from hiors.demo import base_source
     from hiors_common.robot import HOME_Q
     from hiors_policy.checkpoint import load_checkpoint
     torch.set_num_threads(threads)
-    p, c, norm_stats, _ = load_checkpoint(base_source(source, 'peg_insert_narrow'))
+    p, c, norm_stats, _ = load_checkpoint(base_source(source, task))
     proc = PolicyProcessor(c, norm_stats)
     images, _, prompt = random_observation(c)
     state = np.concatenate([HOME_Q, norm_stats.state_mean[len(HOME_Q):]])   # mean object poses
@@ -172,6 +172,7 @@ def main():
     ap.add_argument('--checkpoint', default='',
                     help="also time a trained checkpoint ('pretrained:<variant>' or a file) end to end at the "
                          "home pose: what the policy node runs, inverse kinematics of a tool-space chunk included")
+    ap.add_argument('--task', default='peg_insert_narrow', help="the task whose committed base 'pretrained:<variant>' names")
     args = ap.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     param_counts()
@@ -179,7 +180,7 @@ def main():
         over = {'vision_backbone': args.vision_backbone} if args.vision_backbone else {}
         cpu_latency(name.strip(), args.n, args.threads, **over)
     if args.checkpoint:
-        checkpoint_latency(args.checkpoint, args.n, args.threads)
+        checkpoint_latency(args.checkpoint, args.task, args.n, args.threads)
     if args.pi0_smoke_cpu:
         pi0_latency(3, torch.device('cpu'), vision_depth=1, lm_depth=1)
     if torch.cuda.is_available():
