@@ -172,7 +172,8 @@ def main():
     ap.add_argument('--checkpoint', default='',
                     help="also time a trained checkpoint ('pretrained:<variant>' or a file) end to end at the "
                          "home pose: what the policy node runs, inverse kinematics of a tool-space chunk included")
-    ap.add_argument('--task', default='peg_insert_narrow', help="the task whose committed base 'pretrained:<variant>' names")
+    ap.add_argument('--task', default='peg_insert_narrow',
+                    help="the task whose committed base a 'pretrained:<variant>' --checkpoint names")
     args = ap.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     param_counts()
